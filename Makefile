@@ -1,0 +1,53 @@
+# genrecall: two commands to start (README): `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 3000
+
+# Telemetry of every tool off; tool state inside the workspace (see src/genrecall/env.py).
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export BENTOML_DO_NOT_TRACK := True
+export DVC_NO_ANALYTICS := 1
+export FEAST_USAGE := False
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PREFECT_HOME := $(CURDIR)/.state/prefect
+export BENTOML_HOME := $(CURDIR)/.state/bentoml
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.state/dvc-site
+
+.PHONY: help venv run pipeline test test-fast serve constraints clean
+
+help:
+	@echo "make run    - create .venv, install, run the pipeline (dvc repro) on the synthetic marketplace"
+	@echo "make test   - create .venv if missing and run the test suite"
+	@echo "make constraints - re-freeze constraints.txt from the current venv"
+
+# The venv is rebuilt when the dependency list or the constraints change.
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+pipeline: venv
+	$(BIN)/dvc repro
+	$(BIN)/dvc push --quiet || echo "dvc push failed: outputs stay in the local cache only"
+
+run: pipeline
+	@$(BIN)/genrecall summary
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+constraints: venv
+	{ head -n 2 constraints.txt; $(BIN)/pip freeze | grep -v -e '^-e' -e '^genrecall' | sed 's/+cpu$$//'; } > constraints.tmp && mv constraints.tmp constraints.txt
+
+clean:
+	rm -rf data models reports plots .state

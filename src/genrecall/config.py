@@ -1,0 +1,60 @@
+"""Configuration: ``params.yaml`` (namespaced by stage) into typed dataclasses.
+
+Each stage module defines a config dataclass with safe defaults and a comment on each default.
+This module only loads the YAML and fills a dataclass from one namespace, refusing unknown keys so a
+typo in params.yaml fails loudly instead of silently using a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: str | Path | None = None) -> dict[str, Any]:
+    """Read params.yaml (or ``$GENRECALL_PARAMS``); a missing file means all defaults."""
+    path = Path(path or os.environ.get("GENRECALL_PARAMS", DEFAULT_PARAMS))
+    if not path.exists():
+        return {}
+    with path.open() as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of stage names to settings")
+    return data
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
+    """Build dataclass ``cls`` from ``values``; unknown keys raise, missing keys take defaults."""
+    values = dict(values or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(fields)}")
+    for name, value in list(values.items()):
+        ftype = fields[name].type
+        # YAML lists become tuples where the dataclass declares a tuple (hashable, immutable config).
+        if isinstance(value, list) and "tuple" in str(ftype):
+            values[name] = tuple(value)
+    return cls(**values)
+
+
+def stage_config(cls: type[T], stage: str, params: dict[str, Any] | None = None) -> T:
+    """The config for ``stage`` from params.yaml (or from ``params`` when given)."""
+    params = load_params() if params is None else params
+    return from_dict(cls, params.get(stage))
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """A stable short hash of a params mapping (recorded in bundle manifests and reports)."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
