@@ -1,0 +1,1 @@
+"""Data: table contracts (schema), the synthetic marketplace, real judged sets, validation, splits."""

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from genrecall.config import from_dict, load_params, params_hash, stage_config
+
+
+@dataclass
+class _Cfg:
+    alpha: float = 0.5
+    sizes: tuple[int, ...] = (4, 4)
+    name: str = "x"
+    extra: dict = field(default_factory=dict)
+
+
+def test_from_dict_fills_defaults_and_converts_lists() -> None:
+    cfg = from_dict(_Cfg, {"alpha": 1.5, "sizes": [8, 2]})
+    assert cfg.alpha == 1.5 and cfg.sizes == (8, 2) and cfg.name == "x"
+
+
+def test_from_dict_rejects_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="unknown setting"):
+        from_dict(_Cfg, {"alpah": 1.0})
+
+
+def test_stage_config_reads_params_file(tmp_path, monkeypatch) -> None:
+    p = tmp_path / "params.yaml"
+    p.write_text("mystage:\n  alpha: 2.0\n  name: y\n")
+    monkeypatch.setenv("GENRECALL_PARAMS", str(p))
+    assert stage_config(_Cfg, "mystage") == _Cfg(alpha=2.0, name="y")
+    assert stage_config(_Cfg, "absent") == _Cfg()
+    assert load_params(tmp_path / "missing.yaml") == {}
+
+
+def test_params_hash_is_order_independent() -> None:
+    assert params_hash({"a": 1, "b": [1, 2]}) == params_hash({"b": [1, 2], "a": 1})
+    assert params_hash({"a": 1}) != params_hash({"a": 2})
+
+
+def test_repo_params_load_into_every_stage_config() -> None:
+    """params.yaml at the repo root has only known keys for each stage's config."""
+    import importlib
+
+    from tests.conftest import REPO_ROOT
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params, "params.yaml is missing or empty"
+    stage_configs = {
+        "generate": ("genrecall.data.marketplace", "MarketplaceConfig"),
+        "validate": ("genrecall.data.validate", "ValidateConfig"),
+    }
+    for stage, (module, name) in stage_configs.items():
+        cls = getattr(importlib.import_module(module), name)
+        from_dict(cls, params.get(stage))
