@@ -39,3 +39,24 @@ def test_sid_string_round_trip() -> None:
     assert sid_from_str("12-5-33-0") == (12, 5, 33, 0)
     with pytest.raises(ValueError):
         sid_from_str("12-x")
+
+
+def test_arrow_backed_list_columns_read_back(tmp_path) -> None:
+    """Frames whose list columns are Arrow-backed (as the marketplace builds them) round-trip."""
+    import pyarrow as pa
+
+    from genrecall.data.schema import CATEGORIES
+
+    df = pd.DataFrame(
+        {
+            "category_id": [1],
+            "parent_id": [None],
+            "level": [1],
+            "name": ["Home"],
+            "path": ["Home"],
+            "noun": [None],
+            "synonyms": pd.Series([["house"]], dtype=pd.ArrowDtype(pa.list_(pa.string()))),
+        }
+    )
+    write_table(df, CATEGORIES, tmp_path)
+    assert read_table(CATEGORIES, tmp_path)["synonyms"].tolist() == [["house"]]

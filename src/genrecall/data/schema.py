@@ -167,7 +167,10 @@ def to_arrow(df: pd.DataFrame, spec: TableSpec) -> pa.Table:
     missing = [c for c in spec.columns if c not in df.columns]
     if missing:
         raise ValueError(f"table {spec.name!r} is missing columns {missing}")
-    return pa.Table.from_pandas(df[spec.columns], schema=spec.schema, preserve_index=False)
+    table = pa.Table.from_pandas(df[spec.columns], schema=spec.schema, preserve_index=False)
+    # Drop pandas metadata: frames with Arrow-backed dtypes record types pandas cannot rebuild on
+    # read; the Arrow schema alone is the contract.
+    return table.replace_schema_metadata(None)
 
 
 def write_table(df: pd.DataFrame, spec: TableSpec, directory: str | Path) -> Path:
@@ -185,7 +188,7 @@ def read_table(spec: TableSpec, directory: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no {spec.name!r} table at {path}")
     table = pq.read_table(path)
-    df = table.to_pandas()
+    df = table.to_pandas(ignore_metadata=True)
     for field in spec.schema:
         if pa.types.is_list(field.type) and field.name in df.columns:
             df[field.name] = [list(v) if v is not None else None for v in df[field.name]]
