@@ -1,0 +1,205 @@
+"""Trie-constrained beam search over SID tokens: every returned beam is a real SID.
+
+A SID has a fixed length D (L levels + suffix), so decoding is exactly D steps and needs no <eos>.
+At step t each live beam may only extend with the codes `trie.next_codes(prefix)` allows; all other
+logits are -inf. Scores are sums of log-probabilities under the model's full-vocabulary softmax
+(masking happens after normalisation, as in `transformers`' constrained generation), so a score is
+the model's log-probability of emitting exactly that SID after the prompt.
+
+`beam_search` is the fast path: prompts batched with left padding, the prompt prefilled once, then one
+token per step through the KV cache, beams reordered in the cache, masks built from the trie with one
+dictionary lookup per distinct prefix and a single scatter. `reference_beam_search` is the slow,
+obviously-correct version (one prompt, full forward per beam per step, plain Python); tests hold the
+two to the same answers. Ties break the same way in both: by parent beam order, then by code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from genrecall.gen.tokenizer import GenTokenizer
+from genrecall.sid.trie import SidTrie
+
+
+@dataclass(frozen=True)
+class BeamResult:
+    """Beams for one prompt, best first: ``sids`` (k, D) int64 and their log-probs ``scores`` (k,)."""
+
+    sids: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.sids.shape[0])
+
+    def as_tuples(self) -> list[tuple[int, ...]]:
+        return [tuple(int(c) for c in row) for row in self.sids]
+
+
+def _empty(depth: int) -> BeamResult:
+    return BeamResult(np.empty((0, depth), dtype=np.int64), np.empty(0, dtype=np.float64))
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty")
+        ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _sid_log_probs(logits: torch.Tensor, start: int, size: int) -> torch.Tensor:
+    """log_softmax over the full vocabulary, then only the columns of one SID position (float32)."""
+    logits = logits.float()
+    return logits[:, start:start + size] - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+
+def _allowed_mask(trie: SidTrie, prefixes: np.ndarray, live: np.ndarray, size: int) -> np.ndarray:
+    """(rows, size) bool: which codes each live beam may take next; dead rows stay all False."""
+    mask = np.zeros((prefixes.shape[0], size), dtype=bool)
+    rows = np.flatnonzero(live)
+    if rows.size == 0:
+        return mask
+    # beams share prefixes: one trie lookup per distinct prefix, then a gather to every row
+    unique, inverse = np.unique(prefixes[rows], axis=0, return_inverse=True)
+    allowed = np.zeros((unique.shape[0], size), dtype=bool)
+    for u, prefix in enumerate(unique.tolist()):
+        codes = trie.next_codes(prefix)
+        allowed[u, codes[codes < size]] = True  # a trie code outside the vocabulary can never be emitted
+    mask[rows] = allowed[inverse.reshape(-1)]
+    return mask
+
+
+def _cache_keyword(model: torch.nn.Module) -> str:
+    """The cache keyword of this transformers version ("cache" in 5.x, "past_key_values" before)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+@torch.inference_mode()
+def beam_search(
+    model: torch.nn.Module,
+    tokenizer: GenTokenizer,
+    trie: SidTrie,
+    prompts: Sequence[Sequence[int]],
+    beam_size: int,
+    *,
+    batch_size: int = 32,
+    show_progress: bool = False,
+) -> list[BeamResult]:
+    """Top-``beam_size`` valid SIDs per prompt, best first (fewer when the trie holds fewer).
+
+    Prompts are processed ``batch_size`` at a time (rows in the model = batch_size * beam_size);
+    ``show_progress`` draws a rich bar over the batches (for offline evaluation).
+    """
+    if beam_size < 1:
+        raise ValueError("beam_size must be >= 1")
+    if trie.depth != tokenizer.sid_depth:
+        raise ValueError(f"trie depth {trie.depth} != tokenizer SID depth {tokenizer.sid_depth}")
+    out: list[BeamResult] = []
+    with Progress(TextColumn(f"beam {beam_size}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=not show_progress, transient=True) as bar:
+        task = bar.add_task("beam", total=len(prompts))
+        for lo in range(0, len(prompts), batch_size):
+            out += _beam_batch(model, tokenizer, trie, prompts[lo:lo + batch_size], beam_size)
+            bar.update(task, completed=len(out))
+    return out
+
+
+def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_size: int) -> list[BeamResult]:
+    depth = tokenizer.sid_depth
+    if len(trie) == 0:
+        return [_empty(depth) for _ in prompts]
+    device = next(model.parameters()).device
+    cache_kw = _cache_keyword(model)
+    n = len(prompts)
+    max_len = getattr(model.config, "max_position_embeddings", None)
+    if max_len is not None and max(len(p) for p in prompts) + depth > max_len:
+        raise ValueError(f"prompt of {max(len(p) for p in prompts)} tokens + {depth} SID tokens exceeds {max_len} positions")
+
+    ids, attn = _left_pad(prompts, tokenizer.pad_id, device)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+    cache = res.cache if hasattr(res, "cache") else res.past_key_values
+    logits = res.logits[:, -1, :]
+    next_pos = pos[:, -1:] + 1  # (n, 1)
+
+    k = 1  # beams per prompt so far
+    scores = torch.zeros((n, 1), dtype=torch.float32, device=device)
+    prefixes = np.zeros((n, 1, 0), dtype=np.int64)
+    for t in range(depth):
+        size = tokenizer.sid_vocab_sizes[t]
+        live = torch.isfinite(scores).reshape(-1).cpu().numpy()
+        allowed = torch.from_numpy(_allowed_mask(trie, prefixes.reshape(n * k, t), live, size)).to(device)
+        step = _sid_log_probs(logits, int(tokenizer.sid_offsets[t]), size).masked_fill(~allowed, float("-inf"))
+        cand = (scores.reshape(n * k, 1) + step).reshape(n, k * size)
+        new_k = min(beam_size, k * size)
+        # stable sort: ties resolve by (parent beam, code), exactly like the reference
+        top_scores, top_idx = torch.sort(cand, dim=-1, descending=True, stable=True)
+        top_scores, top_idx = top_scores[:, :new_k], top_idx[:, :new_k]
+        parent = (top_idx // size).cpu().numpy()
+        code = (top_idx % size).cpu().numpy()
+        prefixes = np.concatenate([np.take_along_axis(prefixes, parent[..., None], axis=1), code[..., None]], axis=2)
+        scores = top_scores
+        if t == depth - 1:
+            break
+        # feed the chosen tokens, with the cache rows of their parent beams
+        rows = (torch.arange(n, device=device)[:, None] * k + torch.from_numpy(parent).to(device)).reshape(-1)
+        cache.reorder_cache(rows)
+        attn = torch.cat([attn.index_select(0, rows), torch.ones((n * new_k, 1), dtype=attn.dtype, device=device)], dim=1)
+        next_pos = next_pos.index_select(0, rows)
+        tokens = torch.from_numpy(code.reshape(-1, 1) + int(tokenizer.sid_offsets[t])).to(device)
+        res = model(input_ids=tokens, attention_mask=attn, position_ids=next_pos, use_cache=True, logits_to_keep=1,
+                    **{cache_kw: cache})
+        cache = res.cache if hasattr(res, "cache") else res.past_key_values
+        logits = res.logits[:, -1, :]
+        next_pos = next_pos + 1
+        k = new_k
+
+    final = scores.cpu().numpy().astype(np.float64)
+    out = []
+    for i in range(n):
+        keep = np.isfinite(final[i])
+        out.append(BeamResult(prefixes[i][keep].copy(), final[i][keep].copy()))
+    return out
+
+
+@torch.inference_mode()
+def reference_beam_search(
+    model: torch.nn.Module,
+    tokenizer: GenTokenizer,
+    trie: SidTrie,
+    prompts: Sequence[Sequence[int]],
+    beam_size: int,
+) -> list[BeamResult]:
+    """Slow and plain: per prompt, per step, per beam a full forward pass without cache or padding."""
+    device = next(model.parameters()).device
+    depth = tokenizer.sid_depth
+    results = []
+    for prompt in prompts:
+        beams: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
+        for t in range(depth):
+            candidates = []
+            for score, prefix in beams:
+                ids = list(prompt) + [tokenizer.sid_token_id(p, c) for p, c in enumerate(prefix)]
+                x = torch.tensor([ids], dtype=torch.long, device=device)
+                logp = torch.log_softmax(model(input_ids=x).logits[0, -1].float(), dim=-1)
+                for c in trie.next_codes(prefix).tolist():
+                    if c < tokenizer.sid_vocab_sizes[t]:
+                        candidates.append((score + float(logp[tokenizer.sid_token_id(t, c)]), prefix + (c,)))
+            candidates.sort(key=lambda sc: -sc[0])  # Python's sort is stable: ties keep (beam, code) order
+            beams = candidates[:beam_size]
+        if not beams or len(beams[0][1]) < depth:
+            results.append(_empty(depth))
+            continue
+        results.append(BeamResult(np.array([b[1] for b in beams], dtype=np.int64).reshape(-1, depth),
+                                  np.array([b[0] for b in beams], dtype=np.float64)))
+    return results

@@ -1,0 +1,179 @@
+"""The generator: a Qwen2-architecture causal LM over `GenTokenizer`'s vocabulary.
+
+Two ways in, one model class (`transformers.Qwen2ForCausalLM`):
+- `build_model(cfg, vocab_size)`: a small model from scratch (the default; trains on a CPU).
+- `load_pretrained(local_dir, tokenizer)`: a local checkpoint such as Qwen2.5-0.5B (the paper's
+  backbone), its embeddings grown to hold our special/profile/SID tokens. Nothing is ever downloaded
+  (`local_files_only=True`); pair it with `GenTokenizer.from_pretrained(local_dir, ...)` so text ids
+  mean the same thing to the tokenizer and the checkpoint.
+
+`save_generator` / `load_generator` write and read a generator directory: HF `config.json` +
+`model.safetensors` + our `tokenizer.json`, loadable by this module or by plain `transformers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers.utils import logging as hf_logging
+
+from genrecall.gen.tokenizer import GenTokenizer
+
+TOKENIZER_FILE = "tokenizer.json"
+GENERATOR_FILE = "generator.json"
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Size and placement of the generator. Defaults train on 2 CPU cores in minutes."""
+
+    hidden_size: int = 192  # small enough for CPU; the paper's Qwen2.5-0.5B uses 896
+    num_layers: int = 4  # depth matters more than width for the 4-token SID continuation
+    num_heads: int = 6  # head dim 32
+    num_kv_heads: int = 2  # grouped-query attention as in Qwen2.5; a 3x smaller KV cache for wide beams
+    intermediate_size: int = 512  # ~2.7x hidden, the Qwen2 MLP ratio scaled down
+    max_positions: int = 256  # prompts are <= ~100 tokens (32 text + history of SIDs) + 5 target tokens
+    rope_theta: float = 10000.0  # standard RoPE base; long contexts are not needed here
+    tie_embeddings: bool = True  # halves the embedding parameters; Qwen2.5-0.5B ties them too
+    init_std: float = 0.02  # transformers' default initializer range
+    dtype: str = "float32"  # "bfloat16" on a GPU; float32 on CPU (bf16 matmuls are slow there)
+    device: str = "cpu"  # "cuda", "cuda:1" or "auto" (cuda when present)
+    attn_implementation: str = "sdpa"  # fused attention in torch; "eager" for debugging
+    pretrained_dir: str | None = None  # a local checkpoint dir to start from instead of building
+    seed: int = 0  # weight initialisation seed
+
+
+class Generator(NamedTuple):
+    model: Qwen2ForCausalLM
+    tokenizer: GenTokenizer
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence transformers' per-shard tqdm bars while saving/loading (ours are rich bars)."""
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    try:
+        return {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}") from None
+
+
+def qwen2_config(cfg: GeneratorConfig, vocab_size: int, tokenizer: GenTokenizer | None = None) -> Qwen2Config:
+    """The `transformers` config for ``cfg`` (special token ids filled in when a tokenizer is given)."""
+    if cfg.hidden_size % cfg.num_heads or cfg.num_heads % cfg.num_kv_heads:
+        raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
+    extra = {}
+    if tokenizer is not None:
+        extra = {"pad_token_id": tokenizer.pad_id, "bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
+    return Qwen2Config(
+        vocab_size=int(vocab_size),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_positions,
+        rope_theta=cfg.rope_theta,
+        tie_word_embeddings=cfg.tie_embeddings,
+        initializer_range=cfg.init_std,
+        use_sliding_window=False,
+        attention_dropout=0.0,
+        **extra,
+    )
+
+
+def build_model(cfg: GeneratorConfig, vocab_size: int, *, tokenizer: GenTokenizer | None = None) -> Qwen2ForCausalLM:
+    """A freshly initialised model (deterministic from ``cfg.seed``), on ``cfg.device`` in ``cfg.dtype``."""
+    hf = qwen2_config(cfg, vocab_size, tokenizer)
+    hf._attn_implementation = cfg.attn_implementation
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = Qwen2ForCausalLM(hf)
+    return model.to(device=resolve_device(cfg.device), dtype=resolve_dtype(cfg.dtype))
+
+
+def load_pretrained(
+    local_dir: str | Path,
+    tokenizer: GenTokenizer,
+    cfg: GeneratorConfig | None = None,
+) -> Qwen2ForCausalLM:
+    """Load a local Qwen2-family checkpoint and grow its embeddings to ``len(tokenizer)``.
+
+    ``tokenizer`` must come from `GenTokenizer.from_pretrained(local_dir, ...)`: its text ids are the
+    checkpoint's. New rows (our special/profile/SID tokens) start at the mean of the old embeddings,
+    which keeps the first logits sane. Never touches the network.
+    """
+    cfg = cfg or GeneratorConfig()
+    with _quiet():
+        model = Qwen2ForCausalLM.from_pretrained(
+            str(local_dir),
+            local_files_only=True,
+            dtype=resolve_dtype(cfg.dtype),
+            attn_implementation=cfg.attn_implementation,
+        )
+    old = model.get_input_embeddings().weight.shape[0]
+    if tokenizer.n_text > old:
+        raise ValueError(f"tokenizer has {tokenizer.n_text} text ids but the checkpoint only {old}: not its tokenizer")
+    if len(tokenizer) > old:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.config.pad_token_id = tokenizer.pad_id
+    model.config.bos_token_id = tokenizer.bos_id
+    model.config.eos_token_id = tokenizer.eos_id
+    return model.to(resolve_device(cfg.device))
+
+
+def make_generator(cfg: GeneratorConfig, tokenizer: GenTokenizer) -> Qwen2ForCausalLM:
+    """`load_pretrained` when ``cfg.pretrained_dir`` is set, else `build_model`."""
+    if cfg.pretrained_dir:
+        return load_pretrained(cfg.pretrained_dir, tokenizer, cfg)
+    return build_model(cfg, len(tokenizer), tokenizer=tokenizer)
+
+
+def save_generator(model: Qwen2ForCausalLM, tokenizer: GenTokenizer, out_dir: str | Path, *, cfg: GeneratorConfig | None = None) -> Path:
+    """Write config.json + model.safetensors + tokenizer.json (+ generator.json when ``cfg`` is given)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save(out_dir / TOKENIZER_FILE)
+    if cfg is not None:
+        (out_dir / GENERATOR_FILE).write_text(json.dumps(asdict(cfg), indent=2))
+    return out_dir
+
+
+def load_generator(path: str | Path, *, device: str = "cpu", dtype: str | None = None) -> Generator:
+    """Read a directory written by `save_generator` (or a trainer's final checkpoint)."""
+    path = Path(path)
+    tokenizer = GenTokenizer.load(path / TOKENIZER_FILE)
+    kwargs = {"dtype": resolve_dtype(dtype)} if dtype else {}
+    with _quiet():
+        model = Qwen2ForCausalLM.from_pretrained(str(path), local_files_only=True, **kwargs)
+    model.eval()
+    return Generator(model.to(resolve_device(device)), tokenizer)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct trainable parameters (tied weights counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genrecall.gen.beam import beam_search, reference_beam_search
+from genrecall.gen.model import GeneratorConfig, build_model
+from genrecall.gen.tokenizer import GenTokenizer, TokenizerConfig
+from genrecall.sid.trie import SidTrie
+
+torch.set_num_threads(1)
+SIZES = (7, 5, 4, 3)
+TEXTS = ["red steel kettle", "blue cotton shirt", "green ceramic mug", "kettle", "shirt", "mug set"] * 4
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tok = GenTokenizer.train(TEXTS, SIZES, TokenizerConfig(vocab_size=290))
+    # a large init spread gives peaked, distinct log-probs, so the ranking is a real test
+    cfg = GeneratorConfig(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64,
+                          init_std=0.4, seed=3)
+    model = build_model(cfg, len(tok), tokenizer=tok).eval()
+    rng = np.random.default_rng(0)
+    sids = np.stack([rng.integers(0, s, 50) for s in SIZES], axis=1)
+    trie = SidTrie.from_sids(sids)
+    prompts = [
+        tok.encode_prompt("red kettle"),
+        tok.encode_prompt("blue cotton shirt with a much longer query than the others"),
+        tok.encode_prompt("mug", profile={"gender": "f"}, history=[tuple(sids[0]), tuple(sids[1])]),
+        [tok.bos_id, tok.sid_id],  # shortest possible prompt
+    ]
+    return tok, model, trie, prompts
+
+
+@pytest.mark.parametrize("beam", [1, 3, 12])
+def test_matches_reference_and_is_valid(setup, beam: int) -> None:
+    tok, model, trie, prompts = setup
+    fast = beam_search(model, tok, trie, prompts, beam)
+    slow = reference_beam_search(model, tok, trie, prompts, beam)
+    assert len(fast) == len(slow) == len(prompts)
+    for f, s in zip(fast, slow):
+        assert len(f) == beam
+        np.testing.assert_array_equal(f.sids, s.sids)
+        np.testing.assert_allclose(f.scores, s.scores, atol=1e-4)
+        assert all(sid in trie for sid in f.as_tuples())
+        assert len(set(f.as_tuples())) == beam  # no duplicate beams
+        assert np.all(np.diff(f.scores) <= 1e-6)  # best first
+        assert np.all(f.scores <= 0)
+
+
+def test_beam_larger_than_trie_returns_every_valid_sid(setup) -> None:
+    tok, model, trie, prompts = setup
+    beam = len(trie) + 40
+    fast = beam_search(model, tok, trie, prompts, beam)
+    slow = reference_beam_search(model, tok, trie, prompts, beam)
+    everything = {tuple(s) for s in trie.sids().tolist()}
+    for f, s in zip(fast, slow):
+        assert set(f.as_tuples()) == everything
+        np.testing.assert_array_equal(f.sids, s.sids)
+        np.testing.assert_allclose(f.scores, s.scores, atol=1e-4)
+        # the scores are a distribution restricted to the trie: they sum to at most 1
+        assert np.exp(f.scores).sum() <= 1.0 + 1e-5
+
+
+def test_scores_are_sequence_log_probs(setup) -> None:
+    tok, model, trie, prompts = setup
+    best = beam_search(model, tok, trie, prompts[:1], 2)[0]
+    ids = torch.tensor([prompts[0] + tok.encode_sid(best.as_tuples()[0])])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    n = len(prompts[0])
+    manual = sum(float(logp[n - 1 + t, ids[0, n + t]]) for t in range(tok.sid_depth))
+    assert best.scores[0] == pytest.approx(manual, abs=1e-4)
+
+
+def test_batching_does_not_change_answers(setup) -> None:
+    tok, model, trie, prompts = setup
+    together = beam_search(model, tok, trie, prompts, 8, batch_size=4)
+    one_by_one = [beam_search(model, tok, trie, [p], 8)[0] for p in prompts]
+    for a, b in zip(together, one_by_one):
+        np.testing.assert_array_equal(a.sids, b.sids)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_sparse_trie_and_empty_trie(setup) -> None:
+    tok, model, _, prompts = setup
+    few = SidTrie.from_sids(np.array([[0, 0, 0, 0], [0, 0, 0, 1], [6, 4, 3, 2]]))
+    res = beam_search(model, tok, few, prompts, 5)
+    for r in res:
+        assert sorted(r.as_tuples()) == [(0, 0, 0, 0), (0, 0, 0, 1), (6, 4, 3, 2)]
+    empty = beam_search(model, tok, SidTrie(depth=4), prompts[:2], 5)
+    assert all(len(r) == 0 and r.sids.shape == (0, 4) for r in empty)
+    with pytest.raises(ValueError):
+        beam_search(model, tok, SidTrie(depth=3), prompts, 5)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genrecall.gen.beam import beam_search
+from genrecall.gen.examples import item_examples, query_examples, user_contexts_from_log, user_query_examples
+from genrecall.gen.model import GeneratorConfig, build_model, load_generator
+from genrecall.gen.sft import SFTConfig, lr_at, train_progressive, train_sft
+from genrecall.sid.trie import SidTrie
+from tests.test_gen_examples import tiny_tables, tiny_tokenizer
+
+torch.set_num_threads(1)
+TINY = GeneratorConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96)
+
+
+@pytest.fixture(scope="module")
+def data():
+    t = tiny_tables()
+    tok = tiny_tokenizer(t)
+    ctx = user_contexts_from_log(t.requests, t.users, t.sids, items=t.items, categories=t.categories)
+    datasets = {
+        "i2sid": item_examples(t.items, t.sids, tok),
+        "q2sid": query_examples(t.requests, t.sids, tok),
+        "uq2sid": user_query_examples(t.requests, t.sids, tok, ctx),
+    }
+    return t, tok, datasets
+
+
+def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize("stage", ["i2sid", "q2sid", "uq2sid"])
+def test_stage_smoke_loss_goes_down_and_every_parameter_moves(data, stage: str, tmp_path) -> None:
+    _, tok, datasets = data
+    model = build_model(TINY, len(tok), tokenizer=tok)
+    before = _params(model)
+    cfg = SFTConfig(stage=stage, max_steps=40, batch_size=16, lr=3e-3, warmup_steps=5, weight_decay=0.0, log_every=10)
+    res = train_sft(model, tok, datasets[stage], cfg, tmp_path, show_progress=False)
+    n, spe = len(datasets[stage]), -(-len(datasets[stage]) // 16)
+    seen = sum(min(16, n - (s % spe) * 16) for s in range(40))  # the last batch of an epoch is partial
+    assert res.steps == 40 and len(res.losses) == 40 and res.examples_seen == seen
+    assert np.mean(res.losses[-5:]) < 0.7 * np.mean(res.losses[:5])
+    for name, p in model.named_parameters():  # weight decay is off: every change comes from the gradient
+        assert not torch.equal(p.detach(), before[name]), f"{name} did not change"
+    rows = list(csv.DictReader(res.loss_csv.open()))
+    assert len(rows) == 40 and float(rows[-1]["loss"]) == pytest.approx(res.losses[-1], abs=1e-5)
+    loaded = load_generator(res.final_dir)
+    for (name, p), (_, q) in zip(model.named_parameters(), loaded.model.named_parameters()):
+        assert torch.equal(p.detach(), q.detach()), name
+    assert loaded.tokenizer.to_dict() == tok.to_dict()
+    assert json.loads((res.final_dir / "trainer_state.json").read_text())["stage"] == stage
+
+
+def test_resume_matches_uninterrupted_run(data, tmp_path) -> None:
+    _, tok, datasets = data
+    ds = datasets["q2sid"]
+    cfg = SFTConfig(stage="q2sid", max_steps=14, batch_size=8, lr=5e-3, warmup_steps=3, checkpoint_every=4, seed=7)
+    full = build_model(TINY, len(tok), tokenizer=tok)
+    a = train_sft(full, tok, ds, cfg, tmp_path / "a", show_progress=False)
+
+    first = build_model(TINY, len(tok), tokenizer=tok)
+    part = train_sft(first, tok, ds, cfg, tmp_path / "b", stop_after=6, show_progress=False)  # crosses an epoch
+    assert part.steps == 6 and not part.final_dir.exists()
+    # a fresh process would build a differently initialised model: the checkpoint must override all of it
+    other = build_model(GeneratorConfig(**{**TINY.__dict__, "seed": 99}), len(tok), tokenizer=tok)
+    torch.manual_seed(12345)  # and the global RNG state must come from the checkpoint too
+    b = train_sft(other, tok, ds, cfg, tmp_path / "b", resume=True, show_progress=False)
+    assert b.steps == 14 and b.losses == a.losses
+    for (name, p), (_, q) in zip(full.named_parameters(), other.named_parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+    kept = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    assert kept == ["step-0000012", "step-0000014"]  # keep_checkpoints=2
+
+
+def test_warm_start_loads_previous_stage(data, tmp_path) -> None:
+    _, tok, datasets = data
+    results = train_progressive(
+        build_model(TINY, len(tok), tokenizer=tok), tok, {"i2sid": datasets["i2sid"], "q2sid": datasets["q2sid"]},
+        {"i2sid": SFTConfig(stage="i2sid", max_steps=10, batch_size=8), "q2sid": SFTConfig(stage="q2sid", max_steps=0)},
+        tmp_path, show_progress=False,
+    )
+    # zero q2sid steps: its final weights are exactly the i2sid weights it was warm-started from
+    prev = load_generator(results["i2sid"].final_dir).model
+    warm = load_generator(results["q2sid"].final_dir).model
+    for (name, p), (_, q) in zip(prev.named_parameters(), warm.named_parameters()):
+        assert torch.equal(p, q), name
+    fresh = build_model(TINY, len(tok), tokenizer=tok)
+    assert not torch.equal(fresh.lm_head.weight, warm.lm_head.weight)
+    state = json.loads((results["q2sid"].final_dir / "trainer_state.json").read_text())
+    assert state["init_from"] == str(results["i2sid"].final_dir)
+
+
+def test_trained_model_retrieves_through_the_trie(data, tmp_path) -> None:
+    t, tok, datasets = data
+    model = build_model(TINY, len(tok), tokenizer=tok)
+    train_sft(model, tok, datasets["i2sid"], SFTConfig(stage="i2sid", max_steps=120, batch_size=24, lr=1e-2,
+                                                       warmup_steps=5, weight_decay=0.0), tmp_path, show_progress=False)
+    trie = SidTrie.from_sids(np.array(t.sids["codes"].tolist()))
+    prompts = datasets["i2sid"].prompts
+    beams = beam_search(model, tok, trie, prompts, beam_size=5)
+    hits = [tuple(target) in set(b.as_tuples()) for b, target in zip(beams, datasets["i2sid"].targets)]
+    assert np.mean(hits) > 0.5  # 24 memorisable items; random choice would hit 5/24
+
+
+def test_lr_schedule() -> None:
+    cfg = SFTConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, 100, cfg) == pytest.approx(0.1)
+    assert lr_at(9, 100, cfg) == pytest.approx(1.0)
+    assert lr_at(99, 100, cfg) == pytest.approx(0.1, abs=1e-3)
+    assert all(lr_at(s, 100, cfg) >= lr_at(s + 1, 100, cfg) for s in range(10, 99))
+
+
+def test_rejects_mismatched_dataset(data, tmp_path) -> None:
+    _, tok, datasets = data
+    bad = datasets["i2sid"]
+    bad = type(bad)(bad.prompts, bad.targets[:, :3], "bad")
+    with pytest.raises(ValueError):
+        train_sft(build_model(TINY, len(tok), tokenizer=tok), tok, bad, SFTConfig(max_steps=1), tmp_path, show_progress=False)
