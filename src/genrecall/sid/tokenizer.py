@@ -1,0 +1,310 @@
+"""The item tokenizer: fit an RQ-VAE on item embeddings, then assign level codes to any item.
+
+One class, two methods (paper arXiv 2605.14434, section on CQ-SID):
+
+- ``cq_sid``: level 1 is *forced* to the item's leaf-category code (one code per category; unknown
+  or unseen category -> nearest level-1 code), and a bidirectional in-batch InfoNCE pulls an item's
+  latent towards the latents of the queries that led to clicks/purchases on it. Queries are projected
+  into the latent space by the *same* encoder MLP as items (both come from one text encoder), so the
+  term needs no extra head. Items without a query are masked out of the term.
+- ``rq_vae``: the TIGER-style baseline, both constraints off (unique IDs come later from a dedup
+  suffix, see ``clusters.py``).
+
+``fit`` trains; ``assign`` uses the frozen model (no training, cost proportional to the items given).
+The suffix position of a SID is not decided here but by ``clusters.py`` / ``SidIndex``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
+
+from genrecall.sid.rqvae import RQVAE, dead_after_steps
+
+METHODS = ("cq_sid", "rq_vae")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SidTokenizerConfig:
+    """RQ-VAE tokenizer settings; ``method`` picks CQ-SID or the TIGER baseline."""
+
+    method: str = "cq_sid"  # "cq_sid" (the paper's method) or "rq_vae" (TIGER baseline)
+    category_forcing: bool | None = None  # None = on for cq_sid, off for rq_vae (set for ablations)
+    query_contrastive: bool | None = None  # None = on for cq_sid, off for rq_vae (set for ablations)
+    codebook_sizes: tuple[int | str, ...] = ("auto", "auto", "auto")  # L=3 as in the paper; see resolve_codebook_sizes
+    level1_spare: int = 0  # extra level-1 codes beyond the categories (0: the first token is exactly the category)
+    hidden_dims: tuple[int, ...] = (256, 128)  # encoder MLP widths (decoder mirrors them); small enough for CPU
+    latent_dim: int = 32  # RQ-VAE latent size; 32 is TIGER's choice
+    epochs: int = 20  # passes over the catalog; the loss is flat by then on 20k items (~30 s per method on 1 core)
+    batch_size: int = 128  # paper: batch 128 (also the InfoNCE negatives)
+    lr: float = 1e-3  # Adam; the EMA codebooks need no learning rate
+    weight_decay: float = 0.0  # none by default; the latent is regularised by commitment
+    beta: float = 1.0  # paper: commitment weight beta = 1.0
+    gamma: float = 0.001  # paper: InfoNCE weight gamma = 0.001
+    tau: float = 0.1  # paper: InfoNCE temperature 0.1
+    ema_decay: float = 0.99  # paper: EMA codebook decay 0.99
+    dead_code_steps: int = 100  # restart a code unused this many steps (raised for big codebooks, capped at an epoch; rqvae.py)
+    kmeans_iters: int = 20  # Lloyd iterations for codebook init
+    kmeans_sample: int = 20000  # items used for k-means init (all if fewer); bounds init cost on big catalogs
+    target_items_per_sid: float = 4.0  # sizes "auto" levels 2..L so a prefix holds about this many items
+    seed: int = 0  # everything (init, batches, query sampling, restarts) derives from this
+
+    @property
+    def forcing(self) -> bool:
+        return self.method == "cq_sid" if self.category_forcing is None else bool(self.category_forcing)
+
+    @property
+    def contrastive(self) -> bool:
+        return self.method == "cq_sid" if self.query_contrastive is None else bool(self.query_contrastive)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if len(self.codebook_sizes) < 1:
+            raise ValueError("codebook_sizes needs at least one level")
+
+
+def resolve_codebook_sizes(cfg: SidTokenizerConfig, n_items: int, n_categories: int) -> tuple[int, ...]:
+    """Turn ``"auto"`` entries into numbers for this catalog.
+
+    Level 1: #categories + spare (at least 2); with no categories, about one code per 50 items (<= 2048).
+    Deeper levels: the power of two (8..1024) that leaves about ``target_items_per_sid`` items per prefix.
+    """
+    sizes: list[int] = []
+    spec = list(cfg.codebook_sizes)
+    if spec[0] == "auto":
+        k1 = n_categories + cfg.level1_spare if n_categories else min(2048, n_items // 50)
+        sizes.append(max(2, k1))
+    else:
+        sizes.append(int(spec[0]))
+    if cfg.forcing and sizes[0] < n_categories:
+        raise ValueError(f"level-1 codebook ({sizes[0]}) must have one code per category ({n_categories})")
+    deeper = len(spec) - 1
+    per = (max(n_items, 1) / (sizes[0] * cfg.target_items_per_sid)) ** (1 / max(deeper, 1))
+    auto = int(min(1024, max(8, 2 ** math.ceil(math.log2(max(per, 1.0))))))
+    sizes.extend(auto if s == "auto" else int(s) for s in spec[1:])
+    return tuple(sizes)
+
+
+@dataclass
+class QueryPairs:
+    """Which queries led to clicks/purchases on which item: rows index the item and query arrays."""
+
+    item_index: np.ndarray  # (m,) int64 row in the item embedding array
+    query_index: np.ndarray  # (m,) int64 row in the query embedding array
+
+
+@dataclass
+class FitReport:
+    """What ``fit`` did: loss per epoch, codes restarted per level, items with queries, seconds."""
+
+    method: str
+    codebook_sizes: tuple[int, ...]
+    epochs: int
+    loss: list[float] = field(default_factory=list)
+    recon: list[float] = field(default_factory=list)
+    infonce: list[float] = field(default_factory=list)
+    restarts: list[int] = field(default_factory=list)
+    items_with_queries: int = 0
+    seconds: float = 0.0
+
+
+def info_nce(item_z: torch.Tensor, query_z: torch.Tensor, tau: float) -> torch.Tensor:
+    """Bidirectional in-batch InfoNCE between row-aligned item and query latents (cosine / tau)."""
+    a, b = F.normalize(item_z, dim=1), F.normalize(query_z, dim=1)
+    logits = a @ b.T / tau
+    target = torch.arange(a.shape[0])
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def masked_info_nce(item_z: torch.Tensor, query_z: torch.Tensor, mask: torch.Tensor, tau: float) -> torch.Tensor:
+    """InfoNCE over the batch rows in ``mask`` only (items that have a query); ``query_z`` holds one
+    query latent per masked row. Unmasked items are neither anchors nor negatives, so they get no
+    gradient from this term; with fewer than 2 masked rows (no negative) the term is 0."""
+    if int(mask.sum()) < 2:
+        return item_z.new_zeros(())
+    return info_nce(item_z[mask], query_z, tau)
+
+
+class SidTokenizer:
+    """``fit`` an RQ-VAE (CQ-SID or baseline) and ``assign`` level codes with the frozen model."""
+
+    def __init__(self, cfg: SidTokenizerConfig | None = None) -> None:
+        self.cfg = cfg or SidTokenizerConfig()
+        self.model: RQVAE | None = None
+        self.category_ids = np.empty(0, dtype=np.int64)  # category_ids[code] = category of level-1 code
+        self._cat_to_code: dict[int, int] = {}
+
+    # -- helpers --------------------------------------------------------------------------------
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        self._need_model()
+        return self.model.codebook_sizes  # type: ignore[union-attr]
+
+    def _need_model(self) -> None:
+        if self.model is None:
+            raise RuntimeError("tokenizer is not fitted: call fit() or SidTokenizer.load()")
+
+    def category_code(self, categories: np.ndarray | None, n: int) -> np.ndarray:
+        """The forced level-1 code per item (-1 = unknown or unseen category, or forcing off)."""
+        if categories is None or not self.cfg.forcing:
+            return np.full(n, -1, dtype=np.int64)
+        cats = np.asarray(categories, dtype=np.float64)  # float so None/NaN mark unknown
+        out = np.full(n, -1, dtype=np.int64)
+        if len(self.category_ids) == 0:
+            return out
+        known = ~np.isnan(cats)
+        ids = cats[known].astype(np.int64)
+        pos = np.clip(np.searchsorted(self.category_ids, ids), 0, len(self.category_ids) - 1)
+        hit = self.category_ids[pos] == ids  # category_ids is sorted (np.unique)
+        out[np.flatnonzero(known)[hit]] = pos[hit]
+        return out
+
+    # -- fit --------------------------------------------------------------------------------------
+    def fit(
+        self,
+        embeddings: np.ndarray,
+        categories: np.ndarray | None = None,
+        *,
+        queries: np.ndarray | None = None,
+        pairs: QueryPairs | None = None,
+        show_progress: bool = False,
+    ) -> FitReport:
+        """Train on item ``embeddings`` (n, d); ``categories`` (n,) leaf ids, NaN/None = unknown;
+        ``queries`` (q, d) query embeddings and ``pairs`` linking items to them (for the InfoNCE)."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        x_np = np.asarray(embeddings, dtype=np.float32)
+        n = x_np.shape[0]
+        if n == 0:
+            raise ValueError("cannot fit a tokenizer on zero items")
+        cats = None if categories is None else np.asarray(categories, dtype=np.float64)
+        known = np.unique(cats[~np.isnan(cats)]).astype(np.int64) if cats is not None else np.empty(0, np.int64)
+        sizes = resolve_codebook_sizes(cfg, n, len(known))  # the baseline gets the same level-1 size
+        self.category_ids = known if cfg.forcing else np.empty(0, np.int64)
+        self._cat_to_code = {int(c): i for i, c in enumerate(self.category_ids)}
+        forced_np = self.category_code(cats, n)
+
+        # item -> its queries, as CSR arrays (items without queries have an empty slice)
+        use_q = cfg.contrastive and cfg.gamma > 0 and queries is not None and pairs is not None and len(pairs.item_index) > 0
+        if use_q and pairs is not None and queries is not None:
+            order = np.argsort(pairs.item_index, kind="stable")
+            q_of = np.asarray(pairs.query_index, dtype=np.int64)[order]
+            offsets = np.concatenate([[0], np.cumsum(np.bincount(pairs.item_index, minlength=n))])
+            q_t = torch.from_numpy(np.asarray(queries, dtype=np.float32))
+        report = FitReport(cfg.method, sizes, cfg.epochs, items_with_queries=int(np.sum(np.diff(offsets) > 0)) if use_q else 0)
+
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            per_epoch = math.ceil(n / cfg.batch_size)
+            dead = tuple(dead_after_steps(k, cfg.batch_size, cfg.dead_code_steps, per_epoch) for k in sizes)
+            model = RQVAE(x_np.shape[1], hidden_dims=cfg.hidden_dims, latent_dim=cfg.latent_dim, codebook_sizes=sizes, decay=cfg.ema_decay, dead_after=dead)
+        x = torch.from_numpy(x_np)
+        forced = torch.from_numpy(forced_np)
+        sample = np.sort(rng.permutation(n)[: cfg.kmeans_sample])
+        with torch.no_grad():
+            model.init_codebooks(model.encoder(x[sample]), forced[sample] if cfg.forcing else None, iters=cfg.kmeans_iters, generator=gen)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        model.train()
+        steps = math.ceil(n / cfg.batch_size)
+        with Progress(disable=not show_progress, transient=True) as progress:
+            task = progress.add_task(f"fit {cfg.method}", total=cfg.epochs * steps)
+            for _ in range(cfg.epochs):
+                perm = rng.permutation(n)
+                tot = rec_tot = nce_tot = 0.0
+                for s in range(steps):
+                    b = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+                    xb = x[b]
+                    out = model(xb, forced[b] if cfg.forcing else None, generator=gen)
+                    recon = F.mse_loss(out.recon, xb)
+                    loss = recon + cfg.beta * out.commitment
+                    if use_q:
+                        counts = offsets[b + 1] - offsets[b]
+                        has = counts > 0
+                        if has.sum() >= 2:  # InfoNCE needs at least one in-batch negative
+                            # one query per item and step, drawn uniformly from the item's queries
+                            pick = offsets[b[has]] + (rng.random(int(has.sum())) * counts[has]).astype(np.int64)
+                            qz = model.encoder(q_t[q_of[pick]])
+                            nce = masked_info_nce(out.z, qz, torch.from_numpy(has), cfg.tau)
+                            loss = loss + cfg.gamma * nce
+                            nce_tot += nce.item()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    tot += loss.item()
+                    rec_tot += recon.item()
+                    progress.advance(task)
+                report.loss.append(tot / steps)
+                report.recon.append(rec_tot / steps)
+                report.infonce.append(nce_tot / steps)
+                restarts = [book.restarts for book in model.books]
+                log.info("%s epoch %d: loss %.5f, dead codes restarted so far per level %s", cfg.method, len(report.loss), report.loss[-1], restarts)
+        model.eval()
+        self.model = model
+        report.restarts = [book.restarts for book in model.books]
+        report.seconds = time.perf_counter() - start
+        return report
+
+    # -- assign -----------------------------------------------------------------------------------
+    def assign(self, embeddings: np.ndarray, categories: np.ndarray | None = None, *, chunk: int = 8192) -> np.ndarray:
+        """Level codes (n, L) int64 for items, with the frozen model; known categories are forced."""
+        self._need_model()
+        x = np.asarray(embeddings, dtype=np.float32)
+        forced = self.category_code(categories, len(x))
+        out = np.empty((len(x), self.model.depth), dtype=np.int64)  # type: ignore[union-attr]
+        for s in range(0, len(x), chunk):
+            f = torch.from_numpy(forced[s : s + chunk]) if self.cfg.forcing else None
+            out[s : s + chunk] = self.model.codes(torch.from_numpy(x[s : s + chunk]), f).numpy()  # type: ignore[union-attr]
+        return out
+
+    def latents(self, embeddings: np.ndarray) -> np.ndarray:
+        """Encoder latents z (n, latent_dim) for items or queries."""
+        self._need_model()
+        with torch.no_grad():
+            return self.model.encoder(torch.from_numpy(np.asarray(embeddings, dtype=np.float32))).numpy()  # type: ignore[union-attr]
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors`` (weights + codebooks) and ``tokenizer.json`` (config, sizes, categories)."""
+        self._need_model()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}  # type: ignore[union-attr]
+        save_file(state, str(directory / "model.safetensors"))
+        meta = {
+            "config": dataclasses.asdict(self.cfg),
+            "input_dim": self.model.input_dim,  # type: ignore[union-attr]
+            "codebook_sizes": list(self.model.codebook_sizes),  # type: ignore[union-attr]
+            "category_ids": [int(c) for c in self.category_ids],
+        }
+        (directory / "tokenizer.json").write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "SidTokenizer":
+        directory = Path(directory)
+        meta = json.loads((directory / "tokenizer.json").read_text())
+        conf = meta["config"]
+        for key in ("codebook_sizes", "hidden_dims"):
+            conf[key] = tuple(conf[key])
+        tok = cls(SidTokenizerConfig(**conf))
+        tok.model = RQVAE(meta["input_dim"], hidden_dims=tok.cfg.hidden_dims, latent_dim=tok.cfg.latent_dim, codebook_sizes=tuple(meta["codebook_sizes"]), decay=tok.cfg.ema_decay)
+        tok.model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        tok.model.eval()
+        tok.category_ids = np.asarray(meta["category_ids"], dtype=np.int64)
+        tok._cat_to_code = {int(c): i for i, c in enumerate(tok.category_ids)}
+        return tok
