@@ -86,3 +86,115 @@ def validate(
         return
     for name, t in rep.tables.items():
         console.print(f"{name:>14}: {t.rows_in:>9,} in  {t.good:>9,} good  {t.quarantined:>7,} quarantined")
+
+
+@app.command()
+def embed(
+    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    cache_dir: Annotated[Path, typer.Option(help="embedding cache (keyed by text hash)")] = Path(".state/embed-cache"),
+    out: Annotated[Path, typer.Option(help="where the embeddings go")] = Path("data/embeddings"),
+    params: ParamsOpt = None,
+) -> None:
+    """Embed item texts and queries (MiniLM by default); only new or changed texts are encoded."""
+    from genrecall.config import from_dict
+    from genrecall.pipeline.embed import EmbedConfig
+    from genrecall.pipeline.embed import embed as run
+
+    res = run(from_dict(EmbedConfig, _params(params).get("embed")), data_dir, cache_dir, out)
+    console.print(f"{res.encoder} ({res.dim}-d): {res.items:,} items ({res.item_encoded:,} encoded, "
+                  f"{res.item_cache_hits:,} cached), {res.queries:,} queries ({res.query_encoded:,} encoded)")
+
+
+@app.command()
+def sid(
+    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    emb_dir: Annotated[Path, typer.Option(help="embed stage output")] = Path("data/embeddings"),
+    model_dir: Annotated[Path, typer.Option(help="where the frozen SID tokenizers go")] = Path("models/sid"),
+    out: Annotated[Path, typer.Option(help="SID assignments + index per method")] = Path("data/sid"),
+    reports_dir: Annotated[Path, typer.Option(help="sid_health.json and plots")] = Path("reports"),
+    params: ParamsOpt = None,
+) -> None:
+    """Fit CQ-SID and the RQ-VAE baseline; write SIDs, the SID index/trie and the health report."""
+    from genrecall.config import from_dict
+    from genrecall.pipeline.sid import SidConfig
+    from genrecall.pipeline.sid import sid as run
+
+    res = run(from_dict(SidConfig, _params(params).get("sid")), data_dir, emb_dir, model_dir, out, reports_dir)
+    for method, m in res.methods.items():
+        console.print(f"{method:>7}: {m.items:,} items -> {m.sids:,} SIDs, codebooks {m.codebook_sizes}, "
+                      f"{m.items_with_queries:,} items with queries, fit {m.fit_seconds:.0f}s")
+
+
+@app.command()
+def features(
+    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    sid_dir: Annotated[Path, typer.Option(help="SID assignments of the production method")] = Path("data/sid/cq_sid"),
+    repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
+    out: Annotated[Path, typer.Option(help="Feast data: sources, registry, online store")] = Path("data/feast"),
+    params: ParamsOpt = None,
+) -> None:
+    """Write Feast sources, apply the feature repo and fill the online store."""
+    from genrecall.config import from_dict
+    from genrecall.features.sources import FeaturesConfig
+    from genrecall.pipeline.features import features as run
+
+    res = run(from_dict(FeaturesConfig, _params(params).get("features")), data_dir, sid_dir, repo, out)
+    console.print(f"feast: {res.item_rows:,} item rows, {res.profile_rows:,} profiles, "
+                  f"{res.recent_rows:,} recent-behaviour rows; online as of {res.end}")
+
+
+@app.command("train-sft")
+def train_sft(
+    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    sid_dir: Annotated[Path, typer.Option(help="sid stage output")] = Path("data/sid"),
+    out: Annotated[Path, typer.Option(help="generator checkpoints per method and stage")] = Path("models/generator"),
+    reports_dir: Annotated[Path, typer.Option(help="train.json")] = Path("reports"),
+    feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
+    feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    params: ParamsOpt = None,
+) -> None:
+    """Progressive SFT (I2SID -> Q2SID -> UQ2SID) of the generator for each SID method."""
+    from genrecall.config import from_dict
+    from genrecall.pipeline.train import TrainConfig
+    from genrecall.pipeline.train import train as run
+
+    res = run(from_dict(TrainConfig, _params(params).get("train")), data_dir, sid_dir, out, reports_dir,
+              feast_repo=feast_repo, feast_data_dir=feast_data)
+    for method, stages in res.stages.items():
+        for stage, s in stages.items():
+            console.print(f"{method:>7} {stage:>6}: {s['examples']:,} examples, {s['steps']:,} steps, "
+                          f"loss {s['final_loss']:.3f}, {s['examples_per_s']:.0f} ex/s")
+
+
+@app.command()
+def evaluate(
+    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    sid_dir: Annotated[Path, typer.Option(help="sid stage output")] = Path("data/sid"),
+    emb_dir: Annotated[Path, typer.Option(help="embed stage output")] = Path("data/embeddings"),
+    gen_dir: Annotated[Path, typer.Option(help="train_sft output")] = Path("models/generator"),
+    reports_dir: Annotated[Path, typer.Option(help="metrics.json, curves.csv, plots")] = Path("reports"),
+    feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
+    feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    params: ParamsOpt = None,
+) -> None:
+    """Evaluate CQ-SID, the RQ-VAE baseline, BM25 and dense on held-out requests -> reports/metrics.json."""
+    from genrecall.config import from_dict
+    from genrecall.pipeline.evaluate import EvaluateConfig
+    from genrecall.pipeline.evaluate import evaluate as run
+
+    p = _params(params)
+    res = run(from_dict(EvaluateConfig, p.get("evaluate")), data_dir, sid_dir, emb_dir, gen_dir, reports_dir,
+              feast_repo=feast_repo, feast_data_dir=feast_data, preset=(p.get("generate") or {}).get("preset"))
+    console.print(f"wrote {res.metrics_path} ({res.test_pairs})")
+
+
+@app.command()
+def summary(
+    metrics: Annotated[Path, typer.Option(help="metrics.json to print")] = Path("reports/metrics.json"),
+) -> None:
+    """Print the results table of the last evaluation."""
+    from genrecall.eval.report import print_summary, read_metrics
+
+    if not metrics.exists():
+        _fail(f"{metrics} does not exist yet: run `dvc repro` (or `make run`) first")
+    print_summary(read_metrics(metrics), console)

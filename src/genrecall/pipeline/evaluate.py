@@ -1,0 +1,184 @@
+"""The evaluate stage: every method on the same held-out requests -> ``reports/metrics.json``.
+
+Test sets (DESIGN.md section 4), both from the last ``test_days`` of the log (time split):
+
+- ``semantic``: requests with a click; query only. Generators: the Q2SID checkpoint of each SID
+  method (``cq_sid``, ``rq_vae``); rankers: BM25 and dense retrieval over the same listed items.
+- ``personalized``: requests of known users with a click. ``cq_sid`` is the final UQ2SID model with
+  the user's point-in-time context from Feast, ``cq_sid_q2sid`` the stage-2 checkpoint on the same
+  requests; plus clk@k, exp@k and pvr@10.
+
+Truncation orders items by a quality score (smoothed CTR) computed from the *training* period only.
+Also writes ``reports/curves.csv`` (hitrate vs beams, for ``dvc plots``) and one PNG per test set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, read_table
+from genrecall.data.split import time_split
+from genrecall.eval.baselines import BM25Retriever, DenseRetriever
+from genrecall.eval.metrics import EvalConfig, GeneratorMetrics, GeneratorRun, ItemMetrics, evaluate_generator
+from genrecall.eval.metrics import evaluate_ranked_items, personalized_metrics
+from genrecall.eval.report import build_metrics, metrics_block, plot_hitrate, print_summary, write_curves
+from genrecall.eval.report import write_metrics
+from genrecall.features.sources import exposure_stats, log_ctr, quality_score
+from genrecall.gen.beam import beam_search
+from genrecall.gen.examples import encode_user_query, normalize_query
+from genrecall.gen.model import load_generator
+from genrecall.pipeline.embed import load_embeddings
+from genrecall.pipeline.train import feast_contexts
+from genrecall.sid.encoder import item_texts
+from genrecall.sid.index import SidIndex
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(EvalConfig):
+    """The evaluate stage (params.yaml ``evaluate``): metric settings + which requests and models."""
+
+    test_days: int = 2  # must match train.test_days: the held-out end of the log
+    max_requests: int | None = 1000  # sampled test requests per set; beam search at 200 beams dominates cost
+    seed: int = 0  # request sampling
+    semantic_methods: tuple[str, ...] = ("cq_sid", "rq_vae")
+    personalized_beams: int = 100  # the personalized set reports up to hitrate@100
+    beam_batch: int = 16  # prompts per beam-search batch (x beams sequences in flight)
+    quality_prior_strength: float = 20.0  # smoothed CTR for truncation, as the Feast item view computes it
+    num_threads: int = 0  # torch threads; 0 keeps torch's default
+
+
+@dataclass
+class EvaluateResult:
+    metrics_path: str
+    test_pairs: dict[str, int]
+
+
+def item_quality(train_log: pd.DataFrame, item_ids: np.ndarray, strength: float) -> pd.Series:
+    """Smoothed CTR of every item from the training period (unseen items get the prior mean)."""
+    stats = exposure_stats(train_log).set_index("item_id").reindex(item_ids, fill_value=0)
+    q = quality_score(stats["clicks"].to_numpy(), stats["exposures"].to_numpy(), prior_ctr=log_ctr(stats),
+                      strength=strength)  # fmt: skip
+    return pd.Series(q, index=pd.Index(item_ids, name="item_id"))
+
+
+def sample_requests(test: pd.DataFrame, *, known_users: bool, cfg: EvaluateConfig) -> pd.DataFrame:
+    """Test requests with at least one click (and a known user), sampled to ``max_requests``."""
+    keep = test["clicked"].map(lambda c: c is not None and len(c) > 0)
+    if known_users:
+        keep &= test["user_id"].notna()
+    rows = test[keep]
+    if cfg.max_requests is not None and len(rows) > cfg.max_requests:
+        rows = rows.sample(n=cfg.max_requests, random_state=cfg.seed)
+    return rows.sort_values("request_id").reset_index(drop=True)
+
+
+def generate_sids(gen_dir: Path, trie: Any, prompts: list[list[int]], beams: int, batch: int) -> GeneratorRun:
+    """Beam search every prompt (identical prompts are searched once)."""
+    model, _ = load_generator(gen_dir)
+    model.eval()
+    unique: dict[tuple[int, ...], int] = {}
+    keys = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+    results = beam_search(model, _, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True)
+    return GeneratorRun.from_sids([results[k].sids for k in keys])
+
+
+def _prompts(tok: Any, queries: pd.Series, contexts: dict[int, Any] | None, request_ids: pd.Series) -> list[list[int]]:
+    ctx = contexts or {}
+    return [encode_user_query(tok, normalize_query(q), ctx.get(int(r))) for q, r in zip(queries, request_ids)]
+
+
+def evaluate(
+    cfg: EvaluateConfig,
+    data_dir: str | Path,
+    sid_dir: str | Path,
+    emb_dir: str | Path,
+    gen_dir: str | Path,
+    reports_dir: str | Path,
+    *,
+    feast_repo: str | Path = "feature_repo",
+    feast_data_dir: str | Path = "data/feast",
+    preset: str | None = None,
+) -> EvaluateResult:
+    """Evaluate generators, BM25 and dense on the held-out requests; write metrics, curves, plots."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    sid_dir, gen_dir, reports = Path(sid_dir), Path(gen_dir), Path(reports_dir)
+    items = read_table(ITEMS, data_dir)
+    listed = items[items["delisted_at"].isna()].sort_values("item_id").reset_index(drop=True)
+    log = read_table(REQUESTS, data_dir)
+    split = time_split(log, cfg.test_days)
+    quality = item_quality(split.train, listed["item_id"].to_numpy(np.int64), cfg.quality_prior_strength)
+    metric_kw = {"n_items": cfg.n_items, "truncate_n": cfg.truncate_n, "items_beam": cfg.items_beam,
+                 "chunk_requests": cfg.chunk_requests}  # fmt: skip
+    rankers = _rankers(listed, emb_dir, k=max(cfg.n_items))
+    indexes = {m: SidIndex.load(sid_dir / m) for m in {*cfg.semantic_methods, "cq_sid"}}
+
+    # -- semantic: query only ------------------------------------------------------------------
+    sem = sample_requests(split.test, known_users=False, cfg=cfg)
+    sem_targets = [list(c) for c in sem["clicked"]]
+    sem_gens: dict[str, GeneratorMetrics] = {}
+    for method in cfg.semantic_methods:
+        tok_dir = gen_dir / method / "q2sid" / "final"
+        _, tok = load_generator(tok_dir)
+        run = generate_sids(tok_dir, indexes[method].trie, _prompts(tok, sem["query"], None, sem["request_id"]),
+                            max(cfg.beams), cfg.beam_batch)  # fmt: skip
+        sem_gens[method] = evaluate_generator(run, indexes[method], sem_targets, quality, beams=cfg.beams, **metric_kw)
+    sem_rank = {name: evaluate_ranked_items(fn(sem["query"]), sem_targets, n_items=cfg.n_items)
+                for name, fn in rankers.items()}  # fmt: skip
+    semantic, target = metrics_block(sem_gens, sem_rank, baseline=cfg.baseline, target_frac=cfg.target_frac,
+                                     report_beams=cfg.report_beams)  # fmt: skip
+
+    # -- personalized: user + query ------------------------------------------------------------
+    per = sample_requests(split.test, known_users=True, cfg=cfg)
+    per_targets = [list(c) for c in per["clicked"]]
+    exposed = [list(e) for e in per["exposed"]]
+    contexts = feast_contexts(per, read_table(CATEGORIES, data_dir), feast_repo, feast_data_dir)
+    per_beams = tuple(b for b in cfg.beams if b <= cfg.personalized_beams)
+    per_gens: dict[str, GeneratorMetrics] = {}
+    per_pers = {}
+    for name, stage, ctx in (("cq_sid", "uq2sid", contexts), ("cq_sid_q2sid", "q2sid", None)):
+        path = gen_dir / "cq_sid" / stage / "final"
+        _, tok = load_generator(path)
+        run = generate_sids(path, indexes["cq_sid"].trie, _prompts(tok, per["query"], ctx, per["request_id"]),
+                            max(per_beams), cfg.beam_batch)  # fmt: skip
+        per_gens[name] = evaluate_generator(run, indexes["cq_sid"], per_targets, quality, beams=per_beams, **metric_kw)
+        per_pers[name] = personalized_metrics(run, indexes["cq_sid"], per_targets, exposed, ks=cfg.ks, pvr_k=cfg.pvr_k)
+    per_rank = {name: evaluate_ranked_items(fn(per["query"]), per_targets, n_items=cfg.n_items)
+                for name, fn in rankers.items()}  # fmt: skip
+    personalized, _ = metrics_block(per_gens, per_rank, per_pers, baseline="none", report_beams=cfg.report_beams)
+
+    health_path = reports / "sid_health.json"
+    health = json.loads(health_path.read_text()) if health_path.exists() else {}
+    pairs = {"semantic": sum(len(set(t)) for t in sem_targets), "personalized": sum(len(set(t)) for t in per_targets)}
+    data = {"preset": preset, "items": int(len(listed)), "requests": int(len(log)),
+            "test_requests": {"semantic": len(sem), "personalized": len(per)}, "test_pairs": pairs["semantic"],
+            "test_pairs_by_set": pairs, "cutoff": str(split.cutoff)}  # fmt: skip
+    metrics = build_metrics(semantic=semantic, personalized=personalized, sid_health=health, data=data)
+    out = write_metrics(metrics, reports / "metrics.json")
+    write_curves({"semantic": sem_gens, "personalized": per_gens}, reports / "curves.csv")
+    plot_hitrate(sem_gens, sem_rank, reports / "hitrate_vs_beams.png", target=target, title="semantic test set")
+    plot_hitrate(per_gens, per_rank, reports / "hitrate_vs_beams_personalized.png", title="personalized test set")
+    print_summary(metrics)
+    return EvaluateResult(str(out), pairs)
+
+
+def _rankers(listed: pd.DataFrame, emb_dir: str | Path, *, k: int) -> dict[str, Any]:
+    """BM25 over item texts and dense retrieval over the embed stage's vectors; both over ``listed``."""
+    ids = listed["item_id"].to_numpy(np.int64)
+    bm25 = BM25Retriever().fit(ids, item_texts(listed))
+    emb = load_embeddings(emb_dir)
+    dense = DenseRetriever().fit(ids, emb.items[emb.item_rows(ids)])
+    rows = emb.query_rows()
+
+    def dense_search(queries: pd.Series) -> np.ndarray:
+        vecs = np.stack([emb.query_vectors[rows[q]] for q in queries])
+        return dense.search(vecs, k).items
+
+    return {"bm25": lambda q: bm25.search(list(q), k).items, "dense": dense_search}

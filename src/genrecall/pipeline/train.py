@@ -1,0 +1,178 @@
+"""The train_sft stage: progressive SFT of the generator for each SID method.
+
+For every method in ``cfg.methods`` (CQ-SID and the RQ-VAE baseline, same generator, same data):
+train a text BPE + SID tokenizer, build the generator, then run the paper's progressive stages,
+each warm-started from the previous one:
+
+1. I2SID  item title -> SID           (every listed item)
+2. Q2SID  query -> clicked SIDs       (training period of the log only)
+3. UQ2SID user + query -> SID         (``personalized_methods`` only; user context from Feast,
+                                       point-in-time, so no example sees its own future)
+
+Outputs ``<out_dir>/<method>/<stage>/final`` (generator dirs), ``loss.csv`` per stage and
+``<reports_dir>/train.json`` (steps, final loss, examples/s per stage).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genrecall.config import from_dict
+from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, USERS, read_table, sid_from_str
+from genrecall.data.split import time_split
+from genrecall.gen.examples import (
+    ExamplesConfig,
+    SidDataset,
+    UserContext,
+    item_examples,
+    query_examples,
+    user_contexts_from_log,
+    user_query_examples,
+)
+from genrecall.gen.model import GeneratorConfig, make_generator
+from genrecall.gen.sft import STAGES, SFTConfig, train_progressive
+from genrecall.gen.tokenizer import PROFILE_FIELDS, GenTokenizer, TokenizerConfig
+from genrecall.sid.index import SidIndex
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The train_sft stage (params.yaml ``train``). Nested blocks map onto the gen configs."""
+
+    methods: tuple[str, ...] = ("cq_sid", "rq_vae")  # every claim is made against the baseline
+    personalized_methods: tuple[str, ...] = ("cq_sid",)  # UQ2SID only where the personalized set needs it
+    test_days: int = 2  # the last days of the log are held out for evaluation (time split)
+    context_source: str = "feast"  # "feast" (point-in-time historical features) | "log" (no Feast)
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # TokenizerConfig
+    model: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig
+    examples: dict[str, Any] = field(default_factory=dict)  # ExamplesConfig
+    i2sid: dict[str, Any] = field(default_factory=dict)  # SFTConfig of each stage
+    q2sid: dict[str, Any] = field(default_factory=dict)
+    uq2sid: dict[str, Any] = field(default_factory=dict)
+
+    def stage_config(self, stage: str) -> SFTConfig:
+        return from_dict(SFTConfig, {"stage": stage, **getattr(self, stage)})
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    stages: dict[str, dict[str, dict[str, Any]]]  # method -> stage -> summary
+
+
+def train_texts(items: pd.DataFrame, requests: pd.DataFrame) -> list[str]:
+    """What the text BPE learns from: item titles and training-period queries."""
+    return [*items["title"].dropna().astype(str), *requests["query"].dropna().astype(str)]
+
+
+def profile_values(users: pd.DataFrame) -> dict[str, list[str]]:
+    return {f: sorted(users[f].dropna().astype(str).unique()) for f in PROFILE_FIELDS if f in users}
+
+
+def feast_contexts(
+    requests: pd.DataFrame, categories: pd.DataFrame, repo_path: str | Path, feast_data_dir: str | Path
+) -> dict[int, UserContext]:
+    """User context of every logged-in request, point-in-time, from Feast's historical features."""
+    from genrecall.features.store import training_frame
+
+    known = requests[requests["user_id"].notna()]
+    entity = pd.DataFrame(
+        {"request_id": known["request_id"].to_numpy(), "user_id": known["user_id"].astype(str).to_numpy(),
+         "event_timestamp": pd.to_datetime(known["ts"], utc=True)}
+    )  # fmt: skip
+    frame = training_frame(repo_path, entity, data_dir=feast_data_dir)
+    return contexts_from_features(frame, categories)
+
+
+def contexts_from_features(frame: pd.DataFrame, categories: pd.DataFrame) -> dict[int, UserContext]:
+    """Feast rows (newest first, SIDs as strings, category ids) -> UserContext (most recent last)."""
+    names = dict(zip(categories["category_id"].astype(int), categories["name"].astype(str)))
+    out: dict[int, UserContext] = {}
+    for row in frame.itertuples(index=False):
+        out[int(row.request_id)] = user_context(row, names)
+    return out
+
+
+def user_context(features: Any, category_names: dict[int, str]) -> UserContext:
+    """One user's features (a Feast row or ``UserFeatures``) as the generator's prompt context."""
+
+    def val(name: str) -> str | None:
+        v = getattr(features, name, None)
+        return None if v in (None, "", "u") or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+    sids = tuple(sid_from_str(s) for s in reversed(list(getattr(features, "recent_sids", ()) or ())) if s)
+    cats = tuple(category_names[int(c)] for c in reversed(list(getattr(features, "recent_categories", ()) or ()))
+                 if int(c) in category_names)  # fmt: skip
+    gender = getattr(features, "gender", None)
+    return UserContext(gender if gender else None, val("age_band"), val("price_tier"), sids, cats)
+
+
+def train(
+    cfg: TrainConfig,
+    data_dir: str | Path,
+    sid_dir: str | Path,
+    out_dir: str | Path,
+    reports_dir: str | Path,
+    *,
+    feast_repo: str | Path = "feature_repo",
+    feast_data_dir: str | Path = "data/feast",
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train the generator of every method on the training period of the log."""
+    items = read_table(ITEMS, data_dir)
+    listed = items[items["delisted_at"].isna()]
+    users = read_table(USERS, data_dir)
+    categories = read_table(CATEGORIES, data_dir)
+    split = time_split(read_table(REQUESTS, data_dir), cfg.test_days)
+    train_log = split.train
+    tok_cfg = from_dict(TokenizerConfig, cfg.tokenizer)
+    model_cfg = from_dict(GeneratorConfig, cfg.model)
+    ex_cfg = from_dict(ExamplesConfig, cfg.examples)
+    texts = train_texts(listed, train_log)
+
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for method in cfg.methods:
+        index = SidIndex.load(Path(sid_dir) / method)
+        assignments = index.to_frame()
+        tok = GenTokenizer.train(texts, index.sid_vocab_sizes, tok_cfg, profile_values=profile_values(users))
+        datasets: dict[str, SidDataset] = {
+            "i2sid": item_examples(listed, assignments, tok),
+            "q2sid": query_examples(train_log, assignments, tok, ex_cfg),
+        }
+        if method in cfg.personalized_methods:
+            contexts = method_contexts(cfg, method, train_log, users, items, categories, assignments,
+                                       feast_repo, feast_data_dir, ex_cfg)  # fmt: skip
+            datasets["uq2sid"] = user_query_examples(train_log, assignments, tok, contexts, ex_cfg)
+        model = make_generator(model_cfg, tok)
+        configs = {s: cfg.stage_config(s) for s in STAGES if s in datasets}
+        results = train_progressive(model, tok, datasets, configs, Path(out_dir) / method, show_progress=show_progress)
+        summary[method] = {
+            s: {"examples": len(datasets[s]), "steps": r.steps, "final_loss": r.losses[-1] if r.losses else None,
+                "examples_per_s": round(r.examples_per_s, 1), "seconds": round(r.seconds, 1)}
+            for s, r in results.items()
+        }  # fmt: skip
+    result = TrainResult(str(out_dir), summary)
+    Path(reports_dir).mkdir(parents=True, exist_ok=True)
+    (Path(reports_dir) / "train.json").write_text(json.dumps(asdict(result), indent=2, sort_keys=True))
+    return result
+
+
+def method_contexts(
+    cfg: TrainConfig, method: str, requests: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
+    categories: pd.DataFrame, assignments: pd.DataFrame, feast_repo: str | Path, feast_data_dir: str | Path,
+    ex_cfg: ExamplesConfig,
+) -> dict[int, UserContext]:  # fmt: skip
+    """Point-in-time user contexts for ``requests``: from Feast (which holds the production CQ-SIDs)
+    or, for another SID space or without Feast, recomputed from the log with the same rule."""
+    if cfg.context_source == "feast" and method == "cq_sid":
+        return feast_contexts(requests, categories, feast_repo, feast_data_dir)
+    if cfg.context_source not in ("feast", "log"):
+        raise ValueError(f"train.context_source must be 'feast' or 'log', not {cfg.context_source!r}")
+    return user_contexts_from_log(requests, users, assignments, items=items, categories=categories,
+                                  max_history=ex_cfg.max_history, max_categories=ex_cfg.max_categories)  # fmt: skip
