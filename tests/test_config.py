@@ -50,7 +50,24 @@ def test_repo_params_load_into_every_stage_config() -> None:
     stage_configs = {
         "generate": ("genrecall.data.marketplace", "MarketplaceConfig"),
         "validate": ("genrecall.data.validate", "ValidateConfig"),
+        "embed": ("genrecall.pipeline.embed", "EmbedConfig"),
+        "sid": ("genrecall.pipeline.sid", "SidConfig"),
+        "features": ("genrecall.features.sources", "FeaturesConfig"),
+        "train": ("genrecall.pipeline.train", "TrainConfig"),
+        "evaluate": ("genrecall.pipeline.evaluate", "EvaluateConfig"),
     }
+    assert set(stage_configs) <= set(params), f"params.yaml lacks {set(stage_configs) - set(params)}"
     for stage, (module, name) in stage_configs.items():
         cls = getattr(importlib.import_module(module), name)
         from_dict(cls, params.get(stage))
+    # nested blocks of the train stage map onto the generator's own configs
+    from genrecall.pipeline.train import TrainConfig
+
+    train = from_dict(TrainConfig, params["train"])
+    for stage in ("i2sid", "q2sid", "uq2sid"):
+        train.stage_config(stage)
+    from genrecall.gen.model import GeneratorConfig
+    from genrecall.gen.tokenizer import TokenizerConfig
+
+    from_dict(GeneratorConfig, train.model)
+    from_dict(TokenizerConfig, train.tokenizer)

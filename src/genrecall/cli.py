@@ -198,3 +198,42 @@ def summary(
     if not metrics.exists():
         _fail(f"{metrics} does not exist yet: run `dvc repro` (or `make run`) first")
     print_summary(read_metrics(metrics), console)
+
+
+@app.command("split-judged")
+def split_judged(
+    judgments: Annotated[Path, typer.Option(help="query,item_id,relevance CSV")],
+    train_out: Annotated[Path, typer.Option(help="train half (CSV)")],
+    test_out: Annotated[Path, typer.Option(help="test half (CSV)")],
+    test_share: Annotated[float, typer.Option(help="share of queries held out")] = 0.5,
+    seed: Annotated[int, typer.Option(help="split seed")] = 0,
+) -> None:
+    """Split judgments by query (no query in both halves) for `genrecall eval-real`."""
+    from genrecall.data.judged import read_judgments, split_judgments
+
+    raw = read_judgments(judgments)
+    split = split_judgments(raw, test_share=test_share, seed=seed)
+    for frame, path in ((split.train, train_out), (split.test, test_out)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame[["query", "item_id", "relevance"]].to_csv(path, index=False)
+    console.print(f"train: {len(split.train):,} judgments ({split.train['query'].nunique():,} queries) -> {train_out}")
+    console.print(f"test:  {len(split.test):,} judgments ({split.test['query'].nunique():,} queries) -> {test_out}")
+
+
+@app.command("eval-real")
+def eval_real(
+    products: Annotated[Path, typer.Option(help="item_id,title[,category] CSV")],
+    train: Annotated[Path, typer.Option(help="training judgments: query,item_id,relevance")],
+    test: Annotated[Path, typer.Option(help="test judgments (query-disjoint from --train)")],
+    out: Annotated[Path, typer.Option(help="metrics JSON to write (a `judged` test set)")],
+    work_dir: Annotated[Optional[Path], typer.Option(help="models and indexes (default: OUT without suffix)")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Train CQ-SID, the RQ-VAE baseline and their generators on judged data; evaluate with BM25 and dense."""
+    from genrecall.config import from_dict
+    from genrecall.pipeline.eval_real import EvalRealConfig
+    from genrecall.pipeline.eval_real import eval_real as run
+
+    res = run(from_dict(EvalRealConfig, _params(params).get("eval_real")), products, train, test, out,
+              work_dir=work_dir)
+    console.print(f"wrote {res.out}: {res.test_queries:,} test queries, {res.test_pairs:,} relevant pairs")

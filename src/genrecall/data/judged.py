@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genrecall.data.text import normalize_query
 from genrecall.data import schema as S
 from genrecall.data.validate import (
     PARSE_ERROR_COLUMN,
@@ -132,11 +133,6 @@ def write_raw(products_path: str | Path, judgments_path: str | Path, out_dir: st
         df.astype(object).where(df.notna(), None).to_parquet(path, index=False)
         paths.append(path)
     return paths
-
-
-def normalize_query(query: str) -> str:
-    """The form two queries are compared in: lower-case, whitespace collapsed."""
-    return " ".join(str(query).lower().split())
 
 
 def split_judgments(judgments: pd.DataFrame, test_share: float = 0.5, seed: int = 0) -> JudgedSplit:

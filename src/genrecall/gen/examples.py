@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from genrecall.data.text import normalize_query
 from genrecall.gen.tokenizer import GenTokenizer
 
 Sid = tuple[int, ...]
@@ -113,10 +114,6 @@ class SidDataset:
 def sid_lookup(sid_assignments: pd.DataFrame) -> dict[int, Sid]:
     """item_id -> SID tuple from a SID_ASSIGNMENTS table."""
     return {int(i): tuple(int(c) for c in codes) for i, codes in zip(sid_assignments["item_id"], sid_assignments["codes"])}
-
-
-def normalize_query(q: str) -> str:
-    return " ".join(str(q).lower().split())
 
 
 def _weighted_sample(counts: dict[Sid, float], k: int, rng: np.random.Generator) -> list[Sid]:

@@ -30,7 +30,7 @@ from genrecall.pipeline.embed import Embeddings, load_embeddings
 from genrecall.sid.clusters import ClusterConfig, make_sids
 from genrecall.sid.health import plot_cluster_sizes, sid_health
 from genrecall.sid.index import SidIndex
-from genrecall.sid.tokenizer import METHODS, QueryPairs, SidTokenizer, SidTokenizerConfig
+from genrecall.sid.tokenizer import METHODS, FitReport, QueryPairs, SidTokenizer, SidTokenizerConfig
 
 SUFFIX_MODE = {"cq_sid": "group", "rq_vae": "dedup"}  # shared clusters vs TIGER's unique IDs
 
@@ -115,6 +115,26 @@ def query_pairs(requests: pd.DataFrame, item_ids: np.ndarray, emb: Embeddings, s
     )
 
 
+def fit_method(
+    cfg: SidConfig,
+    method: str,
+    item_ids: np.ndarray,
+    x: np.ndarray,
+    cats: np.ndarray,
+    query_vectors: np.ndarray | None,
+    pairs: QueryPairs | None,
+    *,
+    show_progress: bool = True,
+) -> tuple[SidTokenizer, SidIndex, FitReport]:
+    """Fit one method's tokenizer on item embeddings ``x`` and build its SID index."""
+    tok = SidTokenizer(cfg.tokenizer_config(method))
+    report = tok.fit(x, cats, queries=query_vectors, pairs=pairs, show_progress=show_progress)
+    sids = make_sids(tok.assign(x, cats), cfg.cluster_config(method))
+    index = SidIndex.build(item_ids, sids, codebook_sizes=tok.codebook_sizes, suffix_mode=SUFFIX_MODE[method],
+                           t_max=cfg.t_max, g_max=cfg.g_max)  # fmt: skip
+    return tok, index, report
+
+
 def sid(
     cfg: SidConfig,
     data_dir: str | Path,
@@ -146,10 +166,8 @@ def sid(
     health: dict[str, dict] = {}
     sizes: dict[str, np.ndarray] = {}
     for method in cfg.methods:
-        tok = SidTokenizer(cfg.tokenizer_config(method))
-        report = tok.fit(x, cats, queries=emb.query_vectors, pairs=pairs, show_progress=show_progress)
-        sids = make_sids(tok.assign(x, cats), cfg.cluster_config(method))
-        index = SidIndex.build(ids, sids, codebook_sizes=tok.codebook_sizes, suffix_mode=SUFFIX_MODE[method], t_max=cfg.t_max, g_max=cfg.g_max)
+        tok, index, report = fit_method(cfg, method, ids, x, cats, emb.query_vectors, pairs, show_progress=show_progress)
+        sids = index.sid_of(ids)
         tok.save(Path(model_dir) / method)
         (Path(model_dir) / method / "fit.json").write_text(json.dumps(dataclasses.asdict(report), indent=2))
         index.save(Path(out_dir) / method)

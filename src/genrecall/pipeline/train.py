@@ -131,36 +131,56 @@ def train(
     categories = read_table(CATEGORIES, data_dir)
     split = time_split(read_table(REQUESTS, data_dir), cfg.test_days)
     train_log = split.train
-    tok_cfg = from_dict(TokenizerConfig, cfg.tokenizer)
-    model_cfg = from_dict(GeneratorConfig, cfg.model)
     ex_cfg = from_dict(ExamplesConfig, cfg.examples)
     texts = train_texts(listed, train_log)
 
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for method in cfg.methods:
         index = SidIndex.load(Path(sid_dir) / method)
-        assignments = index.to_frame()
-        tok = GenTokenizer.train(texts, index.sid_vocab_sizes, tok_cfg, profile_values=profile_values(users))
-        datasets: dict[str, SidDataset] = {
-            "i2sid": item_examples(listed, assignments, tok),
-            "q2sid": query_examples(train_log, assignments, tok, ex_cfg),
-        }
+        contexts = None
         if method in cfg.personalized_methods:
-            contexts = method_contexts(cfg, method, train_log, users, items, categories, assignments,
+            contexts = method_contexts(cfg, method, train_log, users, items, categories, index.to_frame(),
                                        feast_repo, feast_data_dir, ex_cfg)  # fmt: skip
-            datasets["uq2sid"] = user_query_examples(train_log, assignments, tok, contexts, ex_cfg)
-        model = make_generator(model_cfg, tok)
-        configs = {s: cfg.stage_config(s) for s in STAGES if s in datasets}
-        results = train_progressive(model, tok, datasets, configs, Path(out_dir) / method, show_progress=show_progress)
-        summary[method] = {
-            s: {"examples": len(datasets[s]), "steps": r.steps, "final_loss": r.losses[-1] if r.losses else None,
-                "examples_per_s": round(r.examples_per_s, 1), "seconds": round(r.seconds, 1)}
-            for s, r in results.items()
-        }  # fmt: skip
+        summary[method] = train_method(cfg, index, listed, train_log, Path(out_dir) / method, texts=texts,
+                                       profiles=profile_values(users), contexts=contexts,
+                                       show_progress=show_progress)  # fmt: skip
     result = TrainResult(str(out_dir), summary)
     Path(reports_dir).mkdir(parents=True, exist_ok=True)
     (Path(reports_dir) / "train.json").write_text(json.dumps(asdict(result), indent=2, sort_keys=True))
     return result
+
+
+def train_method(
+    cfg: TrainConfig,
+    index: SidIndex,
+    items: pd.DataFrame,
+    train_log: pd.DataFrame,
+    out_dir: Path,
+    *,
+    texts: list[str],
+    profiles: dict[str, list[str]] | None = None,
+    contexts: dict[int, UserContext] | None = None,
+    show_progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Tokenizer + generator for one SID space, trained I2SID -> Q2SID (-> UQ2SID when ``contexts``)."""
+    ex_cfg = from_dict(ExamplesConfig, cfg.examples)
+    assignments = index.to_frame()
+    tok = GenTokenizer.train(texts, index.sid_vocab_sizes, from_dict(TokenizerConfig, cfg.tokenizer),
+                             profile_values=profiles)  # fmt: skip
+    datasets: dict[str, SidDataset] = {
+        "i2sid": item_examples(items, assignments, tok),
+        "q2sid": query_examples(train_log, assignments, tok, ex_cfg),
+    }
+    if contexts is not None:
+        datasets["uq2sid"] = user_query_examples(train_log, assignments, tok, contexts, ex_cfg)
+    model = make_generator(from_dict(GeneratorConfig, cfg.model), tok)
+    configs = {s: cfg.stage_config(s) for s in STAGES if s in datasets}
+    results = train_progressive(model, tok, datasets, configs, out_dir, show_progress=show_progress)
+    return {
+        s: {"examples": len(datasets[s]), "steps": r.steps, "final_loss": r.losses[-1] if r.losses else None,
+            "examples_per_s": round(r.examples_per_s, 1), "seconds": round(r.seconds, 1)}
+        for s, r in results.items()
+    }  # fmt: skip
 
 
 def method_contexts(
