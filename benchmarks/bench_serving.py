@@ -1,0 +1,132 @@
+"""Serving latency through real HTTP: p50/p95/p99 and throughput per beam size, one client and concurrent.
+
+    python benchmarks/bench_serving.py                        # the production bundle of ./.state/bentoml
+    python benchmarks/bench_serving.py --bundle genrecall-bundle:<version> --requests 200 --out reports/bench_serving.json
+    python benchmarks/bench_serving.py --tiny                 # self-check: builds the tests' tiny bundle first
+
+Starts one ``bentoml serve`` of bento/service.py on a free 127.0.0.1 port serving ``--bundle`` (a store
+tag or a directory; default: production), warms it up, then for each beam size in ``--beams`` and each
+concurrency in ``--concurrency`` sends ``--requests`` POST /search requests whose queries are item titles
+from the bundle (so every request has a real answer). Latency is client-side wall time per request.
+Numbers depend on the machine: say which one when you quote them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(bundle: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "bentoml", "serve", "service:Search", "--working-dir", str(REPO / "bento"),
+           "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(cmd, cwd=REPO, env={**env, "GENRECALL_BUNDLE": bundle}, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _run(url: str, queries: list[str], beam: int, concurrency: int, k: int) -> dict[str, float]:
+    def one(q: str) -> tuple[float, int]:
+        t = time.perf_counter()
+        r = httpx.post(f"{url}/search", json={"query": q, "k": k, "beam_size": beam}, timeout=120)
+        return (time.perf_counter() - t) * 1000, r.status_code
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        out = list(pool.map(one, queries))
+    wall = time.perf_counter() - start
+    lat = np.array([ms for ms, status in out if status == 200] or [np.nan])
+    errors = sum(status != 200 for _, status in out)  # 503 = shed by the adaptive batcher (serve.max_latency_ms)
+    return {"beam": beam, "concurrency": concurrency, "requests": len(queries), "errors": errors,
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99)),
+            "mean_ms": float(lat.mean()), "throughput_rps": (len(queries) - errors) / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", default="", help="store tag or bundle directory (default: production)")
+    ap.add_argument("--beams", type=int, nargs="+", default=[20, 50, 100])
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--requests", type=int, default=100, help="requests per (beam, concurrency) cell")
+    ap.add_argument("--k", type=int, default=100, help="items per response")
+    ap.add_argument("--tiny", action="store_true", help="build and serve the tests' tiny bundle (self-check)")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+
+    from genrecall.env import apply_defaults
+
+    env = dict(os.environ)
+    if args.tiny:  # an isolated BentoML home so the benchmark never touches the project's store
+        env["BENTOML_HOME"] = os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bench-bentoml-")
+    apply_defaults()
+    env.setdefault("BENTOML_HOME", os.environ["BENTOML_HOME"])
+    from genrecall.serving.bundle import resolve
+    from genrecall.serving.gate import production_tag
+
+    bundle = args.bundle
+    if args.tiny:
+        from tests.serving_fixtures import make_bundle, shared_tiny_pipeline
+
+        tiny = shared_tiny_pipeline()
+        bundle = str(make_bundle(tiny, Path(tempfile.mkdtemp(prefix="bench-bundle-")) / "b"))
+        env.update(GENRECALL_FEAST_REPO=str(tiny.feast_repo), GENRECALL_FEAST_DATA=str(tiny.feast_data_dir))
+    bundle = bundle or production_tag() or ""
+    if not bundle:
+        sys.exit("no bundle: pass --bundle, run `genrecall package`, or use --tiny")
+    titles = pd.read_parquet(resolve(bundle)[0] / "items.parquet")["title"].tolist()
+    rng = np.random.default_rng(0)
+
+    port, log = _free_port(), Path(tempfile.mkdtemp(prefix="bench-serve-")) / "serve.log"
+    proc = _serve(bundle, port, log, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import bentoml
+
+        try:
+            with bentoml.SyncHTTPClient(url, server_ready_timeout=180):
+                pass
+        except Exception:
+            sys.exit(f"server did not start; log:\n{log.read_text()[-3000:]}")
+        info = httpx.post(f"{url}/bundle").json()
+        _run(url, [str(t) for t in rng.choice(titles, 20)], max(args.beams), 1, args.k)  # warm-up
+        rows = []
+        for beam in args.beams:
+            for conc in args.concurrency:
+                queries = [str(t) for t in rng.choice(titles, args.requests)]
+                rows.append(_run(url, queries, beam, conc, args.k))
+                r = rows[-1]
+                print(f"beam {beam:>4}  conc {conc:>3}  p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
+                      f"p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  errors {r['errors']}", flush=True)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
+    result = {"bundle": info, "k": args.k, "cpu_count": os.cpu_count(), "results": rows}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

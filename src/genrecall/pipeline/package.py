@@ -1,0 +1,104 @@
+"""The package stage: pipeline outputs -> a verified bundle in the BentoML model store -> the gate.
+
+Reads the final generator, the frozen SID tokenizer and its index, titles and the search log (for
+item quality = smoothed CTR, the same formula as the Feast ``item_features`` view) and
+``reports/metrics.json``; writes one bundle to the store and lets the gate decide whether it becomes
+production. A rejected bundle stays in the store (``bentoml models list``) and the old one keeps
+serving. ``report`` (optional) gets the result as JSON, for DVC.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genrecall.config import load_params, params_hash
+from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, read_table
+from genrecall.features.sources import exposure_stats, log_ctr, quality_score
+from genrecall.serving.bundle import BUNDLE_NAME, data_version, save_to_store, write_bundle
+from genrecall.serving.gate import GateConfig, ProductionPointer, gate
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    """The package stage (params.yaml ``package``); the gate has its own namespace ``gate``."""
+
+    name: str = BUNDLE_NAME  # BentoML model name of the bundles
+    quality_prior_strength: float = 20.0  # same as features.quality_prior_strength, so serving and Feast agree
+    quality_prior_ctr: float | None = None  # None = the log's CTR (as the features stage does)
+    run_gate: bool = True  # False: only save the bundle; promote later with `genrecall promote TAG`
+
+
+@dataclass
+class PackageResult:
+    tag: str
+    version: str
+    promoted: bool
+    production: str | None  # production after the gate
+    previous: str | None  # production before it
+    reasons: list[str] = field(default_factory=list)
+    items: int = 0
+    sids: int = 0
+    seconds: float = 0.0
+
+
+def item_quality(data_dir: str | Path, *, strength: float = 20.0, prior_ctr: float | None = None) -> pd.DataFrame:
+    """item_id, title, category_id, quality for every item in ITEMS (quality from REQUESTS)."""
+    items = read_table(ITEMS, data_dir)
+    requests_path = Path(data_dir) / REQUESTS.filename()
+    stats = exposure_stats(read_table(REQUESTS, data_dir)) if requests_path.exists() else \
+        pd.DataFrame({"item_id": pd.Series(dtype=np.int64), "exposures": 0, "clicks": 0})
+    prior = prior_ctr if prior_ctr is not None else log_ctr(stats) if len(stats) else 0.05
+    df = items[["item_id", "title", "category_id"]].merge(stats, on="item_id", how="left")
+    clicks, exposures = df["clicks"].fillna(0).to_numpy(), df["exposures"].fillna(0).to_numpy()
+    return df.assign(quality=quality_score(clicks, exposures, prior_ctr=prior, strength=strength))
+
+
+def package(
+    cfg: PackageConfig | None = None,
+    gate_cfg: GateConfig | None = None,
+    *,
+    generator_dir: str | Path = "models/generator/cq_sid/uq2sid/final",
+    sid_model_dir: str | Path = "models/sid/cq_sid",
+    index_dir: str | Path = "data/sid/cq_sid",
+    data_dir: str | Path = "data/validated",
+    metrics_path: str | Path | None = "reports/metrics.json",
+    params: dict[str, Any] | None = None,
+    dvc_lock: str | Path = "dvc.lock",
+    report: str | Path | None = None,
+) -> PackageResult:
+    """Build, store and gate one bundle; returns what happened."""
+    cfg = cfg or PackageConfig()
+    gate_cfg = gate_cfg or GateConfig(name=cfg.name)
+    start = time.perf_counter()
+    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path and Path(metrics_path).exists() else {}
+    items = item_quality(data_dir, strength=cfg.quality_prior_strength, prior_ctr=cfg.quality_prior_ctr)
+    cats_path = Path(data_dir) / CATEGORIES.filename()
+    categories = read_table(CATEGORIES, data_dir) if cats_path.exists() else None
+    pointer = ProductionPointer(gate_cfg.name)
+    previous = pointer.current()
+    with tempfile.TemporaryDirectory(prefix="genrecall-bundle-") as tmp:
+        manifest = write_bundle(
+            Path(tmp) / "bundle", generator_dir=generator_dir, sid_model_dir=sid_model_dir, index_dir=index_dir,
+            items=items, categories=categories, metrics=metrics, data_version=data_version(data_dir, dvc_lock=dvc_lock),
+            params_hash=params_hash(load_params() if params is None else params), parent=previous,
+        )
+        tag = save_to_store(Path(tmp) / "bundle", name=cfg.name)
+    if cfg.run_gate:
+        decision = gate(tag, gate_cfg, pointer=pointer)
+        promoted, reasons = decision.promoted, decision.reasons
+    else:
+        promoted, reasons = False, ["gate skipped (package.run_gate = false)"]
+    result = PackageResult(tag, manifest.version, promoted, pointer.current(), previous, reasons,
+                           manifest.items, manifest.sids, time.perf_counter() - start)
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(json.dumps(asdict(result), indent=2))
+    return result

@@ -1,0 +1,220 @@
+"""The in-process recall engine: query (+ user) -> constrained beam search -> SIDs -> items.
+
+    retriever = Retriever.load("genrecall-bundle:latest", features=FeatureClient("feature_repo", "data/feast"))
+    response = retriever.search("red kettle", user_id="u000042", k=50, beam_size=20)
+    response.items[0].item_id, response.sids[:3], response.bundle
+
+One object serves the HTTP service (``bento/service.py``) and offline evaluation. ``search_batch``
+runs one beam search per distinct beam size for a whole batch of requests: that is what adaptive
+batching in the service feeds. A known ``user_id`` adds the user's profile, recent clicked SIDs and
+recent categories (Feast online features) to the prompt (UQ2SID); an unknown user, no user, or no
+feature store gives the plain query prompt (Q2SID format), never an error.
+
+Items come from the index, SID by SID in beam order, items of one SID by item quality (smoothed CTR)
+descending, cut at ``k``; ``item_order="quality"`` instead orders all expanded items by quality first,
+as the truncated-hitrate metric does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from genrecall.data.schema import sid_from_str, sid_to_str
+from genrecall.gen.beam import BeamResult, beam_search
+from genrecall.gen.examples import UserContext, encode_user_query
+from genrecall.serving.bundle import Bundle
+
+ITEM_ORDERS = ("beam", "quality")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Serving knobs (params.yaml ``serve``): request bounds, retrieval, batching, where things are."""
+
+    default_k: int = 50  # items returned when a request gives no k; a recall channel hands a ranker tens-hundreds
+    max_k: int = 1000  # the paper truncates recall at N=1000 items (truncated hitrate)
+    default_beam_size: int = 20  # paper: serving at dynamic beams 20/50/100; 20 is the cheap end
+    max_beam_size: int = 200  # the largest beam of the paper's sweep; beyond it latency grows with no recall gain
+    max_query_chars: int = 200  # same bound as validate.query_max_len: longer queries were never trained on
+    max_user_id_chars: int = 64  # user ids are short keys ("u000042"); anything longer is a client bug
+    item_order: str = "beam"  # "beam": SID rank then quality; "quality": quality across all SIDs (truncated metric)
+    max_history: int = 5  # recent clicked SIDs in the prompt; must match training (ExamplesConfig.max_history)
+    max_categories: int = 3  # recent category names in the prompt; matches ExamplesConfig.max_categories
+    prompt_batch_size: int = 32  # prompts per forward pass inside one beam search (rows = this x beam)
+    max_batch_size: int = 32  # adaptive batching: most requests merged into one search_batch call
+    max_latency_ms: int = 10000  # adaptive batching deadline: BentoML answers 503 to a queued request it predicts
+    # would exceed this (load shedding). The batching wait itself adapts to traffic and stays far shorter;
+    # lower it to your SLO (the paper serves at ~40 ms) once the hardware can meet it
+    num_threads: int = 0  # torch CPU threads in the server; 0 keeps torch's default
+    device: str = "cpu"  # "cuda" on a GPU worker
+    bundle: str = ""  # a store tag or directory to serve; "" = the production pointer ($GENRECALL_BUNDLE wins)
+    feast_repo: str = "feature_repo"  # Feast repo for user features; a missing repo/store = non-personalised
+    feast_data_dir: str = "data/feast"  # the features stage's data dir (registry + online store)
+    host: str = "127.0.0.1"  # loopback by default: expose it on purpose, behind your own gateway
+    port: int = 3000  # DESIGN.md: make run serves on 127.0.0.1:3000
+
+    def __post_init__(self) -> None:
+        if self.item_order not in ITEM_ORDERS:
+            raise ValueError(f"serve.item_order must be one of {ITEM_ORDERS}, got {self.item_order!r}")
+        if not 1 <= self.default_k <= self.max_k or not 1 <= self.default_beam_size <= self.max_beam_size:
+            raise ValueError("serve: defaults must lie within 1..max_k and 1..max_beam_size")
+
+
+class InvalidRequest(ValueError):
+    """A request the retriever will not run (the service answers it with a 400)."""
+
+
+class UserFeatureSource(Protocol):
+    """What the retriever needs from a feature store (``genrecall.features.store.FeatureClient``)."""
+
+    def user_contexts(self, user_ids: Sequence[str | None]) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: str
+    user_id: str | None = None
+    k: int | None = None  # None = ServeConfig.default_k
+    beam_size: int | None = None  # None = ServeConfig.default_beam_size
+
+
+@dataclass(frozen=True)
+class Hit:
+    item_id: int
+    title: str
+    sid: str  # "c1-c2-c3-suffix"
+    score: float  # log-probability of the item's SID under the generator
+
+
+@dataclass
+class SearchResponse:
+    items: list[Hit]
+    sids: list[str]  # generated SIDs, best first (all beams, also those past k)
+    sid_scores: list[float]
+    bundle: str  # the bundle version that answered
+    personalized: bool = False  # the prompt carried user context
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The HTTP response body (DESIGN.md section 4)."""
+        return {"items": [dataclasses.asdict(h) for h in self.items], "sids": self.sids, "bundle": self.bundle,
+                "personalized": self.personalized}
+
+
+class Retriever:
+    """A loaded bundle + an optional feature source, answering search requests."""
+
+    def __init__(self, bundle: Bundle, cfg: ServeConfig | None = None, features: UserFeatureSource | None = None) -> None:
+        self.bundle = bundle
+        self.cfg = cfg or ServeConfig()
+        self.features = features
+        if self.cfg.num_threads > 0:
+            torch.set_num_threads(self.cfg.num_threads)
+        self.model, self.tokenizer = bundle.generator
+        self.model.eval()
+        self._depth = self.tokenizer.sid_depth
+
+    @classmethod
+    def load(cls, source: str | Path, cfg: ServeConfig | None = None, features: UserFeatureSource | None = None) -> "Retriever":
+        cfg = cfg or ServeConfig()
+        return cls(Bundle.load(source, device=cfg.device), cfg, features)
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    # -- requests --------------------------------------------------------------------------------------
+    def check(self, req: SearchRequest) -> SearchRequest:
+        """Fill defaults and enforce the bounds; raises ``InvalidRequest`` saying what is wrong."""
+        c = self.cfg
+        if not isinstance(req.query, str) or not req.query.strip():
+            raise InvalidRequest("query must be a non-empty string")
+        if len(req.query) > c.max_query_chars:
+            raise InvalidRequest(f"query is {len(req.query)} characters; the limit is {c.max_query_chars}")
+        if req.user_id is not None and (not isinstance(req.user_id, str) or len(req.user_id) > c.max_user_id_chars):
+            raise InvalidRequest(f"user_id must be a string of at most {c.max_user_id_chars} characters or null")
+        k = c.default_k if req.k is None else req.k
+        beam = c.default_beam_size if req.beam_size is None else req.beam_size
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= c.max_k:
+            raise InvalidRequest(f"k must be an integer in 1..{c.max_k}, got {k!r}")
+        if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or not 1 <= beam <= c.max_beam_size:
+            raise InvalidRequest(f"beam_size must be an integer in 1..{c.max_beam_size}, got {beam!r}")
+        return SearchRequest(req.query.strip(), req.user_id or None, int(k), int(beam))
+
+    def contexts(self, user_ids: Sequence[str | None]) -> list[UserContext | None]:
+        """User contexts from the feature source (None for anonymous/unknown users or without a source)."""
+        if self.features is None or all(u is None for u in user_ids):
+            return [None] * len(user_ids)
+        return [self._context(f) if u is not None else None
+                for u, f in zip(user_ids, self.features.user_contexts(list(user_ids)))]
+
+    def _context(self, feats: Any) -> UserContext | None:
+        if not getattr(feats, "known", False):
+            return None
+        sizes = self.tokenizer.sid_vocab_sizes
+        sids = []
+        for s in reversed(tuple(feats.recent_sids)):  # the store keeps newest first; prompts want newest last
+            try:
+                sid = sid_from_str(s)
+            except ValueError:
+                continue
+            if len(sid) == self._depth and all(0 <= c < n for c, n in zip(sid, sizes)):
+                sids.append(sid)  # SIDs of another index (before a rebuild) are skipped, not guessed
+        names = [self.bundle.category_names[c] for c in reversed(tuple(feats.recent_categories))
+                 if c in self.bundle.category_names]
+        names = list(dict.fromkeys(reversed(names)))[::-1]  # distinct, most recent last
+        return UserContext(feats.gender or None, feats.age_band or None, feats.price_tier or None,
+                           tuple(sids[-self.cfg.max_history:]), tuple(names[-self.cfg.max_categories:]))
+
+    def prompt(self, query: str, context: UserContext | None) -> list[int]:
+        return encode_user_query(self.tokenizer, " ".join(query.lower().split()), context)
+
+    # -- search ------------------------------------------------------------------------------------------
+    def search(self, query: str, user_id: str | None = None, *, k: int | None = None,
+               beam_size: int | None = None) -> SearchResponse:
+        """Top-``k`` items for one query (and user)."""
+        return self.search_batch([SearchRequest(query, user_id, k, beam_size)])[0]
+
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResponse]:
+        """Answer many requests with one beam search per distinct beam size (order preserved)."""
+        reqs = [self.check(r) for r in requests]
+        contexts = self.contexts([r.user_id for r in reqs])
+        prompts = [self.prompt(r.query, c) for r, c in zip(reqs, contexts)]
+        beams: list[BeamResult | None] = [None] * len(reqs)
+        for beam_size in sorted({r.beam_size for r in reqs}):
+            rows = [i for i, r in enumerate(reqs) if r.beam_size == beam_size]
+            found = beam_search(self.model, self.tokenizer, self.bundle.trie, [prompts[i] for i in rows], beam_size,
+                                batch_size=self.cfg.prompt_batch_size)
+            for i, b in zip(rows, found):
+                beams[i] = b
+        return [self._respond(b, r.k, c is not None) for b, r, c in zip(beams, reqs, contexts)]  # type: ignore[arg-type]
+
+    def expand(self, beams: BeamResult, k: int) -> list[Hit]:
+        """Items of the beams' SIDs, ordered per ``cfg.item_order``, at most ``k``."""
+        index, table = self.bundle.index, self.bundle.items
+        parts = [index.items(s) for s in beams.sids]
+        if not parts:
+            return []
+        ids = np.concatenate(parts)
+        rank = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        quality = table.quality[table.rows(ids)]
+        if self.cfg.item_order == "beam":
+            order = np.lexsort((ids, -quality, rank))  # SID rank, then quality desc, then item id
+        else:
+            order = np.lexsort((ids, rank, -quality))  # quality desc, then SID rank, then item id
+        order = order[:k]
+        rows = table.rows(ids[order])
+        sid_str = [sid_to_str(s) for s in beams.sids.tolist()]
+        return [Hit(int(ids[o]), str(table.title[r]), sid_str[rank[o]], float(beams.scores[rank[o]]))
+                for o, r in zip(order, rows)]
+
+    def _respond(self, beams: BeamResult, k: int, personalized: bool) -> SearchResponse:
+        return SearchResponse(self.expand(beams, k), [sid_to_str(s) for s in beams.sids.tolist()],
+                              [float(s) for s in beams.scores], self.version, personalized)
