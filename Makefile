@@ -20,7 +20,8 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.state/dvc-site
 .PHONY: help venv run pipeline test test-fast serve constraints clean
 
 help:
-	@echo "make run    - create .venv, install, run the pipeline (dvc repro) on the synthetic marketplace"
+	@echo "make run    - create .venv, install, run the pipeline (dvc repro), print results, serve on 127.0.0.1:$(PORT)"
+	@echo "make serve  - serve the production bundle (PORT=3000)"
 	@echo "make test   - create .venv if missing and run the test suite"
 	@echo "make constraints - re-freeze constraints.txt from the current venv"
 
@@ -37,8 +38,14 @@ pipeline: venv
 	$(BIN)/dvc repro
 	$(BIN)/dvc push --quiet || echo "dvc push failed: outputs stay in the local cache only"
 
+# The whole pipeline, the results table, then serve the promoted bundle (Ctrl-C stops it).
 run: pipeline
 	@$(BIN)/genrecall summary
+	$(BIN)/genrecall serve --port $(PORT)
+
+# Serve the current production bundle without rebuilding anything.
+serve: venv
+	$(BIN)/genrecall serve --port $(PORT)
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

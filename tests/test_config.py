@@ -55,6 +55,9 @@ def test_repo_params_load_into_every_stage_config() -> None:
         "features": ("genrecall.features.sources", "FeaturesConfig"),
         "train": ("genrecall.pipeline.train", "TrainConfig"),
         "evaluate": ("genrecall.pipeline.evaluate", "EvaluateConfig"),
+        "package": ("genrecall.pipeline.package", "PackageConfig"),
+        "gate": ("genrecall.serving.gate", "GateConfig"),
+        "serve": ("genrecall.serving.retriever", "ServeConfig"),
     }
     assert set(stage_configs) <= set(params), f"params.yaml lacks {set(stage_configs) - set(params)}"
     for stage, (module, name) in stage_configs.items():

@@ -237,3 +237,70 @@ def eval_real(
     res = run(from_dict(EvalRealConfig, _params(params).get("eval_real")), products, train, test, out,
               work_dir=work_dir)
     console.print(f"wrote {res.out}: {res.test_queries:,} test queries, {res.test_pairs:,} relevant pairs")
+
+
+@app.command()
+def package(
+    generator_dir: Annotated[Path, typer.Option(help="generator to ship")] = Path("models/generator/cq_sid/uq2sid/final"),
+    sid_model_dir: Annotated[Path, typer.Option(help="its SID tokenizer")] = Path("models/sid/cq_sid"),
+    index_dir: Annotated[Path, typer.Option(help="its SID index")] = Path("data/sid/cq_sid"),
+    data_dir: Annotated[Path, typer.Option(help="validated tables (titles, item quality)")] = Path("data/validated"),
+    metrics: Annotated[Path, typer.Option(help="metrics the gate compares")] = Path("reports/metrics.json"),
+    report: Annotated[Path, typer.Option(help="what happened (JSON)")] = Path("reports/package.json"),
+    params: ParamsOpt = None,
+) -> None:
+    """Save the bundle to the BentoML store and promote it if it passes the gate."""
+    from genrecall.config import from_dict
+    from genrecall.pipeline.package import PackageConfig
+    from genrecall.pipeline.package import package as run
+    from genrecall.serving.gate import GateConfig
+
+    p = _params(params)
+    cfg = from_dict(PackageConfig, p.get("package"))
+    gate_cfg = from_dict(GateConfig, {"name": cfg.name, **(p.get("gate") or {})})
+    res = run(cfg, gate_cfg, generator_dir=generator_dir, sid_model_dir=sid_model_dir, index_dir=index_dir,
+              data_dir=data_dir, metrics_path=metrics, params=p, report=report)
+    verdict = "[green]promoted[/]" if res.promoted else "[yellow]kept the current production bundle[/]"
+    console.print(f"bundle {res.tag}: {res.items:,} items, {res.sids:,} SIDs; {verdict} (production: {res.production})")
+    for reason in res.reasons:
+        console.print(f"  - {reason}")
+
+
+@app.command()
+def promote(tag: Annotated[str, typer.Argument(help="bundle tag in the BentoML store")]) -> None:
+    """Make TAG the production bundle (atomic; a running server picks it up on restart)."""
+    from genrecall.serving.gate import promote as run
+
+    run(tag)
+    console.print(f"production -> {tag}")
+
+
+@app.command()
+def rollback() -> None:
+    """Point production back at the previous production bundle."""
+    from genrecall.serving.gate import rollback as run
+
+    console.print(f"production -> {run()}")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 3000,
+    host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
+    bundle: Annotated[Optional[str], typer.Option(help="bundle tag or dir (default: production)")] = None,
+) -> None:
+    """Serve the production bundle over HTTP (BentoML): POST /search, GET /healthz."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.setdefault("GENRECALL_HOME", str(Path.cwd()))
+    env.setdefault("GENRECALL_PARAMS", str(Path("params.yaml").resolve()))
+    if bundle:
+        env["GENRECALL_BUNDLE"] = bundle
+    console.print(f"serving on http://{host}:{port}  (try: curl -s -X POST http://{host}:{port}/search "
+                  "-H 'content-type: application/json' -d '{\"query\": \"red kettle\", \"k\": 5}')")
+    cmd = [sys.executable, "-m", "bentoml", "serve", "service:Search", "--working-dir", "bento",
+           "--host", host, "--port", str(port)]  # fmt: skip
+    raise typer.Exit(subprocess.call(cmd, env=env))
