@@ -17,7 +17,7 @@ export PREFECT_HOME := $(CURDIR)/.state/prefect
 export BENTOML_HOME := $(CURDIR)/.state/bentoml
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.state/dvc-site
 
-.PHONY: help venv run pipeline test test-fast serve constraints clean
+.PHONY: help venv run pipeline test test-fast serve schedule backfill constraints clean
 
 help:
 	@echo "make run    - create .venv, install, run the pipeline (dvc repro), print results, serve on 127.0.0.1:$(PORT)"
@@ -46,6 +46,15 @@ run: pipeline
 # Serve the current production bundle without rebuilding anything.
 serve: venv
 	$(BIN)/genrecall serve --port $(PORT)
+
+# Prefect deployment of the daily rebuild on a daily cron (03:00 UTC); Ctrl-C stops it.
+schedule: venv
+	$(BIN)/python -m flows.serve_schedule --workspace . --cron "0 3 * * *"
+
+# Run the daily rebuild for the next DAYS simulated days (after `make run`'s pipeline).
+DAYS ?= 1
+backfill: venv
+	$(BIN)/genrecall backfill --days $(DAYS)
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

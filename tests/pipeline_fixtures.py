@@ -77,5 +77,5 @@ def run_tiny_pipeline(root: Path, params: dict[str, Any] | None = None) -> TinyR
           root / "reports", feast_repo=repo, feast_data_dir=d / "feast", show_progress=False)  # fmt: skip
     evaluate(from_dict(EvaluateConfig, p["evaluate"]), d / "validated", d / "sid", d / "embeddings",
              root / "models" / "generator", root / "reports", feast_repo=repo, feast_data_dir=d / "feast",
-             preset="tiny")  # fmt: skip
+             preset=p["generate"].get("preset"))  # fmt: skip
     return TinyRun(root, p)

@@ -58,6 +58,7 @@ def test_repo_params_load_into_every_stage_config() -> None:
         "package": ("genrecall.pipeline.package", "PackageConfig"),
         "gate": ("genrecall.serving.gate", "GateConfig"),
         "serve": ("genrecall.serving.retriever", "ServeConfig"),
+        "daily": ("genrecall.pipeline.daily", "DailyConfig"),
     }
     assert set(stage_configs) <= set(params), f"params.yaml lacks {set(stage_configs) - set(params)}"
     for stage, (module, name) in stage_configs.items():
@@ -74,3 +75,6 @@ def test_repo_params_load_into_every_stage_config() -> None:
 
     from_dict(GeneratorConfig, train.model)
     from_dict(TokenizerConfig, train.tokenizer)
+    from genrecall.pipeline.finetune import FinetuneConfig
+
+    from_dict(FinetuneConfig, params["daily"].get("finetune"))

@@ -304,3 +304,20 @@ def serve(
     cmd = [sys.executable, "-m", "bentoml", "serve", "service:Search", "--working-dir", "bento",
            "--host", host, "--port", str(port)]  # fmt: skip
     raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.command()
+def backfill(
+    days: Annotated[int, typer.Option(help="simulated days to run the daily rebuild for")] = 1,
+    workspace: Annotated[Path, typer.Option(help="the project workspace (after `dvc repro`)")] = Path("."),
+    params: ParamsOpt = None,
+) -> None:
+    """Run the Prefect daily rebuild flow for the next N simulated days of the marketplace."""
+    import sys
+
+    sys.path.insert(0, str(workspace.resolve()))  # flows/ lives at the project root, beside src/
+    from flows.daily_rebuild import backfill as run
+
+    results = run(days, workspace=str(workspace), params_path=str(params or workspace / "params.yaml"))
+    for r in results:
+        console.print({k: r[k] for k in ("day", "mode", "promoted") if k in r} or r)

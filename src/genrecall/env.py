@@ -31,6 +31,7 @@ def apply_defaults(workspace: str | Path | None = None) -> Path:
     root = Path(workspace or os.environ.get("GENRECALL_HOME", ".")).resolve()
     state = root / ".state"
     os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect warns when it is missing
     os.environ.setdefault("BENTOML_HOME", str(state / "bentoml"))
     os.environ.setdefault("DVC_SITE_CACHE_DIR", str(state / "dvc-site"))
     # Prefect's first flow run starts a temporary server; on a fresh database it needs ~20 s.

@@ -1,0 +1,146 @@
+"""Incremental fine-tuning of the generator for the daily rebuild: warm start + replay.
+
+Each day, for every SID method and every progressive stage after I2SID (``cfg.stages``), the stage's
+final generator is loaded (warm start) and trained a few steps on:
+
+- the *new* examples: I2SID for the items listed since yesterday (so the model learns their SIDs),
+  plus Q2SID/UQ2SID examples from the requests that just left the evaluation window (the log's time
+  split moves one day per day, so the model never trains on a request it is evaluated on);
+- a *replay* sample of older examples (``replay_ratio`` x the new ones, drawn from the earlier
+  training log and catalog), which keeps the model from forgetting what it knew.
+
+Stages not fine-tuned (I2SID by default) are carried over unchanged. On a full-rebuild day
+(tokenizer refit) the whole progressive SFT runs instead (``genrecall.pipeline.train.train``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genrecall.config import from_dict
+from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, USERS, read_table
+from genrecall.data.split import time_split
+from genrecall.gen.examples import ExamplesConfig, SidDataset, item_examples, query_examples, user_query_examples
+from genrecall.gen.model import load_generator
+from genrecall.gen.sft import SFTConfig, train_sft
+from genrecall.pipeline.train import TrainConfig, method_contexts, train
+from genrecall.sid.index import SidIndex
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Daily warm-start fine-tune (params.yaml ``daily.finetune``)."""
+
+    stages: tuple[str, ...] = ("q2sid", "uq2sid")  # the served stages; I2SID is carried over (new items get I2SID rows here)
+    max_steps: int = 100  # a day's delta is ~1-3% of the catalog: a few epochs over it, not a retrain
+    batch_size: int = 64  # as in SFT
+    lr: float = 3e-4  # a third of the from-scratch SFT peak: adapt, do not overwrite
+    warmup_steps: int = 10  # short warm-up: the optimizer state is fresh, the weights are not
+    replay_ratio: float = 1.0  # replayed old examples per new one (continual-learning rule of thumb: 1:1)
+    new_items_i2sid: bool = True  # add I2SID rows of today's new items to every fine-tuned stage
+    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    seed: int = 0  # replay sampling and data order (mixed with the day number)
+
+    def sft(self, stage: str, day: int) -> SFTConfig:
+        return SFTConfig(stage=stage, max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
+                         warmup_steps=self.warmup_steps, seed=self.seed + day, checkpoint_every=0,
+                         num_threads=self.num_threads)  # fmt: skip
+
+
+@dataclass
+class FinetuneRun:
+    examples: int
+    replay: int
+    steps: int
+    final_loss: float | None
+    seconds: float
+
+
+def new_and_old_requests(before: pd.DataFrame, after: pd.DataFrame, test_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(requests that entered the training period today, requests already in it before)."""
+    old_train = time_split(before, test_days).train
+    new_train = time_split(after, test_days).train
+    return new_train[~new_train["request_id"].isin(old_train["request_id"])], old_train
+
+
+def _sample(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    if n <= 0 or df.empty:
+        return df.iloc[:0]
+    return df.iloc[np.sort(rng.choice(len(df), size=min(n, len(df)), replace=False))]
+
+
+def stage_dataset(stage: str, tok: Any, assignments: pd.DataFrame, *, new_requests: pd.DataFrame,
+                  new_items: pd.DataFrame, replay_requests: pd.DataFrame, replay_items: pd.DataFrame,
+                  contexts: Any, cfg: FinetuneConfig, ex_cfg: ExamplesConfig) -> tuple[SidDataset, int]:  # fmt: skip
+    """The day's examples for one stage: new + replay; returns (dataset, replayed rows)."""
+
+    def build(requests: pd.DataFrame, items: pd.DataFrame) -> SidDataset:
+        parts = [item_examples(items, assignments, tok)] if cfg.new_items_i2sid and len(items) else []
+        if len(requests):
+            parts.append(query_examples(requests, assignments, tok, ex_cfg) if stage == "q2sid"
+                         else user_query_examples(requests, assignments, tok, contexts, ex_cfg))  # fmt: skip
+        return SidDataset.concat(*parts, kind=stage) if parts else SidDataset([], np.empty((0, tok.sid_depth)))
+
+    new, replay = build(new_requests, new_items), build(replay_requests, replay_items)
+    return SidDataset.concat(new, replay, kind=stage), len(replay)
+
+
+def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune into ``ws.stage(day, generator)`` (warm start from the live generator), or retrain on a
+    full-rebuild day. Returns ``{"mode", "runs": {"<method>/<stage>": FinetuneRun}}``."""
+    from genrecall.pipeline.daily import _fresh, load_state
+
+    train_cfg = from_dict(TrainConfig, params.get("train"))
+    data, out = ws.stage(day, ws.validated), _fresh(ws.stage(day, ws.generator))
+    if load_state(ws, day)["steps"]["drift"]["result"]["mode"] == "full":
+        res = train(train_cfg, data, ws.stage(day, ws.sid), out, ws.stage(day, ws.reports), feast_repo=ws.path("repo"),
+                    feast_data_dir=ws.stage(day, ws.feast), show_progress=False)  # fmt: skip
+        runs = {f"{m}/{s}": {"examples": v["examples"], "replay": 0, "steps": v["steps"], "final_loss": v["final_loss"],
+                             "seconds": v["seconds"]} for m, st in res.stages.items() for s, v in st.items()}  # fmt: skip
+        return {"mode": "full", "runs": runs}
+
+    cfg = from_dict(FinetuneConfig, (params.get("daily") or {}).get("finetune"))
+    ex_cfg = from_dict(ExamplesConfig, train_cfg.examples)
+    live = ws.path("validated")
+    new_requests, old_requests = new_and_old_requests(read_table(REQUESTS, live), read_table(REQUESTS, data),
+                                                      train_cfg.test_days)  # fmt: skip
+    items, users, categories = read_table(ITEMS, data), read_table(USERS, data), read_table(CATEGORIES, data)
+    listed = items[items["delisted_at"].isna()]
+    known = read_table(ITEMS, live)["item_id"]
+    new_items, old_items = listed[~listed["item_id"].isin(known)], listed[listed["item_id"].isin(known)]
+    runs: dict[str, dict[str, Any]] = {}
+    rng = np.random.default_rng([cfg.seed, day])
+    replay_requests = _sample(old_requests, int(round(cfg.replay_ratio * len(new_requests))), rng)
+    replay_items = _sample(old_items, int(round(cfg.replay_ratio * len(new_items))), rng)
+    log_part = pd.concat([new_requests, replay_requests], ignore_index=True)
+    runs: dict[str, dict[str, Any]] = {}
+    for method_dir in sorted(p for p in ws.path("generator").iterdir() if p.is_dir()):
+        method = method_dir.name
+        assignments = SidIndex.load(ws.stage(day, ws.sid) / method).to_frame()
+        contexts = None
+        for stage_dir in sorted(p for p in method_dir.iterdir() if (p / "final").is_dir()):
+            stage, target = stage_dir.name, out / method / stage_dir.name
+            if stage not in cfg.stages:
+                shutil.copytree(stage_dir / "final", target / "final")
+                continue
+            if stage == "uq2sid" and contexts is None:  # point-in-time user context (Feast by default)
+                contexts = method_contexts(train_cfg, method, log_part, users, items, categories, assignments,
+                                           ws.path("repo"), ws.stage(day, ws.feast), ex_cfg)  # fmt: skip
+            model, tok = load_generator(stage_dir / "final")  # the warm start: the live generator's weights
+            dataset, replay = stage_dataset(stage, tok, assignments, new_requests=new_requests, new_items=new_items,
+                                            replay_requests=replay_requests, replay_items=replay_items,
+                                            contexts=contexts or {}, cfg=cfg, ex_cfg=ex_cfg)  # fmt: skip
+            if len(dataset) == 0:
+                shutil.copytree(stage_dir / "final", target / "final")
+                continue
+            res = train_sft(model, tok, dataset, cfg.sft(stage, day), target, show_progress=False)
+            shutil.rmtree(target / "checkpoints", ignore_errors=True)  # the day's final is what matters
+            runs[f"{method}/{stage}"] = dataclasses.asdict(FinetuneRun(
+                len(dataset), replay, res.steps, round(res.losses[-1], 4) if res.losses else None, round(res.seconds, 2)))
+    return {"mode": "incremental", "new_requests": len(new_requests), "new_items": len(new_items), "runs": runs}
