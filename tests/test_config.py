@@ -59,6 +59,7 @@ def test_repo_params_load_into_every_stage_config() -> None:
         "gate": ("genrecall.serving.gate", "GateConfig"),
         "serve": ("genrecall.serving.retriever", "ServeConfig"),
         "daily": ("genrecall.pipeline.daily", "DailyConfig"),
+        "eval_real": ("genrecall.pipeline.eval_real", "EvalRealConfig"),
     }
     assert set(stage_configs) <= set(params), f"params.yaml lacks {set(stage_configs) - set(params)}"
     for stage, (module, name) in stage_configs.items():
