@@ -21,7 +21,7 @@ from genrecall.data.validate import ValidateConfig, ValidationError
 from genrecall.pipeline.validate import validate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "judged"
-PRODUCTS, JUDGMENTS = FIXTURE / "products.csv", FIXTURE / "judgments.csv"
+PRODUCTS, JUDGMENTS = FIXTURE / "fixture_products.csv", FIXTURE / "fixture_judgments.csv"
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "homedepot"  # beside the repo
 LENIENT = ValidateConfig(max_bad_share=0.5)
 
