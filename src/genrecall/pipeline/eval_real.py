@@ -120,10 +120,9 @@ def eval_real(
         index.save(work / "index" / method)
         health[method] = sid_health(index.sid_of(ids), tok.codebook_sizes).to_dict()
         train_method(train_cfg, index, items, train_log, work / "generator" / method, texts=texts)
-        final = work / "generator" / method / "q2sid" / "final"
-        _, gtok = load_generator(final)
-        prompts = [gtok.encode_prompt(normalize_query(q)) for q in test_log["query"]]
-        run = generate_sids(final, index.trie, prompts, max(ev.beams), ev.beam_batch)
+        gen = load_generator(work / "generator" / method / "q2sid" / "final")
+        prompts = [gen.tokenizer.encode_prompt(normalize_query(q)) for q in test_log["query"]]
+        run = generate_sids(gen, index.trie, prompts, max(ev.beams), ev.beam_batch)
         gens[method] = evaluate_generator(run, index, targets, quality, beams=ev.beams, n_items=ev.n_items,
                                           truncate_n=ev.truncate_n, items_beam=ev.items_beam)  # fmt: skip
 

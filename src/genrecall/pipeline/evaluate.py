@@ -33,7 +33,7 @@ from genrecall.eval.report import write_metrics
 from genrecall.features.sources import exposure_stats, log_ctr, quality_score
 from genrecall.gen.beam import beam_search
 from genrecall.gen.examples import encode_user_query, normalize_query
-from genrecall.gen.model import load_generator
+from genrecall.gen.model import Generator, load_generator
 from genrecall.pipeline.embed import load_embeddings
 from genrecall.pipeline.train import feast_contexts
 from genrecall.sid.encoder import item_texts
@@ -79,13 +79,13 @@ def sample_requests(test: pd.DataFrame, *, known_users: bool, cfg: EvaluateConfi
     return rows.sort_values("request_id").reset_index(drop=True)
 
 
-def generate_sids(gen_dir: Path, trie: Any, prompts: list[list[int]], beams: int, batch: int) -> GeneratorRun:
-    """Beam search every prompt (identical prompts are searched once)."""
-    model, _ = load_generator(gen_dir)
+def generate_sids(gen: Generator, trie: Any, prompts: list[list[int]], beams: int, batch: int) -> GeneratorRun:
+    """Beam search every prompt with a loaded generator (identical prompts are searched once)."""
+    model, tok = gen
     model.eval()
     unique: dict[tuple[int, ...], int] = {}
     keys = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
-    results = beam_search(model, _, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True)
+    results = beam_search(model, tok, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True)
     return GeneratorRun.from_sids([results[k].sids for k in keys])
 
 
@@ -125,9 +125,8 @@ def evaluate(
     sem_targets = [list(c) for c in sem["clicked"]]
     sem_gens: dict[str, GeneratorMetrics] = {}
     for method in cfg.semantic_methods:
-        tok_dir = gen_dir / method / "q2sid" / "final"
-        _, tok = load_generator(tok_dir)
-        run = generate_sids(tok_dir, indexes[method].trie, _prompts(tok, sem["query"], None, sem["request_id"]),
+        gen = load_generator(gen_dir / method / "q2sid" / "final")
+        run = generate_sids(gen, indexes[method].trie, _prompts(gen.tokenizer, sem["query"], None, sem["request_id"]),
                             max(cfg.beams), cfg.beam_batch)  # fmt: skip
         sem_gens[method] = evaluate_generator(run, indexes[method], sem_targets, quality, beams=cfg.beams, **metric_kw)
     sem_rank = {name: evaluate_ranked_items(fn(sem["query"]), sem_targets, n_items=cfg.n_items)
@@ -144,9 +143,8 @@ def evaluate(
     per_gens: dict[str, GeneratorMetrics] = {}
     per_pers = {}
     for name, stage, ctx in (("cq_sid", "uq2sid", contexts), ("cq_sid_q2sid", "q2sid", None)):
-        path = gen_dir / "cq_sid" / stage / "final"
-        _, tok = load_generator(path)
-        run = generate_sids(path, indexes["cq_sid"].trie, _prompts(tok, per["query"], ctx, per["request_id"]),
+        gen = load_generator(gen_dir / "cq_sid" / stage / "final")
+        run = generate_sids(gen, indexes["cq_sid"].trie, _prompts(gen.tokenizer, per["query"], ctx, per["request_id"]),
                             max(per_beams), cfg.beam_batch)  # fmt: skip
         per_gens[name] = evaluate_generator(run, indexes["cq_sid"], per_targets, quality, beams=per_beams, **metric_kw)
         per_pers[name] = personalized_metrics(run, indexes["cq_sid"], per_targets, exposed, ks=cfg.ks, pvr_k=cfg.pvr_k)
