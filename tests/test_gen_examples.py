@@ -158,3 +158,17 @@ def test_dataset_save_load_and_concat(t: Tables, tok: GenTokenizer, tmp_path) ->
     np.testing.assert_array_equal(back.targets, both.targets)
     np.testing.assert_array_equal(back.sources, both.sources)
     assert back[3].prompt == both.prompts[3]
+
+
+def test_context_from_features_is_newest_last_and_skips_what_it_cannot_use() -> None:
+    from types import SimpleNamespace
+
+    from genrecall.gen.examples import context_from_features
+
+    feats = SimpleNamespace(gender="f", age_band="", price_tier="low",
+                            recent_sids=["3-1-0-0", "bad", "9-9-9-9", "2-0-1-0"], recent_categories=[7, 5, 7, 99])
+    ctx = context_from_features(feats, {5: "Kettles", 7: "Mugs"}, max_history=5, max_categories=3,
+                                valid_sid=lambda sid: sid[0] < 5)
+    assert ctx.recent_sids == ((2, 0, 1, 0), (3, 1, 0, 0))  # store is newest first; prompts newest last
+    assert ctx.recent_categories == ("Kettles", "Mugs")  # distinct, unknown id 99 dropped, newest last
+    assert (ctx.gender, ctx.age_band, ctx.price_tier) == ("f", None, "low")

@@ -17,7 +17,7 @@ Prompt formats live in `GenTokenizer.encode_prompt`. Everything is deterministic
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -173,6 +173,39 @@ def query_examples(
             sources.append(first_request[q])
     return SidDataset(prompts, np.array(targets, dtype=np.int64).reshape(len(prompts), tokenizer.sid_depth), "q2sid",
                       np.array(sources, dtype=np.int64))
+
+
+def context_from_features(
+    features: object,
+    category_names: Mapping[int, str],
+    *,
+    max_history: int = 5,
+    max_categories: int = 3,
+    valid_sid: Callable[[Sid], bool] = lambda sid: True,
+) -> UserContext:
+    """A user's feature row (Feast: SIDs as strings and category ids, newest first) as a prompt
+    context (newest last). The one conversion training and serving share, so prompts cannot skew.
+    Unparseable SIDs and SIDs ``valid_sid`` rejects (e.g. of an index before a rebuild) are skipped."""
+    from genrecall.data.schema import sid_from_str
+
+    sids: list[Sid] = []
+    for s in reversed(list(getattr(features, "recent_sids", ()) or ())):
+        try:
+            sid = sid_from_str(s)
+        except ValueError:
+            continue
+        if valid_sid(sid):
+            sids.append(sid)
+    names = [category_names[int(c)] for c in reversed(list(getattr(features, "recent_categories", ()) or ()))
+             if int(c) in category_names]  # fmt: skip
+    names = list(dict.fromkeys(reversed(names)))[::-1]  # distinct, most recent last
+
+    def value(name: str) -> str | None:
+        v = getattr(features, name, None)
+        return None if v is None or (isinstance(v, float) and v != v) or v == "" else str(v)
+
+    return UserContext(value("gender"), value("age_band"), value("price_tier"),
+                       tuple(sids[-max_history:]), tuple(names[-max_categories:]))  # fmt: skip
 
 
 def encode_user_query(tokenizer: GenTokenizer, query: str, context: UserContext | None) -> list[int]:

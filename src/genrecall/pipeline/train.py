@@ -20,16 +20,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from genrecall.config import from_dict
-from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, USERS, read_table, sid_from_str
+from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, USERS, read_table
 from genrecall.data.split import time_split
 from genrecall.gen.examples import (
     ExamplesConfig,
     SidDataset,
     UserContext,
+    context_from_features,
     item_examples,
     query_examples,
     user_contexts_from_log,
@@ -91,26 +91,11 @@ def feast_contexts(
 
 
 def contexts_from_features(frame: pd.DataFrame, categories: pd.DataFrame) -> dict[int, UserContext]:
-    """Feast rows (newest first, SIDs as strings, category ids) -> UserContext (most recent last)."""
+    """Feast rows -> UserContext per request, with the same conversion the retriever uses."""
     names = dict(zip(categories["category_id"].astype(int), categories["name"].astype(str)))
-    out: dict[int, UserContext] = {}
-    for row in frame.itertuples(index=False):
-        out[int(row.request_id)] = user_context(row, names)
-    return out
-
-
-def user_context(features: Any, category_names: dict[int, str]) -> UserContext:
-    """One user's features (a Feast row or ``UserFeatures``) as the generator's prompt context."""
-
-    def val(name: str) -> str | None:
-        v = getattr(features, name, None)
-        return None if v in (None, "", "u") or (isinstance(v, float) and np.isnan(v)) else str(v)
-
-    sids = tuple(sid_from_str(s) for s in reversed(list(getattr(features, "recent_sids", ()) or ())) if s)
-    cats = tuple(category_names[int(c)] for c in reversed(list(getattr(features, "recent_categories", ()) or ()))
-                 if int(c) in category_names)  # fmt: skip
-    gender = getattr(features, "gender", None)
-    return UserContext(gender if gender else None, val("age_band"), val("price_tier"), sids, cats)
+    return {int(row.request_id): context_from_features(row, names, max_history=len(row.recent_sids) or 1,
+                                                       max_categories=len(row.recent_categories) or 1)
+            for row in frame.itertuples(index=False)}  # fmt: skip
 
 
 def train(

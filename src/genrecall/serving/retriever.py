@@ -26,9 +26,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from genrecall.data.schema import sid_from_str, sid_to_str
+from genrecall.data.schema import sid_to_str
 from genrecall.gen.beam import BeamResult, beam_search
-from genrecall.gen.examples import UserContext, encode_user_query
+from genrecall.gen.examples import UserContext, context_from_features, encode_user_query
 from genrecall.serving.bundle import Bundle
 
 ITEM_ORDERS = ("beam", "quality")
@@ -159,19 +159,12 @@ class Retriever:
         if not getattr(feats, "known", False):
             return None
         sizes = self.tokenizer.sid_vocab_sizes
-        sids = []
-        for s in reversed(tuple(feats.recent_sids)):  # the store keeps newest first; prompts want newest last
-            try:
-                sid = sid_from_str(s)
-            except ValueError:
-                continue
-            if len(sid) == self._depth and all(0 <= c < n for c, n in zip(sid, sizes)):
-                sids.append(sid)  # SIDs of another index (before a rebuild) are skipped, not guessed
-        names = [self.bundle.category_names[c] for c in reversed(tuple(feats.recent_categories))
-                 if c in self.bundle.category_names]
-        names = list(dict.fromkeys(reversed(names)))[::-1]  # distinct, most recent last
-        return UserContext(feats.gender or None, feats.age_band or None, feats.price_tier or None,
-                           tuple(sids[-self.cfg.max_history:]), tuple(names[-self.cfg.max_categories:]))
+
+        def valid(sid: tuple[int, ...]) -> bool:  # SIDs of another index (before a rebuild) are skipped
+            return len(sid) == self._depth and all(0 <= c < n for c, n in zip(sid, sizes))
+
+        return context_from_features(feats, self.bundle.category_names, max_history=self.cfg.max_history,
+                                     max_categories=self.cfg.max_categories, valid_sid=valid)  # fmt: skip
 
     def prompt(self, query: str, context: UserContext | None) -> list[int]:
         return encode_user_query(self.tokenizer, " ".join(query.lower().split()), context)
