@@ -13,11 +13,10 @@ Three views, two entities:
 Feature services: ``training`` and ``serving`` select the same user features (one definition, no
 training/serving skew); ``items`` selects the item view for the service's cluster expansion.
 
-Where the source Parquet lives: ``source_dir``, a path relative to this repo (Feast resolves relative
-source paths against the repo path) or absolute. ``feast apply`` from the CLI reads it from
+Where the source Parquet lives: ``source_dir``, a path relative to this repo or absolute. ``feast apply`` from the CLI reads it from
 ``$GENRECALL_FEAST_DATA`` (default ``data``, i.e. ``feature_repo/data/sources``); genrecall's own
 code calls ``build(source_dir)`` with the data directory it was given (genrecall.features.store).
-``$GENRECALL_FEAST_SOURCE=spark`` declares SparkSources over the same layout for a Spark offline store.
+``$GENRECALL_FEAST_SOURCE`` follows ``offline_store.type``: ``duckdb`` (default), ``file`` or ``spark``.
 Nothing here touches the data, so importing this file is cheap and safe.
 """
 
@@ -27,6 +26,7 @@ import os
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.data_format import ParquetFormat
 from feast.types import Array, Bool, Float64, Int64, String
 
 # View and source names, shared with genrecall.features (they must not drift apart).
@@ -51,22 +51,27 @@ user = Entity(
 def _source(source_dir: str, view: str, kind: str):
     # A directory of Parquet parts: the daily update appends a part instead of rewriting history.
     common = dict(name=f"{view}_source", timestamp_field=TIMESTAMP, created_timestamp_column=CREATED)
+    if kind == "duckdb":  # offline_store type: duckdb reads the parts by glob, relative to the process, not
+        #                   the repo, so the path is made absolute here (at apply time, not in git)
+        root = source_dir if os.path.isabs(source_dir) else os.path.join(os.path.dirname(os.path.abspath(__file__)), source_dir)
+        return FileSource(path=os.path.join(os.path.normpath(root), view, "*.parquet"), file_format=ParquetFormat(), **common)
     if kind == "spark":  # offline_store type: spark (docs/FEAST.md); Spark reads the same Parquet layout
         from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
         return SparkSource(path=f"{source_dir}/{view}", file_format="parquet", **common)
     if kind != "file":
-        raise ValueError(f"GENRECALL_FEAST_SOURCE must be 'file' or 'spark', not {kind!r}")
+        raise ValueError(f"GENRECALL_FEAST_SOURCE must be 'duckdb', 'file' or 'spark', not {kind!r}")
     return FileSource(path=f"{source_dir}/{view}", **common)
 
 
 def build(source_dir: str, *, kind: str | None = None) -> list:
     """All Feast objects of the repo, reading sources under ``source_dir/<view>/``.
 
-    ``kind``: "file" (Parquet via the file offline store) or "spark" (SparkSource over the same
-    Parquet); default ``$GENRECALL_FEAST_SOURCE`` or "file".
+    ``kind`` must match ``offline_store.type`` in feature_store.yaml: "duckdb" (the default: Parquet
+    through Feast's DuckDB offline store), "file" (Parquet through the Dask file offline store) or
+    "spark" (SparkSource over the same Parquet); default ``$GENRECALL_FEAST_SOURCE`` or "duckdb".
     """
-    kind = kind or os.environ.get("GENRECALL_FEAST_SOURCE", "file")
+    kind = kind or os.environ.get("GENRECALL_FEAST_SOURCE", "duckdb")
     item_features = FeatureView(
         name=ITEM_VIEW,
         entities=[item],

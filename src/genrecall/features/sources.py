@@ -48,9 +48,9 @@ class FeaturesConfig:
     quality_prior_ctr: float | None = None  # prior mean m; None = the log's CTR, frozen at the full build
     price_edges: tuple[float, ...] = (10.0, 25.0, 50.0, 100.0, 250.0, 500.0)  # bucket i = edges[i-1] <= price < edges[i]
     # How new rows reach the online store. "push": the latest new row per entity is written straight to
-    # it (a daily update costs O(delta)). "materialize": Feast materialize over the rows' time window;
-    # the file offline store re-reads every part through Dask (~90 s on the small preset, growing with
-    # history), the right choice with a Spark/warehouse offline store and batch engine.
+    # it (a daily update costs O(delta)). "materialize": Feast materialize over the rows' time window,
+    # re-reading the Parquet parts through the offline store (cost grows with history), the right
+    # choice with a Spark/warehouse offline store and batch engine.
     online_write: str = "push"
 
     def __post_init__(self) -> None:
