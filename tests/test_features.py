@@ -221,6 +221,36 @@ def test_scale_out_configs_are_kept(tmp_path: Path, repo_root: Path) -> None:
     assert default.online_store.path.endswith("feast/online_store.db") and default.registry.path.endswith("feast/registry.db")
 
 
+def test_file_and_duckdb_offline_stores_agree_and_a_stale_registry_is_refreshed(
+    built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default DuckDB offline store gives the Dask file store's point-in-time rows; a registry applied
+    under the other store type is re-applied by ``training_frame`` instead of failing."""
+    from genrecall.features.store import apply
+
+    repo, feast_dir = tmp_path / "repo", tmp_path / "feast"
+    shutil.copytree(built["repo"], repo)
+    shutil.copytree(built["feast"], feast_dir)
+    yaml_path = repo / "feature_store.yaml"
+    duckdb_yaml = yaml_path.read_text()
+    assert "type: duckdb" in duckdb_yaml
+    entity = pd.DataFrame({"request_id": [5, 1, 2, 3, 4], "user_id": ["u1", "u1", "u1", "u2", None],
+                           "event_timestamp": [T("2024-01-02 14:00"), T("2024-01-02 10:00"), T("2024-01-02 11:00"),
+                                               T("2024-01-02 12:00"), T("2024-01-02 13:00")]})  # fmt: skip
+    yaml_path.write_text(duckdb_yaml.replace("type: duckdb", "type: file"))
+    monkeypatch.setenv("GENRECALL_FEAST_SOURCE", "file")
+    apply(repo, feast_dir)
+    by_file = training_frame(repo, entity, data_dir=feast_dir)
+    yaml_path.write_text(duckdb_yaml)
+    monkeypatch.delenv("GENRECALL_FEAST_SOURCE")
+    stale = {v.name: v.batch_source.path for v in open_store(repo, feast_dir).list_feature_views()}
+    by_duckdb = training_frame(repo, entity, data_dir=feast_dir)
+    fresh = {v.name: v.batch_source.path for v in open_store(repo, feast_dir).list_feature_views()}
+    assert all(p.endswith("*.parquet") for p in fresh.values()) and stale != fresh
+    pd.testing.assert_frame_equal(by_file, by_duckdb)
+    assert by_duckdb.set_index("request_id").loc[5, "recent_sids"] == [SID[102], SID[104], SID[101]]
+
+
 def test_spark_sources_over_the_same_layout() -> None:
     import importlib.util
 

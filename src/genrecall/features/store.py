@@ -104,6 +104,19 @@ def apply(repo_path: str | Path, data_dir: str | Path | None = None) -> FeatureS
     return store
 
 
+def current_store(repo_path: str | Path, data_dir: str | Path | None = None) -> FeatureStore:
+    """The store, re-applied first if its registry names other sources than ``features.py`` builds now.
+
+    The registry is derived from ``features.py`` + ``feature_store.yaml``; a registry written under
+    another offline store type (or before the data directory moved) would make reads fail, so it is
+    refreshed here, idempotently, instead.
+    """
+    store = open_store(repo_path, data_dir)
+    wanted = {o.name: o.batch_source.path for o in feast_objects(repo_path, data_dir) if hasattr(o, "batch_source")}
+    have = {v.name: v.batch_source.path for v in store.list_feature_views()}
+    return store if have == wanted else apply(repo_path, data_dir)
+
+
 def materialize(
     repo_path: str | Path, data_dir: str | Path | None, start_ts: pd.Timestamp, end_ts: pd.Timestamp
 ) -> MaterializeResult:
@@ -166,7 +179,7 @@ def training_frame(
     on its own: Feast's file offline store drops an entity row whose key has only *later* rows in a
     view, which would otherwise lose that row's other features.
     """
-    store = open_store(repo_path, data_dir)
+    store = current_store(repo_path, data_dir)
     base = entity_df.reset_index(drop=True).copy()
     base["event_timestamp"] = pd.to_datetime(base["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
     base["_row"] = np.arange(len(base))
