@@ -54,12 +54,14 @@ def test_repo_params_load_into_every_stage_config() -> None:
         "sid": ("genrecall.pipeline.sid", "SidConfig"),
         "features": ("genrecall.features.sources", "FeaturesConfig"),
         "train": ("genrecall.pipeline.train", "TrainConfig"),
+        "train_rl": ("genrecall.pipeline.train_rl", "TrainRLConfig"),
         "evaluate": ("genrecall.pipeline.evaluate", "EvaluateConfig"),
         "package": ("genrecall.pipeline.package", "PackageConfig"),
         "gate": ("genrecall.serving.gate", "GateConfig"),
         "serve": ("genrecall.serving.retriever", "ServeConfig"),
         "daily": ("genrecall.pipeline.daily", "DailyConfig"),
         "eval_real": ("genrecall.pipeline.eval_real", "EvalRealConfig"),
+        "scale": ("genrecall.pipeline.shards", "ScaleConfig"),
     }
     assert set(stage_configs) <= set(params), f"params.yaml lacks {set(stage_configs) - set(params)}"
     for stage, (module, name) in stage_configs.items():
@@ -79,3 +81,23 @@ def test_repo_params_load_into_every_stage_config() -> None:
     from genrecall.pipeline.finetune import FinetuneConfig
 
     from_dict(FinetuneConfig, params["daily"].get("finetune"))
+    # train_rl: the shared GRPO block, each variant's overrides and the reward tiers
+    from genrecall.pipeline.train_rl import TrainRLConfig
+    from genrecall.rl import GRPOConfig, RewardConfig
+
+    rl = from_dict(TrainRLConfig, params["train_rl"])
+    for overrides in rl.variants.values():
+        from_dict(GRPOConfig, {**rl.grpo, **(overrides or {})})
+    from_dict(RewardConfig, rl.reward)
+
+
+def test_scale_params_parse_into_the_runner_and_dist_configs() -> None:
+    from genrecall.dist import DistConfig
+    from genrecall.pipeline.shards import ScaleConfig, make_task_runner
+    from tests.conftest import REPO_ROOT
+
+    scale = from_dict(ScaleConfig, load_params(REPO_ROOT / "params.yaml")["scale"])
+    assert from_dict(DistConfig, scale.dist).backend == "auto"
+    assert type(make_task_runner(scale)).__name__ == "ThreadPoolTaskRunner"
+    with pytest.raises(ValueError, match="unknown setting"):
+        from_dict(DistConfig, {"backnd": "gloo"})

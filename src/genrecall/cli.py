@@ -9,8 +9,9 @@ inside the commands so ``genrecall --help`` stays fast.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -40,6 +41,49 @@ def _params(path: Path | None) -> dict:
 def _fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code=1)
+
+
+NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="data-parallel training processes on this machine "
+                                       "(torchrun; gloo on CPU, nccl on GPU). 1 = a plain process")]  # fmt: skip
+
+
+def _torchrun(nproc: int) -> bool:
+    """``--nproc N`` > 1 outside torchrun: run this same command as N torchrun processes, then exit."""
+    import os
+    import subprocess
+    import sys
+
+    if nproc <= 1 or "LOCAL_RANK" in os.environ:
+        return False
+    args, skip = [], False
+    for a in sys.argv[1:]:  # drop --nproc (torchrun's parser would take it for its own --nproc-per-node)
+        if not skip and not a.startswith("--nproc"):
+            args.append(a)
+        skip = a == "--nproc"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "genrecall", *args]  # fmt: skip
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@contextmanager
+def _ranked(p: dict, *dirs: Path) -> Iterator[tuple[bool, list[Path]]]:
+    """Join the torchrun job if there is one (``scale.dist``); rank 0 writes to ``dirs``, every other
+    rank to a scratch copy that is deleted afterwards (the stage functions write unconditionally)."""
+    import shutil
+    import tempfile
+
+    from genrecall import dist
+    from genrecall.config import from_dict
+    from genrecall.pipeline.shards import ScaleConfig
+
+    ctx = dist.init(from_dict(dist.DistConfig, from_dict(ScaleConfig, p.get("scale")).dist))
+    scratch = None if ctx.is_main else Path(tempfile.mkdtemp(prefix=f"genrecall-rank{ctx.rank}-"))
+    try:
+        yield ctx.is_main, list(dirs) if scratch is None else [scratch / f"out{i}" for i in range(len(dirs))]
+    finally:
+        dist.teardown()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @app.command()
@@ -112,6 +156,7 @@ def sid(
     model_dir: Annotated[Path, typer.Option(help="where the frozen SID tokenizers go")] = Path("models/sid"),
     out: Annotated[Path, typer.Option(help="SID assignments + index per method")] = Path("data/sid"),
     reports_dir: Annotated[Path, typer.Option(help="sid_health.json and plots")] = Path("reports"),
+    nproc: NprocOpt = 1,
     params: ParamsOpt = None,
 ) -> None:
     """Fit CQ-SID and the RQ-VAE baseline; write SIDs, the SID index/trie and the health report."""
@@ -119,7 +164,13 @@ def sid(
     from genrecall.pipeline.sid import SidConfig
     from genrecall.pipeline.sid import sid as run
 
-    res = run(from_dict(SidConfig, _params(params).get("sid")), data_dir, emb_dir, model_dir, out, reports_dir)
+    if _torchrun(nproc):
+        return
+    p = _params(params)
+    with _ranked(p, model_dir, out, reports_dir) as (main, (model_dir, out, reports_dir)):
+        res = run(from_dict(SidConfig, p.get("sid")), data_dir, emb_dir, model_dir, out, reports_dir)
+    if not main:
+        return
     for method, m in res.methods.items():
         console.print(f"{method:>7}: {m.items:,} items -> {m.sids:,} SIDs, codebooks {m.codebook_sizes}, "
                       f"{m.items_with_queries:,} items with queries, fit {m.fit_seconds:.0f}s")
@@ -151,6 +202,7 @@ def train_sft(
     reports_dir: Annotated[Path, typer.Option(help="train.json")] = Path("reports"),
     feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
     feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    nproc: NprocOpt = 1,
     params: ParamsOpt = None,
 ) -> None:
     """Progressive SFT (I2SID -> Q2SID -> UQ2SID) of the generator for each SID method."""
@@ -158,12 +210,44 @@ def train_sft(
     from genrecall.pipeline.train import TrainConfig
     from genrecall.pipeline.train import train as run
 
-    res = run(from_dict(TrainConfig, _params(params).get("train")), data_dir, sid_dir, out, reports_dir,
-              feast_repo=feast_repo, feast_data_dir=feast_data)
+    if _torchrun(nproc):
+        return
+    p = _params(params)
+    with _ranked(p, out, reports_dir) as (main, (out, reports_dir)):
+        res = run(from_dict(TrainConfig, p.get("train")), data_dir, sid_dir, out, reports_dir,
+                  feast_repo=feast_repo, feast_data_dir=feast_data)
+    if not main:
+        return
     for method, stages in res.stages.items():
         for stage, s in stages.items():
             console.print(f"{method:>7} {stage:>6}: {s['examples']:,} examples, {s['steps']:,} steps, "
                           f"loss {s['final_loss']:.3f}, {s['examples_per_s']:.0f} ex/s")
+
+
+@app.command("train-rl")
+def train_rl(
+    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    sid_dir: Annotated[Path, typer.Option(help="sid stage output")] = Path("data/sid"),
+    gen_dir: Annotated[Path, typer.Option(help="train_sft output (starting checkpoints)")] = Path("models/generator"),
+    out: Annotated[Path, typer.Option(help="RL generators per method and variant")] = Path("models/rl"),
+    reports_dir: Annotated[Path, typer.Option(help="train_rl.json and step logs")] = Path("reports"),
+    feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
+    feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    params: ParamsOpt = None,
+) -> None:
+    """EG-GRPO (and plain GRPO, K=0) from the final UQ2SID checkpoint, one model per variant."""
+    from genrecall.config import from_dict
+    from genrecall.pipeline.train import TrainConfig
+    from genrecall.pipeline.train_rl import TrainRLConfig
+    from genrecall.pipeline.train_rl import train_rl as run
+
+    p = _params(params)
+    res = run(from_dict(TrainRLConfig, p.get("train_rl")), data_dir, sid_dir, gen_dir, out, reports_dir,
+              train_cfg=from_dict(TrainConfig, p.get("train")), feast_repo=feast_repo, feast_data_dir=feast_data)
+    for name, v in res.variants.items():
+        s = v["summary"]
+        console.print(f"{name:>11}: {s['steps']} steps, reward {s['reward_mean']:.3f}, zero-variance groups "
+                      f"{s['zero_variance_share']:.1%}, {s['unique_sids']:.1f} unique SIDs/group, {s['seconds']:.0f} s")
 
 
 @app.command()
@@ -175,6 +259,7 @@ def evaluate(
     reports_dir: Annotated[Path, typer.Option(help="metrics.json, curves.csv, plots")] = Path("reports"),
     feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
     feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    rl_dir: Annotated[Optional[Path], typer.Option(help="train_rl output; its variants are evaluated if present")] = Path("models/rl"),
     params: ParamsOpt = None,
 ) -> None:
     """Evaluate CQ-SID, the RQ-VAE baseline, BM25 and dense on held-out requests -> reports/metrics.json."""
@@ -184,7 +269,8 @@ def evaluate(
 
     p = _params(params)
     res = run(from_dict(EvaluateConfig, p.get("evaluate")), data_dir, sid_dir, emb_dir, gen_dir, reports_dir,
-              feast_repo=feast_repo, feast_data_dir=feast_data, preset=(p.get("generate") or {}).get("preset"))
+              feast_repo=feast_repo, feast_data_dir=feast_data, preset=(p.get("generate") or {}).get("preset"),
+              rl_dir=rl_dir)
     console.print(f"wrote {res.metrics_path} ({res.test_pairs})")
 
 
@@ -247,6 +333,7 @@ def package(
     data_dir: Annotated[Path, typer.Option(help="validated tables (titles, item quality)")] = Path("data/validated"),
     metrics: Annotated[Path, typer.Option(help="metrics the gate compares")] = Path("reports/metrics.json"),
     report: Annotated[Path, typer.Option(help="what happened (JSON)")] = Path("reports/package.json"),
+    rl_dir: Annotated[Optional[Path], typer.Option(help="train_rl output: its variants may be served (package.select_*)")] = Path("models/rl"),
     params: ParamsOpt = None,
 ) -> None:
     """Save the bundle to the BentoML store and promote it if it passes the gate."""
@@ -259,7 +346,8 @@ def package(
     cfg = from_dict(PackageConfig, p.get("package"))
     gate_cfg = from_dict(GateConfig, {"name": cfg.name, **(p.get("gate") or {})})
     res = run(cfg, gate_cfg, generator_dir=generator_dir, sid_model_dir=sid_model_dir, index_dir=index_dir,
-              data_dir=data_dir, metrics_path=metrics, params=p, report=report)
+              data_dir=data_dir, metrics_path=metrics, params=p, report=report, rl_dir=rl_dir)
+    console.print(f"serving the {res.served} generator (package.select_*)")
     verdict = "[green]promoted[/]" if res.promoted else "[yellow]kept the current production bundle[/]"
     console.print(f"bundle {res.tag}: {res.items:,} items, {res.sids:,} SIDs; {verdict} (production: {res.production})")
     for reason in res.reasons:

@@ -6,7 +6,9 @@ Test sets (DESIGN.md section 4), both from the last ``test_days`` of the log (ti
   method (``cq_sid``, ``rq_vae``); rankers: BM25 and dense retrieval over the same listed items.
 - ``personalized``: requests of known users with a click. ``cq_sid`` is the final UQ2SID model with
   the user's point-in-time context from Feast, ``cq_sid_q2sid`` the stage-2 checkpoint on the same
-  requests; plus clk@k, exp@k and pvr@10.
+  requests; plus clk@k, exp@k and pvr@10. The RL variants of the train_rl stage (``grpo``,
+  ``eg_grpo_k2``, ``eg_grpo_k4``; ``rl_methods``) join them, same requests and contexts, when their
+  checkpoints exist under ``rl_dir`` (the pipeline still runs without train_rl).
 
 Truncation orders items by a quality score (smoothed CTR) computed from the *training* period only.
 Also writes ``reports/curves.csv`` (hitrate vs beams, for ``dvc plots``) and one PNG per test set.
@@ -52,6 +54,7 @@ class EvaluateConfig(EvalConfig):
     beam_batch: int = 16  # prompts per beam-search batch (x beams sequences in flight)
     quality_prior_strength: float = 20.0  # smoothed CTR for truncation, as the Feast item view computes it
     num_threads: int = 0  # torch threads; 0 keeps torch's default
+    rl_methods: tuple[str, ...] = ("grpo", "eg_grpo_k2", "eg_grpo_k4")  # train_rl variants, evaluated if present
 
 
 @dataclass
@@ -105,8 +108,12 @@ def evaluate(
     feast_repo: str | Path = "feature_repo",
     feast_data_dir: str | Path = "data/feast",
     preset: str | None = None,
+    rl_dir: str | Path | None = None,
 ) -> EvaluateResult:
-    """Evaluate generators, BM25 and dense on the held-out requests; write metrics, curves, plots."""
+    """Evaluate generators, BM25 and dense on the held-out requests; write metrics, curves, plots.
+
+    ``rl_dir``: the train_rl output (``<rl_dir>/cq_sid/<variant>/final``); None skips the RL variants.
+    """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     sid_dir, gen_dir, reports = Path(sid_dir), Path(gen_dir), Path(reports_dir)
@@ -142,8 +149,8 @@ def evaluate(
     per_beams = tuple(b for b in cfg.beams if b <= cfg.personalized_beams)
     per_gens: dict[str, GeneratorMetrics] = {}
     per_pers = {}
-    for name, stage, ctx in (("cq_sid", "uq2sid", contexts), ("cq_sid_q2sid", "q2sid", None)):
-        gen = load_generator(gen_dir / "cq_sid" / stage / "final")
+    for name, path, ctx in personalized_generators(cfg, gen_dir, rl_dir, contexts):
+        gen = load_generator(path)
         run = generate_sids(gen, indexes["cq_sid"].trie, _prompts(gen.tokenizer, per["query"], ctx, per["request_id"]),
                             max(per_beams), cfg.beam_batch)  # fmt: skip
         per_gens[name] = evaluate_generator(run, indexes["cq_sid"], per_targets, quality, beams=per_beams, **metric_kw)
@@ -165,6 +172,18 @@ def evaluate(
     plot_hitrate(per_gens, per_rank, reports / "hitrate_vs_beams_personalized.png", title="personalized test set")
     print_summary(metrics)
     return EvaluateResult(str(out), pairs)
+
+
+def personalized_generators(
+    cfg: EvaluateConfig, gen_dir: Path, rl_dir: str | Path | None, contexts: dict[int, Any]
+) -> list[tuple[str, Path, dict[int, Any] | None]]:
+    """(method name, generator dir, user contexts or None) of every generator on the personalized set."""
+    out = [("cq_sid", gen_dir / "cq_sid" / "uq2sid" / "final", contexts), ("cq_sid_q2sid", gen_dir / "cq_sid" / "q2sid" / "final", None)]
+    for name in cfg.rl_methods if rl_dir is not None else ():
+        path = Path(rl_dir) / "cq_sid" / name / "final"
+        if (path / "model.safetensors").exists():
+            out.append((name, path, contexts))
+    return out
 
 
 def _rankers(listed: pd.DataFrame, emb_dir: str | Path, *, k: int) -> dict[str, Any]:

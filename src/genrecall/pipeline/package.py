@@ -5,6 +5,12 @@ item quality = smoothed CTR, the same formula as the Feast ``item_features`` vie
 ``reports/metrics.json``; writes one bundle to the store and lets the gate decide whether it becomes
 production. A rejected bundle stays in the store (``bentoml models list``) and the old one keeps
 serving. ``report`` (optional) gets the result as JSON, for DVC.
+
+Which generator: with ``rl_dir`` given, the personalized candidates in ``select_candidates`` (the SFT
+model ``cq_sid`` and the train_rl variants) compete on ``select_metric`` in metrics.json; a candidate
+whose ``select_guard`` metric falls more than ``select_guard_rel_drop`` (relative) below the
+baseline's is out (RL must not buy top-1 gains with deep recall). The choice and every candidate's
+numbers are recorded in the manifest's metrics under ``served``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ class PackageConfig:
     quality_prior_strength: float = 20.0  # same as features.quality_prior_strength, so serving and Feast agree
     quality_prior_ctr: float | None = None  # None = the log's CTR (as the features stage does)
     run_gate: bool = True  # False: only save the bundle; promote later with `genrecall promote TAG`
+    select_candidates: tuple[str, ...] = ("cq_sid",)  # personalized methods that may be served; cq_sid = SFT
+    select_metric: str = "personalized/{method}/clk@10"  # higher wins (paper Table 4 headline)
+    select_guard: str = "personalized/{method}/hitrate@100"  # deep recall must hold ...
+    select_guard_rel_drop: float = 0.01  # ... within 1% relative of the baseline (issue 5)
+    select_baseline: str = "cq_sid"  # what the guard compares against, and the fallback
 
 
 @dataclass
@@ -47,6 +58,39 @@ class PackageResult:
     items: int = 0
     sids: int = 0
     seconds: float = 0.0
+    served: str = ""  # the personalized method the bundle's generator is (select_generator)
+
+
+@dataclass
+class Selection:
+    method: str
+    generator_dir: str
+    rule: str
+    candidates: dict[str, dict[str, float | None]]  # method -> {"metric", "guard", "eligible"}
+
+
+def _metric(metrics: dict[str, Any], template: str, method: str) -> float | None:
+    node: Any = metrics
+    for key in template.format(method=method).split("/"):
+        node = node.get(key) if isinstance(node, dict) else None
+    return float(node) if isinstance(node, (int, float)) else None
+
+
+def select_generator(cfg: PackageConfig, metrics: dict[str, Any], dirs: dict[str, Path]) -> Selection:
+    """The candidate with the best ``select_metric`` among those present whose guard holds (else the baseline)."""
+    base_guard = _metric(metrics, cfg.select_guard, cfg.select_baseline)
+    table: dict[str, dict[str, float | None]] = {}
+    best, best_value = cfg.select_baseline, float("-inf")
+    for m in cfg.select_candidates:
+        value, guard = _metric(metrics, cfg.select_metric, m), _metric(metrics, cfg.select_guard, m)
+        ok = m in dirs and dirs[m].exists() and value is not None and (
+            base_guard is None or (guard is not None and guard >= base_guard * (1 - cfg.select_guard_rel_drop)))
+        table[m] = {"metric": value, "guard": guard, "eligible": float(ok)}
+        if ok and value > best_value:  # ties keep the earlier candidate (list the baseline first)
+            best, best_value = m, value
+    rule = (f"max {cfg.select_metric} over {list(cfg.select_candidates)} with {cfg.select_guard} >= "
+            f"(1 - {cfg.select_guard_rel_drop}) x {cfg.select_baseline}'s")  # fmt: skip
+    return Selection(best, str(dirs[best]), rule, table)
 
 
 def item_quality(data_dir: str | Path, *, strength: float = 20.0, prior_ctr: float | None = None) -> pd.DataFrame:
@@ -73,12 +117,23 @@ def package(
     params: dict[str, Any] | None = None,
     dvc_lock: str | Path = "dvc.lock",
     report: str | Path | None = None,
+    rl_dir: str | Path | None = None,
 ) -> PackageResult:
-    """Build, store and gate one bundle; returns what happened."""
+    """Build, store and gate one bundle; returns what happened.
+
+    ``rl_dir`` (the train_rl output) lets ``select_candidates`` other than the baseline compete;
+    None ships ``generator_dir``.
+    """
     cfg = cfg or PackageConfig()
     gate_cfg = gate_cfg or GateConfig(name=cfg.name)
     start = time.perf_counter()
     metrics = json.loads(Path(metrics_path).read_text()) if metrics_path and Path(metrics_path).exists() else {}
+    dirs = {cfg.select_baseline: Path(generator_dir)}
+    if rl_dir is not None:
+        dirs.update({m: Path(rl_dir) / "cq_sid" / m / "final" for m in cfg.select_candidates if m != cfg.select_baseline})
+    choice = select_generator(cfg, metrics, dirs)
+    generator_dir = choice.generator_dir
+    metrics = {**metrics, "served": asdict(choice)}
     items = item_quality(data_dir, strength=cfg.quality_prior_strength, prior_ctr=cfg.quality_prior_ctr)
     cats_path = Path(data_dir) / CATEGORIES.filename()
     categories = read_table(CATEGORIES, data_dir) if cats_path.exists() else None
@@ -97,7 +152,7 @@ def package(
     else:
         promoted, reasons = False, ["gate skipped (package.run_gate = false)"]
     result = PackageResult(tag, manifest.version, promoted, pointer.current(), previous, reasons,
-                           manifest.items, manifest.sids, time.perf_counter() - start)
+                           manifest.items, manifest.sids, time.perf_counter() - start, choice.method)
     if report is not None:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
         Path(report).write_text(json.dumps(asdict(result), indent=2))
