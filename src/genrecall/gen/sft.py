@@ -19,6 +19,11 @@ Layout of ``out_dir``::
 Nothing is pickled. Data order is a pure function of (seed, epoch) and the LR a pure function of the
 step, so `resume=True` continues from the newest checkpoint and ends with the same weights as an
 uninterrupted run.
+
+Under ``torchrun`` (``genrecall train-sft --nproc N``) each process takes a contiguous slice of every
+global batch and DDP all-reduces the gradients (``genrecall.dist``): the same global batches and the
+same optimizer steps as one process, within float noise. Rank 0 alone writes checkpoints, loss.csv and
+the final generator; ``batch_size`` stays the *global* batch.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
 
+from genrecall import dist
 from genrecall.gen.examples import SidDataset
 from genrecall.gen.model import save_generator
 from genrecall.gen.tokenizer import GenTokenizer
@@ -62,7 +68,7 @@ class SFTConfig:
     log_every: int = 20  # steps between progress-bar loss updates
     checkpoint_every: int = 500  # steps between resumable checkpoints; the last step always gets one
     keep_checkpoints: int = 2  # older checkpoints are deleted
-    device: str = "cpu"  # must match where the model lives; "cuda" with a GPU
+    device: str = "cpu"  # "cpu" | "cuda" | "auto"; under torchrun CUDA ranks take cuda:<local rank>
     bf16: bool = False  # bf16 autocast on CUDA (ignored on CPU)
     num_threads: int = 0  # torch CPU threads for this process; 0 keeps torch's default. On a busy shared
     # CPU set 1: oversubscribed OpenMP threads spin, and 2 threads measured ~5x slower than 1 here
@@ -221,12 +227,14 @@ def train_sft(
         raise ValueError(f"stage {cfg.stage!r}: the dataset is empty")
     if dataset.targets.shape[1] != tokenizer.sid_depth:
         raise ValueError(f"targets have depth {dataset.targets.shape[1]}, tokenizer expects {tokenizer.sid_depth}")
+    ctx = dist.context()  # world 1 (no process group) unless launched by torchrun
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    device = torch.device(cfg.device)
+    device = dist.resolve_device(cfg.device, ctx.local_rank)
     model.to(device)
+    init_from = dist.broadcast_object(init_from)  # rank 0's files: other ranks may have scratch out_dirs
     if init_from is not None:
         load_weights(model, init_from)
 
@@ -234,57 +242,65 @@ def train_sft(
     total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     opt = make_optimizer(model, cfg)
     step, losses = 0, list[float]()
-    ckpt = latest_checkpoint(out_dir) if resume else None
+    ckpt = dist.broadcast_object(latest_checkpoint(out_dir) if resume else None)
     if ckpt is not None:
         step, losses = _load_checkpoint(model, opt, ckpt)
     else:
         torch.manual_seed(cfg.seed)
     end = total if stop_after is None else min(total, step + stop_after)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(cfg.bf16 or ctx.bf16) and device.type == "cuda")
+    ddp_model = dist.wrap(model, ctx)  # gradients all-reduced in backward; `model` stays the one saved
 
     model.train()
     start, seen = time.perf_counter(), 0
     with Progress(TextColumn(f"sft {cfg.stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeRemainingColumn(), disable=not show_progress, transient=True) as bar:
+                  TimeRemainingColumn(), disable=not (show_progress and ctx.is_main), transient=True) as bar:
         task = bar.add_task("train", total=total, completed=step, info="")
         order, order_epoch = np.empty(0, dtype=np.int64), -1
         while step < end:
             epoch, j = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(len(dataset), cfg.seed, epoch), epoch
-            idx = order[j * cfg.batch_size:(j + 1) * cfg.batch_size]
-            batch = {k: v.to(device) for k, v in collate(dataset, idx, tokenizer).items()}
+            idx = order[j * cfg.batch_size:(j + 1) * cfg.batch_size]  # the global batch
+            local = dist.shard(idx, ctx)
+            w = dist.weight(len(local), len(idx), ctx)  # local mean -> share of the global mean
+            if len(local) == 0:  # fewer rows than ranks: a zero-weight row keeps the collectives in step
+                local, w = idx[:1], 0.0
+            batch = {k: v.to(device) for k, v in collate(dataset, local, tokenizer).items()}
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
             with autocast:
-                loss = target_loss(model, batch)
+                loss = target_loss(ddp_model, batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * w if ctx.enabled else loss).backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(dist.global_mean(float(loss.detach()), len(local) if w else 0, len(idx)))
             seen += len(idx)
             step += 1
             if step % max(1, cfg.log_every) == 0 or step == end:
                 recent = losses[-max(1, cfg.log_every):]
                 bar.update(task, completed=step, info=f"loss {sum(recent) / len(recent):.4f}")
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end:
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end and ctx.is_main:
                 _save_checkpoint(model, opt, step, losses, cfg, out_dir)
     seconds = time.perf_counter() - start
     model.eval()
 
-    last = latest_checkpoint(out_dir)
-    if last is None or last.name != f"step-{step:07d}":
-        _save_checkpoint(model, opt, step, losses, cfg, out_dir)
     loss_csv = out_dir / "loss.csv"
-    _write_loss_csv(loss_csv, losses, steps_per_epoch, total, cfg)
     result = SFTResult(cfg.stage, out_dir / "final", step, losses, seen, seconds, seen / seconds if seconds > 0 else 0.0, loss_csv)
-    if step >= total:
-        save_generator(model, tokenizer, result.final_dir)
-        state = {"stage": cfg.stage, "steps": step, "final_loss": losses[-1] if losses else None,
-                 "init_from": str(init_from) if init_from else None, "config": asdict(cfg)}
-        (result.final_dir / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    if ctx.is_main:  # rank 0 writes; the barrier keeps the others from reading a half-written stage
+        last = latest_checkpoint(out_dir)
+        if last is None or last.name != f"step-{step:07d}":
+            _save_checkpoint(model, opt, step, losses, cfg, out_dir)
+        _write_loss_csv(loss_csv, losses, steps_per_epoch, total, cfg)
+        if step >= total:
+            save_generator(model, tokenizer, result.final_dir)
+            state = {"stage": cfg.stage, "steps": step, "final_loss": losses[-1] if losses else None,
+                     "init_from": str(init_from) if init_from else None, "config": asdict(cfg),
+                     "world_size": ctx.world_size}
+            (result.final_dir / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    dist.barrier()
     return result
 
 

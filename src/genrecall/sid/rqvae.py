@@ -5,7 +5,8 @@ assigned to them (no codebook loss), are initialised by k-means, and a code left
 is *restarted* on a random current residual (logged, and counted in ``restarts``). The first level can
 be *forced*: an item whose category is known takes its category's code instead of the nearest one,
 and the residual is taken against that code (CQ-SID's category constraint). Gradients pass the
-quantiser straight through.
+quantiser straight through. Under torchrun the EMA statistics and restart residuals are those of the
+global batch (all-reduced / gathered through ``genrecall.dist``), so ranks stay identical.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from genrecall import dist
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +78,16 @@ class EMACodebook(nn.Module):
 
     def nearest(self, x: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code (squared L2) for each row of ``x``."""
-        dist = x.pow(2).sum(1, keepdim=True) - 2 * x @ self.embed.T + self.embed.pow(2).sum(1)[None]
-        return dist.argmin(dim=1)
+        d2 = x.pow(2).sum(1, keepdim=True) - 2 * x @ self.embed.T + self.embed.pow(2).sum(1)[None]
+        return d2.argmin(dim=1)
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, idx: torch.Tensor, generator: torch.Generator | None = None) -> int:
         """EMA step on residuals ``x`` assigned to codes ``idx``; returns how many codes were restarted."""
         onehot_counts = torch.bincount(idx, minlength=self.size).to(x.dtype)
         sums = torch.zeros_like(self.embed).index_add_(0, idx, x)
+        dist.all_reduce_sum(onehot_counts)  # under torchrun: the statistics of the global batch,
+        dist.all_reduce_sum(sums)  # so every rank moves its codes exactly as one process would
         self.cluster_size.mul_(self.decay).add_(onehot_counts, alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()
@@ -94,10 +99,11 @@ class EMACodebook(nn.Module):
         self.unused_steps.add_(1).masked_fill_(used, 0)
         dead = (self.unused_steps >= self.dead_after) & ~self.protected
         n_dead = int(dead.sum())
-        if n_dead and x.shape[0]:
-            pick = torch.randint(x.shape[0], (n_dead,), generator=generator)
-            self.embed[dead] = x[pick]
-            self.embed_sum[dead] = x[pick]
+        pool = dist.gather_rows(x) if n_dead else x  # every rank restarts on the same global residuals
+        if n_dead and pool.shape[0]:
+            pick = torch.randint(pool.shape[0], (n_dead,), generator=generator)
+            self.embed[dead] = pool[pick]
+            self.embed_sum[dead] = pool[pick]
             self.cluster_size[dead] = 1.0
             self.unused_steps[dead] = 0
             self.restarts += n_dead

@@ -11,6 +11,9 @@ One class, two methods (paper arXiv 2605.14434, section on CQ-SID):
   suffix, see ``clusters.py``).
 
 ``fit`` trains; ``assign`` uses the frozen model (no training, cost proportional to the items given).
+Under torchrun ``fit`` is data-parallel (``genrecall.dist``): k-means init on rank 0, broadcast; each
+rank encodes a slice of every global batch; EMA statistics, InfoNCE negatives and gradients span the
+global batch, so N processes fit the same model as one, within float noise.
 The suffix position of a SID is not decided here but by ``clusters.py`` / ``SidIndex``.
 """
 
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 
+from genrecall import dist
 from genrecall.sid.rqvae import RQVAE, dead_after_steps
 
 METHODS = ("cq_sid", "rq_vae")
@@ -216,8 +220,12 @@ class SidTokenizer:
         x = torch.from_numpy(x_np)
         forced = torch.from_numpy(forced_np)
         sample = np.sort(rng.permutation(n)[: cfg.kmeans_sample])
-        with torch.no_grad():
-            model.init_codebooks(model.encoder(x[sample]), forced[sample] if cfg.forcing else None, iters=cfg.kmeans_iters, generator=gen)
+        ctx = dist.context()
+        if ctx.is_main:
+            with torch.no_grad():
+                model.init_codebooks(model.encoder(x[sample]), forced[sample] if cfg.forcing else None, iters=cfg.kmeans_iters, generator=gen)
+        dist.broadcast_module(model)  # rank 0's init (and weights) everywhere,
+        gen.set_state(dist.broadcast_object(gen.get_state()))  # and its RNG, so restarts agree
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         model.train()
         steps = math.ceil(n / cfg.batch_size)
@@ -227,26 +235,38 @@ class SidTokenizer:
                 perm = rng.permutation(n)
                 tot = rec_tot = nce_tot = 0.0
                 for s in range(steps):
-                    b = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                    xb = x[b]
-                    out = model(xb, forced[b] if cfg.forcing else None, generator=gen)
+                    b = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]  # the global batch
+                    mine = dist.local_slice(len(b), ctx)  # this rank's rows of it (all of it in one process)
+                    lb = b[mine]
+                    xb = x[lb]
+                    out = model(xb, forced[lb] if cfg.forcing else None, generator=gen)
                     recon = F.mse_loss(out.recon, xb)
-                    loss = recon + cfg.beta * out.commitment
+                    part = recon + cfg.beta * out.commitment
+                    w = dist.weight(len(lb), len(b), ctx)
+                    loss = torch.nan_to_num(part) * w if ctx.enabled else part  # an empty slice is nan * 0
+                    nce_val = 0.0
                     if use_q:
                         counts = offsets[b + 1] - offsets[b]
                         has = counts > 0
                         if has.sum() >= 2:  # InfoNCE needs at least one in-batch negative
                             # one query per item and step, drawn uniformly from the item's queries
                             pick = offsets[b[has]] + (rng.random(int(has.sum())) * counts[has]).astype(np.int64)
-                            qz = model.encoder(q_t[q_of[pick]])
-                            nce = masked_info_nce(out.z, qz, torch.from_numpy(has), cfg.tau)
+                            local_has = has[mine]
+                            local_pick = pick[np.cumsum(has)[mine][local_has] - 1]
+                            # negatives span the global batch: gather latents (with autograd) across ranks
+                            qz = dist.gather_rows(model.encoder(q_t[q_of[local_pick]]), grad=True)
+                            iz = dist.gather_rows(out.z[torch.from_numpy(local_has)], grad=True)
+                            nce = info_nce(iz, qz, cfg.tau)
                             loss = loss + cfg.gamma * nce
-                            nce_tot += nce.item()
+                            nce_val = nce.item()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    dist.average_gradients(model)
                     opt.step()
-                    tot += loss.item()
-                    rec_tot += recon.item()
+                    rec_val = dist.global_mean(recon.item(), len(lb), len(b))
+                    tot += rec_val + cfg.beta * dist.global_mean(out.commitment.item(), len(lb), len(b)) + cfg.gamma * nce_val
+                    rec_tot += rec_val
+                    nce_tot += nce_val
                     progress.advance(task)
                 report.loss.append(tot / steps)
                 report.recon.append(rec_tot / steps)
