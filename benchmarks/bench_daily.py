@@ -10,6 +10,9 @@ warm-start fine-tune with replay), once with ``daily.force_full`` (tokenizer ref
 Feast full build, progressive SFT from scratch). Each day runs in its own subprocess so peak RSS is
 that day's alone. Target (DESIGN.md): incremental <= 15% of the full rebuild's wall time.
 Full SFT runs ``--sft-epochs`` epochs per stage; the fine-tune ``--ft-steps`` steps (same batch).
+``--day0 DIR`` keeps the day-0 workspace in DIR (reused when DIR already holds one: day 0 of
+``small`` costs ~15 min); ``--sides incremental`` re-measures one side only. Peak memory is the
+day's own high-water mark (``VmHWM``: a fork/exec child's ``ru_maxrss`` inherits the parent's peak).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -60,6 +64,14 @@ def build_day0(root: Path, params: dict) -> float:
     return time.perf_counter() - start
 
 
+def peak_rss_mb() -> float:
+    """This process's own resident-memory high-water mark (``/proc/self/status`` ``VmHWM``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # not Linux: best effort
+
+
 def run_one_day(workspace: Path, params: dict) -> dict:
     """One day in this process; wall time, peak RSS, per-step seconds."""
     from genrecall.pipeline.daily import Workspace, run_day
@@ -69,27 +81,39 @@ def run_one_day(workspace: Path, params: dict) -> dict:
     steps = {k: v["seconds"] for k, v in state["steps"].items()}
     return {"day": state["day"], "mode": state["steps"]["drift"]["result"]["mode"],
             "seconds": round(time.perf_counter() - start, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": peak_rss_mb(),
             "steps": steps, "churn": state["steps"]["ingest"]["result"]}
 
 
-def compare(preset: str, *, sft_epochs: int, ft_steps: int, threads: int, out: Path | None) -> dict:
+def compare(preset: str, *, sft_epochs: int, ft_steps: int, threads: int, out: Path | None,
+            day0_dir: Path | None = None, sides: tuple[str, ...] = ("incremental", "full")) -> dict:
     params = bench_params(preset, sft_epochs=sft_epochs, ft_steps=ft_steps, threads=threads)
     tmp = Path(tempfile.mkdtemp(prefix="genrecall-bench-daily-"))
-    day0 = build_day0(tmp / "day0", params)
+    day0_dir = day0_dir or tmp / "day0"
+    marker = day0_dir / "bench_day0.json"
+    os.environ["BENTOML_HOME"] = str(day0_dir / ".state" / "bentoml")  # the store travels with each copy
+    if marker.exists():
+        day0 = json.loads(marker.read_text())["seconds"]
+    else:
+        shutil.rmtree(day0_dir, ignore_errors=True)
+        day0 = build_day0(day0_dir, params)
+        marker.write_text(json.dumps({"seconds": round(day0, 1), "preset": preset}))
     results = {"preset": preset, "day0_pipeline_s": round(day0, 1), "threads": threads}
-    for mode in ("incremental", "full"):
+    for mode in sides:
         ws = tmp / mode
-        shutil.copytree(tmp / "day0", ws, symlinks=True)
+        shutil.copytree(day0_dir, ws, symlinks=True)
         p = copy.deepcopy(params)
         p["daily"]["force_full"] = mode == "full"
         (tmp / f"{mode}.json").write_text(json.dumps(p))
         cmd = [sys.executable, __file__, "day", "--workspace", str(ws), "--params", str(tmp / f"{mode}.json")]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        env = {**os.environ, "BENTOML_HOME": str(ws / ".state" / "bentoml")}  # each side its own store + pointer
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
-    results["incremental_share_of_full"] = round(results["incremental"]["seconds"] / results["full"]["seconds"], 3)
-    items = results["incremental"]["churn"]
-    results["churn"] = items
+    if "incremental" in results and "full" in results:
+        inc, full = results["incremental"], results["full"]
+        results["incremental_share_of_full"] = round(inc["seconds"] / full["seconds"], 3)
+        results["incremental_share_of_full_memory"] = round(inc["peak_rss_mb"] / full["peak_rss_mb"], 3)
+    results["churn"] = results[sides[0]]["churn"]
     print(json.dumps(results, indent=2))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -109,13 +133,16 @@ if __name__ == "__main__":
     c.add_argument("--ft-steps", type=int, default=100)
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--out", type=Path, default=None)
+    c.add_argument("--day0", type=Path, default=None, help="keep (or reuse) the day-0 workspace here")
+    c.add_argument("--sides", nargs="+", choices=("incremental", "full"), default=["incremental", "full"])
     d = sub.add_parser("day")
     d.add_argument("--workspace", type=Path, required=True)
     d.add_argument("--params", type=Path, required=True)
     args = ap.parse_args()
     if args.cmd == "compare":
         apply_defaults(tempfile.mkdtemp(prefix="genrecall-bench-state-"))
-        compare(args.preset, sft_epochs=args.sft_epochs, ft_steps=args.ft_steps, threads=args.threads, out=args.out)
+        compare(args.preset, sft_epochs=args.sft_epochs, ft_steps=args.ft_steps, threads=args.threads, out=args.out,
+                day0_dir=args.day0, sides=tuple(args.sides))
     else:
         import logging
 

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from genrecall.data.schema import ITEMS, REQUESTS, read_table
-from genrecall.pipeline.daily import STEPS, InjectedFailure, Workspace, align_codes, load_state, version
+from genrecall.pipeline.daily import STEPS, InjectedFailure, Workspace, load_state
+from genrecall.pipeline.daily_commit import version
+from genrecall.pipeline.daily_drift import align_codes
 from tests.prefect_fixtures import LAYOUT, _tiny_root, daily_params, day0_workspace, prefect_harness  # noqa: F401
 
 BUNDLE = "daily-fault-bundle"

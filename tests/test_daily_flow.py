@@ -113,3 +113,17 @@ def test_rerunning_a_finished_day_changes_nothing(days: dict) -> None:
     assert again["tag"] == days["results"][2]["tag"]
     assert len(read_table(REQUESTS, root / "data/validated")) == n_requests
     assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout == head
+
+
+def test_incremental_days_tune_the_served_model_and_gate_on_a_paired_sample(days: dict) -> None:
+    """Cost follows the delta: only the served generator is fine-tuned and only its index updated; the
+    gate compares candidate and production measured on the same sample of that day's requests."""
+    root = days["root"]
+    state = json.loads((root / "data/daily/day-0005/state.json").read_text())
+    assert set(state["steps"]["finetune"]["result"]["runs"]) == {"cq_sid/uq2sid"}
+    assert set(state["steps"]["sids"]["result"]["added"]) == {"cq_sid"}
+    paired = json.loads((root / "daily/day-0005/reports/daily_gate.json").read_text())
+    assert paired["production"] is not None and paired["sample"]["semantic_requests"] > 0
+    published = json.loads((root / "daily/day-0005/reports/publish.json").read_text())
+    assert published["basis"].startswith("same sample")
+    assert "production/semantic/cq_sid/hitrate@10" in days["results"][0]["metrics"]

@@ -12,12 +12,17 @@ A *workspace* is the directory the DVC pipeline ran in (``data/``, ``models/``, 
     sids     frozen tokenizer: new items join clusters, delisted leave (or, on drift, a full refit
              whose level codes are aligned to the old ones by Hungarian matching on item overlap)
     features Feast: append the day's rows, push them to the online store (full build on drift)
-    finetune warm start + replay (``finetune.py``), or full progressive SFT on drift
-    evaluate metrics.json on the held-out end of the log
+    finetune warm start + replay of the served generator (``finetune.py``), or full progressive SFT on drift
+    evaluate candidate and production bundle on the same sample of today's requests (``daily_gate.py``);
+             on drift also the pipeline's full evaluate
     package  the bundle, saved to the BentoML store (not promoted yet)
     commit   swap every staged output into the live workspace (journaled: a rerun rolls forward)
     publish  the gate: the bundle becomes production only if no worse than production
     version  ``dvc add`` the day's record, git commit, ``dvc push`` (skipped with a warning without DVC)
+
+(``commit``, ``publish`` and ``version`` live in ``daily_commit.py``.) Cost follows the delta: an
+incremental day updates only the served method's index and generator (``daily.methods``) and gates
+on a capped sample (``daily.gate_eval``); the baseline method is refreshed by full rebuilds.
 
 Everything before ``commit`` writes only under ``data/daily/day-d/stage`` and ``daily/day-d``, so
 a crash leaves production serving and the live data as it was. Each finished step is recorded in
@@ -65,6 +70,9 @@ class DailyConfig:
     dvc_push: bool = True  # push it to the default DVC remote (when one is configured)
     keep_stages: int = 2  # staging dirs of finished days kept for inspection; older ones are deleted
     finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig (finetune.py)
+    methods: tuple[str, ...] = ()  # SID methods kept current on incremental days; () = the served one only
+    #                                (the RQ-VAE baseline is a research comparison: refreshed by full rebuilds)
+    gate_eval: dict[str, Any] = field(default_factory=dict)  # DailyGateConfig (daily_gate.py)
 
 
 @dataclass(frozen=True)
@@ -229,68 +237,7 @@ def embed_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
     return _result(res)
 
 
-# -- drift + SIDs ------------------------------------------------------------------------------------
-FIT_RECORD = "daily_fit.json"  # beside the tokenizers: what the last full fit saw (drift baseline)
-
-
-def quantization_error(tok: Any, x: np.ndarray, categories: np.ndarray) -> np.ndarray:
-    """Squared distance between each item's latent and its quantized latent (frozen tokenizer)."""
-    import torch
-
-    if len(x) == 0:
-        return np.empty(0)
-    z = torch.from_numpy(tok.latents(x))
-    forced = torch.from_numpy(tok.category_code(categories, len(x))) if tok.cfg.forcing else None
-    with torch.no_grad():
-        z_q = tok.model.quantize(z, forced)[0]
-    return (z - z_q).pow(2).sum(1).numpy()
-
-
-def fit_record(index_dir: Path, tok_dir: Path, data_dir: Path, emb_dir: Path) -> dict[str, Any]:
-    """The drift baseline of a fit: its items and their mean quantization error."""
-    from genrecall.pipeline.embed import load_embeddings
-    from genrecall.pipeline.sid import categories_of, listed_items
-    from genrecall.sid.index import SidIndex
-    from genrecall.sid.tokenizer import SidTokenizer
-
-    ids = SidIndex.load(index_dir).item_ids()
-    items = listed_items(data_dir).set_index("item_id").reindex(ids).reset_index()
-    emb = load_embeddings(emb_dir)
-    keep = np.isin(ids, emb.item_ids)
-    err = quantization_error(SidTokenizer.load(tok_dir), emb.items[emb.item_rows(ids[keep])], categories_of(items[keep]))
-    return {"items": int(len(ids)), "max_item_id": int(ids.max()) if len(ids) else 0,
-            "qerr": float(err.mean()) if len(err) else 0.0}
-
-
-def drift(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
-    """Incremental or full rebuild today? (DESIGN.md: rebuild the tokenizer only past a threshold.)"""
-    from genrecall.pipeline.embed import load_embeddings
-    from genrecall.pipeline.sid import categories_of, listed_items
-    from genrecall.sid.index import SidIndex
-    from genrecall.sid.tokenizer import SidTokenizer
-
-    cfg = _cfg(DailyConfig, params, "daily")
-    method, record_path = _main_method(params), ws.path("models_sid") / FIT_RECORD
-    fit = json.loads(record_path.read_text()) if record_path.exists() else fit_record(
-        ws.path("sid") / method, ws.path("models_sid") / method, ws.path("validated"), ws.path("embeddings"))
-    items = listed_items(ws.stage(day, ws.validated))
-    ids = items["item_id"].to_numpy(np.int64)
-    new_since_fit = int((ids > fit["max_item_id"]).sum())  # item ids only grow (marketplace contract)
-    today = ~np.isin(ids, SidIndex.load(ws.path("sid") / method).item_ids())
-    emb = load_embeddings(ws.stage(day, ws.embeddings))
-    tok = SidTokenizer.load(ws.path("models_sid") / method)
-    err = quantization_error(tok, emb.items[emb.item_rows(ids[today])], categories_of(items[today]))
-    share = new_since_fit / max(fit["items"], 1)
-    ratio = float(err.mean()) / fit["qerr"] if len(err) and fit["qerr"] > 0 else 0.0
-    reasons = (["forced (daily.force_full)"] if cfg.force_full else []) + \
-        ([f"new-item share {share:.3f} > {cfg.max_new_share}"] if share > cfg.max_new_share else []) + \
-        ([f"quantization error ratio {ratio:.2f} > {cfg.max_qerr_ratio}"]
-         if len(err) >= cfg.min_new_items and ratio > cfg.max_qerr_ratio else [])  # fmt: skip
-    return {"mode": "full" if reasons else "incremental", "reasons": reasons, "new_share": round(share, 4),
-            "new_today": int(today.sum()), "qerr_new": float(err.mean()) if len(err) else None,
-            "qerr_fit": fit["qerr"], "qerr_ratio": round(ratio, 3), "fit": fit}
-
-
+# -- SIDs --------------------------------------------------------------------------------------------
 def _main_method(params: dict[str, Any]) -> str:
     from genrecall.pipeline.sid import SidConfig
 
@@ -298,59 +245,18 @@ def _main_method(params: dict[str, Any]) -> str:
     return "cq_sid" if "cq_sid" in methods else methods[0]
 
 
+def daily_methods(params: dict[str, Any]) -> tuple[str, ...]:
+    """The SID methods an incremental day updates (``daily.methods``; default the served one)."""
+    return _cfg(DailyConfig, params, "daily").methods or (_main_method(params),)
+
+
 def _mode(ws: Workspace, day: int) -> str:
     return load_state(ws, day)["steps"]["drift"]["result"]["mode"]
 
 
-def align_codes(old: Any, tok: Any, new: Any) -> tuple[Any, dict[str, Any]]:
-    """Relabel a refit tokenizer's level codes so items keep their old codes where possible.
-
-    Per level (one shared codebook per level in an RQ-VAE), a Hungarian matching on the item-overlap
-    table new code x old code; the tokenizer's codebook rows are permuted to match, so future
-    ``assign`` calls agree with the relabelled index. A category-forced level 1 is already aligned.
-    """
-    import torch
-    from scipy.optimize import linear_sum_assignment
-
-    from genrecall.sid.index import SidIndex
-
-    common = np.intersect1d(old.item_ids(), new.item_ids())
-    o, n = old.sid_of(common), new.sid_of(common)
-    ids = new.item_ids()
-    sids = new.sid_of(ids)
-    report: list[dict[str, Any]] = []
-    state = tok.model.state_dict()
-    for level, size in enumerate(tok.codebook_sizes):
-        before = float((o[:, level] == n[:, level]).mean()) if len(common) else 0.0
-        if level == 0 and tok.cfg.forcing:
-            report.append({"level": 1, "rule": "category-forced", "agreement": before})
-            continue
-        k_old = int(max(old.codebook_sizes[level] if old.codebook_sizes else 0, o[:, level].max(initial=0) + 1))
-        table = np.zeros((size, k_old), dtype=np.int64)
-        np.add.at(table, (n[:, level], o[:, level]), 1)
-        rows, cols = linear_sum_assignment(-table)
-        perm = np.full(size, -1, dtype=np.int64)
-        keep = cols < size
-        perm[rows[keep]] = cols[keep]
-        free = iter(np.setdiff1d(np.arange(size), perm[perm >= 0]))
-        perm[perm < 0] = [next(free) for _ in range(int((perm < 0).sum()))]
-        inv = np.argsort(perm)  # new row perm[i] holds old row i
-        for key, value in state.items():
-            if key.startswith(f"levels.{level}.") and value.ndim >= 1 and value.shape[0] == size:
-                state[key] = value[torch.from_numpy(inv)]
-        sids[:, level] = perm[sids[:, level]]
-        after = float((o[:, level] == perm[n[:, level]]).mean()) if len(common) else 0.0
-        report.append({"level": level + 1, "rule": "hungarian", "agreement_before": before, "agreement": after})
-    tok.model.load_state_dict(state)
-    aligned = SidIndex.build(ids, sids, codebook_sizes=new.codebook_sizes, suffix_mode=new.suffix_mode,
-                             t_max=new.t_max, g_max=new.g_max)  # fmt: skip
-    same = aligned.sid_of(common)[:, :-1] == o[:, :-1]
-    return aligned, {"common_items": int(len(common)), "levels": report,
-                     "level_codes_unchanged": float(same.all(axis=1).mean()) if len(common) else 0.0}
-
-
 def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Frozen tokenizer (new items join clusters) or, on drift, a full refit aligned to the old codes."""
+    from genrecall.pipeline.daily_drift import FIT_RECORD, align_codes, fit_record
     from genrecall.pipeline.sid import SidConfig, sid, sid_update
     from genrecall.sid.index import SidIndex
     from genrecall.sid.tokenizer import SidTokenizer
@@ -362,7 +268,7 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
         _fresh(ws.stage(day, ws.models_sid))  # stays empty: the live tokenizers are kept
         out = _fresh(ws.stage(day, ws.sid), ws.path("sid"))
         delta = S.read_table(S.ITEMS, ws.record(day, "validated"))
-        res = sid_update(data, emb, ws.path("models_sid"), out, methods=cfg.methods, reports_dir=reports,
+        res = sid_update(data, emb, ws.path("models_sid"), out, methods=daily_methods(params), reports_dir=reports,
                          changed=_changed_texts(ws.path("validated"), delta))  # fmt: skip
         return {"mode": "incremental", **_result(res)}
     models, out = _fresh(ws.stage(day, ws.models_sid)), _fresh(ws.stage(day, ws.sid))
@@ -406,13 +312,40 @@ def features_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
 
 
 def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The gate's evidence: candidate and production bundle on the same sample (``daily_gate.py``); a
+    full-rebuild day also runs the pipeline's evaluate for metrics.json, as ``dvc repro`` would."""
+    from genrecall.gen.model import load_generator
+    from genrecall.pipeline.daily_gate import DailyGateConfig, compare_on_sample
     from genrecall.pipeline.evaluate import EvaluateConfig, evaluate
+    from genrecall.serving.bundle import Bundle
+    from genrecall.serving.gate import production_tag
+    from genrecall.sid.index import SidIndex
 
-    evaluate(_cfg(EvaluateConfig, params, "evaluate"), ws.stage(day, ws.validated), ws.stage(day, ws.sid),
-             ws.stage(day, ws.embeddings), ws.stage(day, ws.generator), ws.stage(day, ws.reports),
-             feast_repo=ws.path("repo"), feast_data_dir=ws.stage(day, ws.feast),
-             preset=(params.get("generate") or {}).get("preset"))  # fmt: skip
-    return headline_metrics(json.loads((ws.stage(day, ws.reports) / "metrics.json").read_text()))
+    cfg = _cfg(DailyConfig, params, "daily")
+    gcfg, ecfg = from_dict(DailyGateConfig, cfg.gate_eval), _cfg(EvaluateConfig, params, "evaluate")
+    reports, method = ws.stage(day, ws.reports), _main_method(params)
+    reports.mkdir(parents=True, exist_ok=True)
+    full = _mode(ws, day) == "full" and gcfg.full_eval_on_rebuild
+    if full:
+        evaluate(ecfg, ws.stage(day, ws.validated), ws.stage(day, ws.sid), ws.stage(day, ws.embeddings),
+                 ws.stage(day, ws.generator), reports, feast_repo=ws.path("repo"), feast_data_dir=ws.stage(day, ws.feast),
+                 preset=(params.get("generate") or {}).get("preset"))  # fmt: skip
+    if gcfg.num_threads:
+        import torch
+
+        torch.set_num_threads(gcfg.num_threads)
+    prod = production_tag(cfg.bundle_name)
+    paired = compare_on_sample(gcfg, ecfg, data_dir=ws.stage(day, ws.validated),
+                               candidate=load_generator(_served_generator(ws.stage(day, ws.generator), method)),
+                               candidate_index=SidIndex.load(ws.stage(day, ws.sid) / method),
+                               production=Bundle.load(prod) if prod else None, feast_repo=ws.path("repo"),
+                               feast_data_dir=ws.stage(day, ws.feast), method=method)  # fmt: skip
+    _write_json(reports / "daily_gate.json", paired)
+    if not full:  # the bundle's manifest carries the day's (gate-sample) numbers
+        _write_json(reports / "metrics.json", {**paired["candidate"], "data": {"daily_gate": paired["sample"],
+                                                                                "generator": "served", "day": day}})
+    head = headline_metrics(paired["candidate"])
+    return {**head, **{f"production/{k}": v for k, v in headline_metrics(paired["production"] or {}).items()}}
 
 
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -444,121 +377,6 @@ def package_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, An
     return {"tag": res.tag, "version": res.version, "items": res.items, "sids": res.sids}
 
 
-# -- commit, publish, version ---------------------------------------------------------------------------
-LIVE = ("raw", "validated", "embeddings", "sid", "feast", "generator", "models_sid")
-
-
-def commit(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
-    """Swap every staged output into place. Each swap is two renames (live -> .old, stage -> live),
-    journaled by what exists, so a rerun after a crash in here rolls forward; then .old is removed."""
-    from genrecall.features.store import apply
-
-    swapped = []
-    for name in LIVE:
-        src, dst = ws.stage(day, getattr(ws, name)), ws.path(name)
-        old = dst.with_name(f"{dst.name}.old-day{day:04d}")
-        if not src.exists() or (name == "models_sid" and not any(src.iterdir())):
-            continue  # nothing staged (e.g. tokenizers on an incremental day), or already swapped
-        if dst.exists() and not old.exists():
-            os.replace(dst, old)
-        os.replace(src, dst)
-        swapped.append(name)
-    for name in LIVE:
-        dst = ws.path(name)
-        shutil.rmtree(dst.with_name(f"{dst.name}.old-day{day:04d}"), ignore_errors=True)
-    staged_reports = ws.stage(day, ws.reports)
-    for f in sorted(staged_reports.glob("*")) if staged_reports.exists() else []:
-        if f.is_file():
-            ws.path("reports").mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, ws.path("reports") / f.name)
-            shutil.copy2(f, ws.record(day, "reports") / f.name)
-    apply(ws.path("repo"), ws.path("feast"))  # the registry names source paths: point them at the live dir
-    return {"swapped": swapped}
-
-
-def publish(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
-    """The gate: the day's bundle becomes production only if it is no worse (gate.py)."""
-    from genrecall.serving.gate import GateConfig, gate
-
-    name = _cfg(DailyConfig, params, "daily").bundle_name
-    tag = load_state(ws, day)["steps"]["package"]["result"]["tag"]
-    decision = gate(tag, dataclasses.replace(_cfg(GateConfig, params, "gate"), name=name))
-    result = {"tag": tag, "promoted": decision.promoted, "production": decision.production if not decision.promoted
-              else tag, "reasons": decision.reasons}  # fmt: skip
-    _write_json(ws.record(day, "reports/publish.json"), result)
-    ws.record(day, "reports/summary.md").write_text(summary_markdown(load_state(ws, day), result))
-    return result
-
-
-def _git(ws: Workspace, *args: str) -> str:
-    import subprocess
-
-    env = {**os.environ, "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "genrecall daily"),
-           "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "daily@genrecall.invalid")}
-    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
-    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
-    done = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return done.stdout.strip()
-
-
-def version(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
-    """``dvc add daily/day-d`` + git commit of its pointer + ``dvc push``; a warning without DVC/git."""
-    cfg = _cfg(DailyConfig, params, "daily")
-    root = Path(ws.root)
-    if not cfg.dvc or not (root / ".dvc").is_dir() or not (root / ".git").exists():
-        log.warning("daily: %s is not a DVC + git repo (or daily.dvc is off): day %d is not versioned", root, day)
-        return {"versioned": False}
-    target = ws.record(day).relative_to(root).as_posix()
-    dvc = str(Path(sys.executable).with_name("dvc"))  # the venv's dvc, not whatever is on PATH
-    _git(ws, dvc, "add", "--quiet", target)
-    pointer, ignore = f"{target}.dvc", (Path(target).parent / ".gitignore").as_posix()
-    _git(ws, "git", "add", pointer, ignore)
-    staged = _git(ws, "git", "diff", "--cached", "--name-only", "--", pointer, ignore)
-    if staged:
-        _git(ws, "git", "commit", "--quiet", "-m", f"daily rebuild: day {day}", "--", pointer, ignore)
-    sha = _git(ws, "git", "rev-parse", "HEAD")
-    pushed = False
-    if cfg.dvc_push:
-        try:
-            _git(ws, dvc, "remote", "default")
-        except RuntimeError:
-            log.warning("daily: no default DVC remote: day %d stays in the local cache only", day)
-        else:
-            _git(ws, dvc, "push", "--quiet", pointer)
-            pushed = True
-    _prune_stages(ws, day, cfg.keep_stages)
-    return {"versioned": True, "commit": sha, "pushed": pushed, "path": target}
-
-
-def _prune_stages(ws: Workspace, day: int, keep: int) -> None:
-    for d in sorted(ws.path("scratch").glob("day-*")):
-        if int(d.name.split("-")[1]) <= day - keep:
-            shutil.rmtree(d / "stage", ignore_errors=True)
-
-
-def summary_markdown(state: dict[str, Any], published: dict[str, Any]) -> str:
-    """The run's report: what changed, the drift decision, fine-tune losses, metrics, the gate."""
-    steps = {k: v["result"] for k, v in state["steps"].items()}
-    ing, dr, sids = steps.get("ingest", {}), steps.get("drift", {}), steps.get("sids", {})
-    lines = [f"# Daily rebuild, day {state['day']}", "",
-             f"- items added **{ing.get('new_items')}**, delisted **{ing.get('delisted')}**, price changes "
-             f"{ing.get('price_changes')}, new users {ing.get('new_users')}, requests {ing.get('requests')}",
-             f"- mode **{dr.get('mode')}** ({'; '.join(dr.get('reasons') or []) or 'no drift'}); new-item share "
-             f"{dr.get('new_share')}, quantization error ratio {dr.get('qerr_ratio')}",
-             f"- SIDs: added {sids.get('added', '-')}, removed {sids.get('removed', '-')}, total {sids.get('sids')}"]
-    for key, ft in (steps.get("finetune", {}).get("runs") or {}).items():
-        lines.append(f"- fine-tune `{key}`: {ft['examples']} examples ({ft['replay']} replayed), {ft['steps']} steps, "
-                     f"final loss {ft['final_loss']}")
-    lines += ["", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in (steps.get("evaluate") or {}).items()]
-    verdict = "**promoted**" if published["promoted"] else "**rejected** (production unchanged)"
-    lines += ["", f"Gate: `{published['tag']}` {verdict}; production `{published['production']}`."]
-    lines += [f"- {r}" for r in published["reasons"]]
-    return "\n".join(lines) + "\n"
-
-
 def run_day(ws: Workspace, params: dict[str, Any], *, day: int | None = None, fail_at: str | None = None,
             steps: dict[str, Callable[..., dict[str, Any]]] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) one day without Prefect: every step in order; returns the day's state."""
@@ -573,6 +391,21 @@ def _finetune(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
 
     return finetune_day(ws, day, params)
 
+
+def _later(module: str, name: str) -> Callable[[Workspace, int, dict[str, Any]], dict[str, Any]]:
+    """A step defined in a sibling module (which imports this one), resolved when it runs."""
+
+    def step(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
+        import importlib
+
+        return getattr(importlib.import_module(f"genrecall.pipeline.{module}"), name)(ws, day, params)
+
+    step.__name__ = name
+    return step
+
+
+drift, commit = _later("daily_drift", "drift"), _later("daily_commit", "commit")
+publish, version = _later("daily_commit", "publish"), _later("daily_commit", "version")
 
 STEP_FUNCTIONS: dict[str, Callable[[Workspace, int, dict[str, Any]], dict[str, Any]]] = {
     "ingest": ingest, "validate": validate_day, "embed": embed_day, "drift": drift, "sids": sids_day,

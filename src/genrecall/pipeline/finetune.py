@@ -1,7 +1,7 @@
 """Incremental fine-tuning of the generator for the daily rebuild: warm start + replay.
 
-Each day, for every SID method and every progressive stage after I2SID (``cfg.stages``), the stage's
-final generator is loaded (warm start) and trained a few steps on:
+Each day, for every SID method kept current (``daily.methods``, default the served one) and its served
+stage (or ``cfg.stages``), the stage's final generator is loaded (warm start) and trained a few steps on:
 
 - the *new* examples: I2SID for the items listed since yesterday (so the model learns their SIDs),
   plus Q2SID/UQ2SID examples from the requests that just left the evaluation window (the log's time
@@ -9,8 +9,9 @@ final generator is loaded (warm start) and trained a few steps on:
 - a *replay* sample of older examples (``replay_ratio`` x the new ones, drawn from the earlier
   training log and catalog), which keeps the model from forgetting what it knew.
 
-Stages not fine-tuned (I2SID by default) are carried over unchanged. On a full-rebuild day
-(tokenizer refit) the whole progressive SFT runs instead (``genrecall.pipeline.train.train``).
+Stages and methods not fine-tuned (I2SID, Q2SID, the RQ-VAE baseline by default) are carried over
+unchanged: neither the bundle nor the daily gate uses them, and a full rebuild retrains them all. On
+a full-rebuild day (tokenizer refit) the whole progressive SFT runs instead (``pipeline.train.train``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from genrecall.sid.index import SidIndex
 class FinetuneConfig:
     """Daily warm-start fine-tune (params.yaml ``daily.finetune``)."""
 
-    stages: tuple[str, ...] = ("q2sid", "uq2sid")  # the served stages; I2SID is carried over (new items get I2SID rows here)
+    stages: tuple[str, ...] = ()  # () = each method's served (last) stage, the only one the bundle and the
+    #                                daily gate use; others are carried over and retrained on full rebuilds
     max_steps: int = 100  # a day's delta is ~1-3% of the catalog: a few epochs over it, not a retrain
     batch_size: int = 64  # as in SFT
     lr: float = 3e-4  # a third of the from-scratch SFT peak: adapt, do not overwrite
@@ -91,10 +93,16 @@ def stage_dataset(stage: str, tok: Any, assignments: pd.DataFrame, *, new_reques
     return SidDataset.concat(new, replay, kind=stage), len(replay)
 
 
+def _stage_order(stage_dir: Any) -> int:
+    from genrecall.gen.sft import STAGES
+
+    return STAGES.index(stage_dir.name) if stage_dir.name in STAGES else len(STAGES)
+
+
 def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune into ``ws.stage(day, generator)`` (warm start from the live generator), or retrain on a
     full-rebuild day. Returns ``{"mode", "runs": {"<method>/<stage>": FinetuneRun}}``."""
-    from genrecall.pipeline.daily import _fresh, load_state
+    from genrecall.pipeline.daily import _fresh, daily_methods, load_state
 
     train_cfg = from_dict(TrainConfig, params.get("train"))
     data, out = ws.stage(day, ws.validated), _fresh(ws.stage(day, ws.generator))
@@ -120,13 +128,19 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     replay_items = _sample(old_items, int(round(cfg.replay_ratio * len(new_items))), rng)
     log_part = pd.concat([new_requests, replay_requests], ignore_index=True)
     runs: dict[str, dict[str, Any]] = {}
+    methods = daily_methods(params)
     for method_dir in sorted(p for p in ws.path("generator").iterdir() if p.is_dir()):
         method = method_dir.name
+        if method not in methods:  # not kept current daily (daily.methods): carried over as it is
+            shutil.copytree(method_dir, out / method)
+            continue
+        stage_dirs = sorted((p for p in method_dir.iterdir() if (p / "final").is_dir()), key=_stage_order)
+        tuned = set(cfg.stages) if cfg.stages else {stage_dirs[-1].name}
         assignments = SidIndex.load(ws.stage(day, ws.sid) / method).to_frame()
         contexts = None
-        for stage_dir in sorted(p for p in method_dir.iterdir() if (p / "final").is_dir()):
+        for stage_dir in stage_dirs:
             stage, target = stage_dir.name, out / method / stage_dir.name
-            if stage not in cfg.stages:
+            if stage not in tuned:
                 shutil.copytree(stage_dir / "final", target / "final")
                 continue
             if stage == "uq2sid" and contexts is None:  # point-in-time user context (Feast by default)

@@ -1,0 +1,163 @@
+"""The daily rebuild's last steps: swap the staged day into the live workspace, gate and publish the
+bundle, version the day's record with DVC, and write the day's markdown report.
+
+``commit`` is the only step that touches live outputs (journaled renames: a rerun rolls forward);
+``publish`` moves the production pointer only when the candidate is no worse than production *on the
+same sample of today's requests* (``daily_gate.py``); ``version`` commits ``daily/day-d`` with DVC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from genrecall.pipeline import daily as D
+
+log = logging.getLogger("genrecall.pipeline.daily")  # one logger for the whole daily rebuild
+
+LIVE = ("raw", "validated", "embeddings", "sid", "feast", "generator", "models_sid")
+
+
+def commit(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
+    """Swap every staged output into place. Each swap is two renames (live -> .old, stage -> live),
+    journaled by what exists, so a rerun after a crash in here rolls forward; then .old is removed."""
+    from genrecall.features.store import apply
+
+    swapped = []
+    for name in LIVE:
+        src, dst = ws.stage(day, getattr(ws, name)), ws.path(name)
+        old = dst.with_name(f"{dst.name}.old-day{day:04d}")
+        if not src.exists() or (name == "models_sid" and not any(src.iterdir())):
+            continue  # nothing staged (e.g. tokenizers on an incremental day), or already swapped
+        if dst.exists() and not old.exists():
+            os.replace(dst, old)
+        os.replace(src, dst)
+        swapped.append(name)
+    for name in LIVE:
+        dst = ws.path(name)
+        shutil.rmtree(dst.with_name(f"{dst.name}.old-day{day:04d}"), ignore_errors=True)
+    staged_reports = ws.stage(day, ws.reports)
+    for f in sorted(staged_reports.glob("*")) if staged_reports.exists() else []:
+        if f.is_file():
+            ws.path("reports").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, ws.path("reports") / f.name)
+            shutil.copy2(f, ws.record(day, "reports") / f.name)
+    apply(ws.path("repo"), ws.path("feast"))  # the registry names source paths: point them at the live dir
+    return {"swapped": swapped}
+
+
+def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The gate: the day's bundle becomes production only if no worse than production, both measured on
+    the same sample of today's requests (``evaluate`` step). Falls back to ``gate.py``'s manifest
+    comparison when there was no production to measure, or production moved since."""
+    from genrecall.serving.gate import GateConfig, GateDecision, ProductionPointer, compare, gate
+
+    name = D._cfg(D.DailyConfig, params, "daily").bundle_name
+    cfg = dataclasses.replace(D._cfg(GateConfig, params, "gate"), name=name)
+    tag = D.load_state(ws, day)["steps"]["package"]["result"]["tag"]
+    paired_path = ws.record(day, "reports/daily_gate.json")
+    paired = json.loads(paired_path.read_text()) if paired_path.exists() else {}
+    pointer = ProductionPointer(name)
+    production = pointer.current()
+    if paired.get("production") is None or production != paired.get("production_tag") or production == tag:
+        decision = gate(tag, cfg)
+        basis = "bundle manifests"
+    else:
+        decision = GateDecision(tag, production, promoted=False)
+        decision.checks = compare(paired["candidate"], paired["production"], cfg)
+        failed = [c for c in decision.checks if not c.passed]
+        decision.reasons = [f"{c.metric}: {c.candidate} vs production {c.production} ({c.note}, allowed drop "
+                            f"{c.allowed_drop:.4g})" for c in failed]  # fmt: skip
+        decision.promoted = not failed
+        if decision.promoted:
+            pointer.set(tag, reason=f"daily gate, same sample {paired['sample']['request_ids_sha']}: passed")
+        (pointer.root / "decisions").mkdir(parents=True, exist_ok=True)
+        D._write_json(pointer.root / "decisions" / f"{tag.split(':', 1)[-1]}.json", decision.to_dict())
+        basis = f"same sample of today's requests ({paired['sample']['semantic_requests']} semantic, " \
+                f"{paired['sample']['personalized_requests']} personalized)"
+    result = {"tag": tag, "promoted": decision.promoted, "production": decision.production if not decision.promoted
+              else tag, "reasons": decision.reasons, "basis": basis}  # fmt: skip
+    D._write_json(ws.record(day, "reports/publish.json"), result)
+    ws.record(day, "reports/summary.md").write_text(summary_markdown(D.load_state(ws, day), result))
+    return result
+
+
+def _git(ws: D.Workspace, *args: str) -> str:
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "genrecall daily"),
+           "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "daily@genrecall.invalid")}
+    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
+    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
+    done = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout.strip()
+
+
+def version(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
+    """``dvc add daily/day-d`` + git commit of its pointer + ``dvc push``; a warning without DVC/git."""
+    cfg = D._cfg(D.DailyConfig, params, "daily")
+    root = Path(ws.root)
+    if not cfg.dvc or not (root / ".dvc").is_dir() or not (root / ".git").exists():
+        log.warning("daily: %s is not a DVC + git repo (or daily.dvc is off): day %d is not versioned", root, day)
+        return {"versioned": False}
+    target = ws.record(day).relative_to(root).as_posix()
+    dvc = str(Path(sys.executable).with_name("dvc"))  # the venv's dvc, not whatever is on PATH
+    _git(ws, dvc, "add", "--quiet", target)
+    pointer, ignore = f"{target}.dvc", (Path(target).parent / ".gitignore").as_posix()
+    _git(ws, "git", "add", pointer, ignore)
+    staged = _git(ws, "git", "diff", "--cached", "--name-only", "--", pointer, ignore)
+    if staged:
+        _git(ws, "git", "commit", "--quiet", "-m", f"daily rebuild: day {day}", "--", pointer, ignore)
+    sha = _git(ws, "git", "rev-parse", "HEAD")
+    pushed = False
+    if cfg.dvc_push:
+        try:
+            _git(ws, dvc, "remote", "default")
+        except RuntimeError:
+            log.warning("daily: no default DVC remote: day %d stays in the local cache only", day)
+        else:
+            _git(ws, dvc, "push", "--quiet", pointer)
+            pushed = True
+    _prune_stages(ws, day, cfg.keep_stages)
+    return {"versioned": True, "commit": sha, "pushed": pushed, "path": target}
+
+
+def _prune_stages(ws: D.Workspace, day: int, keep: int) -> None:
+    for d in sorted(ws.path("scratch").glob("day-*")):
+        if int(d.name.split("-")[1]) <= day - keep:
+            shutil.rmtree(d / "stage", ignore_errors=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def summary_markdown(state: dict[str, Any], published: dict[str, Any]) -> str:
+    """The run's report: what changed, the drift decision, fine-tune losses, metrics, the gate."""
+    steps = {k: v["result"] for k, v in state["steps"].items()}
+    ing, dr, sids = steps.get("ingest", {}), steps.get("drift", {}), steps.get("sids", {})
+    lines = [f"# Daily rebuild, day {state['day']}", "",
+             f"- items added **{ing.get('new_items')}**, delisted **{ing.get('delisted')}**, price changes "
+             f"{ing.get('price_changes')}, new users {ing.get('new_users')}, requests {ing.get('requests')}",
+             f"- mode **{dr.get('mode')}** ({'; '.join(dr.get('reasons') or []) or 'no drift'}); new-item share "
+             f"{dr.get('new_share')}, quantization error ratio {dr.get('qerr_ratio')}",
+             f"- SIDs: added {sids.get('added', '-')}, removed {sids.get('removed', '-')}, total {sids.get('sids')}"]
+    for key, ft in (steps.get("finetune", {}).get("runs") or {}).items():
+        lines.append(f"- fine-tune `{key}`: {ft['examples']} examples ({ft['replay']} replayed), {ft['steps']} steps, "
+                     f"final loss {ft['final_loss']}")
+    metrics = steps.get("evaluate") or {}
+    lines += ["", f"Metrics ({published.get('basis', '')}):", "", "| metric | candidate | production |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.4f} | {_fmt(metrics.get('production/' + k))} |" for k, v in metrics.items()
+              if not k.startswith("production/")]  # fmt: skip
+    verdict = "**promoted**" if published["promoted"] else "**rejected** (production unchanged)"
+    lines += ["", f"Gate: `{published['tag']}` {verdict}; production `{published['production']}`."]
+    lines += [f"- {r}" for r in published["reasons"]]
+    return "\n".join(lines) + "\n"
