@@ -3,12 +3,14 @@
     python benchmarks/bench_serving.py                        # the production bundle of ./.state/bentoml
     python benchmarks/bench_serving.py --bundle genrecall-bundle:<version> --requests 200 --out reports/bench_serving.json
     python benchmarks/bench_serving.py --tiny                 # self-check: builds the tests' tiny bundle first
+    python benchmarks/bench_serving.py --in-process           # also time Retriever.search without HTTP
 
 Starts one ``bentoml serve`` of bento/service.py on a free 127.0.0.1 port serving ``--bundle`` (a store
 tag or a directory; default: production), warms it up, then for each beam size in ``--beams`` and each
 concurrency in ``--concurrency`` sends ``--requests`` POST /search requests whose queries are item titles
-from the bundle (so every request has a real answer). Latency is client-side wall time per request.
-Numbers depend on the machine: say which one when you quote them.
+from the bundle (so every request has a real answer), through one pooled keep-alive client. Latency is
+client-side wall time per request; a non-200 is counted with its status and body (the first ones are
+printed and kept in ``--out``). Numbers depend on the machine: say which one when you quote them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -45,22 +48,53 @@ def _serve(bundle: str, port: int, log: Path, env: dict[str, str]) -> subprocess
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _run(url: str, queries: list[str], beam: int, concurrency: int, k: int) -> dict[str, float]:
-    def one(q: str) -> tuple[float, int]:
+def _run(client: httpx.Client, queries: list[str], beam: int, concurrency: int, k: int) -> dict[str, Any]:
+    def one(q: str) -> tuple[float, int, str]:
         t = time.perf_counter()
-        r = httpx.post(f"{url}/search", json={"query": q, "k": k, "beam_size": beam}, timeout=120)
-        return (time.perf_counter() - t) * 1000, r.status_code
+        try:
+            r = client.post("/search", json={"query": q, "k": k, "beam_size": beam})
+            status, body = r.status_code, ("" if r.status_code == 200 else r.text[:300])
+        except httpx.HTTPError as e:  # a transport failure is an error too, not a crash of the benchmark
+            status, body = -1, f"{type(e).__name__}: {e}"
+        return (time.perf_counter() - t) * 1000, status, body
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         out = list(pool.map(one, queries))
     wall = time.perf_counter() - start
-    lat = np.array([ms for ms, status in out if status == 200] or [np.nan])
-    errors = sum(status != 200 for _, status in out)  # 503 = shed by the adaptive batcher (serve.max_latency_ms)
-    return {"beam": beam, "concurrency": concurrency, "requests": len(queries), "errors": errors,
+    lat = np.array([ms for ms, status, _ in out if status == 200] or [np.nan])
+    failures = [{"status": status, "ms": round(ms, 1), "query": q, "body": body}
+                for q, (ms, status, body) in zip(queries, out) if status != 200]
+    return {"beam": beam, "concurrency": concurrency, "requests": len(queries), "errors": len(failures),
             "p50_ms": float(np.percentile(lat, 50)),
             "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99)),
-            "mean_ms": float(lat.mean()), "throughput_rps": (len(queries) - errors) / wall}
+            "mean_ms": float(lat.mean()), "throughput_rps": (len(queries) - len(failures)) / wall,
+            "failures": failures[:20]}  # status + body of the first failures: 503 = backpressure (serve.max_queue)
+
+
+def _in_process(bundle: str, titles: list[str], beams: list[int], n: int, k: int, seed: int) -> list[dict[str, Any]]:
+    """The same searches without HTTP: ``Retriever.search`` in this process, one thread, one client."""
+    import torch
+
+    from genrecall.serving.retriever import Retriever, ServeConfig
+
+    torch.set_num_threads(1)
+    retriever = Retriever.load(bundle, ServeConfig())
+    rng = np.random.default_rng(seed)
+    for q in rng.choice(titles, 20):  # warm-up
+        retriever.search(str(q), k=k, beam_size=max(beams))
+    rows = []
+    for beam in beams:
+        lat = []
+        for q in rng.choice(titles, n):
+            t = time.perf_counter()
+            retriever.search(str(q), k=k, beam_size=beam)
+            lat.append((time.perf_counter() - t) * 1000)
+        rows.append({"beam": beam, "path": "in-process", "requests": n, "p50_ms": float(np.percentile(lat, 50)),
+                     "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99))})
+        print(f"beam {beam:>4}  in-process  p50 {rows[-1]['p50_ms']:7.1f} ms  p95 {rows[-1]['p95_ms']:7.1f} ms  "
+              f"p99 {rows[-1]['p99_ms']:7.1f} ms", flush=True)
+    return rows
 
 
 def main() -> None:
@@ -71,6 +105,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100, help="requests per (beam, concurrency) cell")
     ap.add_argument("--k", type=int, default=100, help="items per response")
     ap.add_argument("--tiny", action="store_true", help="build and serve the tests' tiny bundle (self-check)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="also time Retriever.search in this process (no HTTP), after the server stopped")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
@@ -109,20 +145,31 @@ def main() -> None:
         except Exception:
             sys.exit(f"server did not start; log:\n{log.read_text()[-3000:]}")
         info = httpx.post(f"{url}/bundle").json()
-        _run(url, [str(t) for t in rng.choice(titles, 20)], max(args.beams), 1, args.k)  # warm-up
-        rows = []
-        for beam in args.beams:
-            for conc in args.concurrency:
-                queries = [str(t) for t in rng.choice(titles, args.requests)]
-                rows.append(_run(url, queries, beam, conc, args.k))
-                r = rows[-1]
-                print(f"beam {beam:>4}  conc {conc:>3}  p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
-                      f"p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  errors {r['errors']}", flush=True)
+        info.pop("batching", None)
+        # one pooled keep-alive client, as a search front end would hold: connection set-up is not serving time
+        limits = httpx.Limits(max_connections=max(args.concurrency), max_keepalive_connections=max(args.concurrency))
+        with httpx.Client(base_url=url, timeout=120, limits=limits) as client:
+            _run(client, [str(t) for t in rng.choice(titles, 20)], max(args.beams), 1, args.k)  # warm-up
+            rows = []
+            for beam in args.beams:
+                for conc in args.concurrency:
+                    queries = [str(t) for t in rng.choice(titles, args.requests)]
+                    rows.append(_run(client, queries, beam, conc, args.k))
+                    r = rows[-1]
+                    print(f"beam {beam:>4}  conc {conc:>3}  p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
+                          f"p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  errors {r['errors']}", flush=True)
+                    for f in r["failures"][:3]:
+                        print(f"    {f['status']} after {f['ms']} ms: {f['body'][:200]}", flush=True)
+            batching = client.post("/bundle").json().get("batching")
+            print(f"server batching counters: {batching}", flush=True)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
-    result = {"bundle": info, "k": args.k, "cpu_count": os.cpu_count(), "results": rows}
+    if args.in_process:
+        rows += _in_process(bundle, titles, args.beams, args.requests, args.k, seed=1)
+    result = {"bundle": info, "batching": batching, "k": args.k, "cpu_count": os.cpu_count(),
+              "load_avg": os.getloadavg(), "results": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

@@ -1,13 +1,14 @@
 """The genrecall HTTP service: ``POST /search`` over the production bundle, with adaptive batching.
 
-Two BentoML services, the documented pattern for batching behind a one-request-per-call API:
+One BentoML service, one worker process:
 
-- ``Search`` (the entry point, the public HTTP API): validates the JSON body against ``SearchBody``
-  (unknown fields, wrong types, empty or oversized queries, k and beam_size outside the configured
-  bounds all get a 400 that names the field and the problem) and forwards one request to ``Recall``.
-- ``Recall``: holds the ``Retriever`` (bundle + Feast user features) and exposes ``search_batch`` as a
-  batchable API: BentoML's dispatcher merges concurrent requests into one call, and the retriever runs
-  one beam search per distinct beam size for the whole batch.
+- ``search`` validates the JSON body against ``SearchBody`` (unknown fields, wrong types, empty or
+  oversized queries, k and beam_size outside the configured bounds all get a 400 that names the field
+  and the problem), then hands the request to a ``MicroBatcher`` and awaits its answer.
+- The batcher's one thread owns the ``Retriever`` (bundle + Feast user features). Requests that arrive
+  while a beam search runs are merged into the next ``search_batch`` call: concurrent requests share
+  one beam search (per distinct beam size), and an idle server answers a lone request at once. More
+  than ``serve.max_queue`` waiting requests get a 503 with ``Retry-After`` (backpressure).
 
 Which bundle: ``$GENRECALL_BUNDLE`` (a store tag or a directory), else ``serve.bundle`` in params.yaml,
 else the production pointer (``genrecall promote`` / ``genrecall rollback`` move it; restart to pick it
@@ -18,6 +19,7 @@ unless ``serve.host``/``serve.port`` (or ``bentoml serve --host/--port``) say ot
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -75,70 +77,61 @@ def _feature_client() -> Any | None:
     return FeatureClient(repo, data)
 
 
-@bentoml.service(name="genrecall-recall", workers=1, threads=1, traffic={"timeout": 30})
-class Recall:
-    """The model side: one retriever, batched calls."""
+def _load_retriever() -> Any:
+    from genrecall.serving.gate import production_tag
+    from genrecall.serving.retriever import Retriever
 
-    def __init__(self) -> None:
-        from genrecall.serving.gate import production_tag
-        from genrecall.serving.retriever import Retriever
-
-        source = os.environ.get("GENRECALL_BUNDLE") or CFG.bundle or production_tag()
-        if not source:
-            raise RuntimeError("no bundle to serve: run `genrecall package` (or promote one), or set GENRECALL_BUNDLE")
-        if Path(source).exists():
-            source = str(Path(source).resolve())
-        self.retriever = Retriever.load(source, CFG, features=_feature_client())
-        log.info("serving bundle %s (personalised: %s)", self.retriever.version, self.retriever.features is not None)
-
-    @bentoml.api(batchable=True, max_batch_size=CFG.max_batch_size, max_latency_ms=CFG.max_latency_ms)
-    def search_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from genrecall.serving.retriever import SearchRequest
-
-        responses = self.retriever.search_batch([SearchRequest(**r) for r in requests])
-        return [r.to_dict() for r in responses]
-
-    @bentoml.api
-    def bundle(self) -> dict[str, Any]:
-        m = self.retriever.bundle.manifest
-        return {"bundle": self.retriever.version, "created_at": m.created_at, "data_version": m.data_version,
-                "params_hash": m.params_hash, "items": m.items, "sids": m.sids,
-                "personalized": self.retriever.features is not None}
-
-    def __is_ready__(self) -> bool:
-        return getattr(self, "retriever", None) is not None
+    source = os.environ.get("GENRECALL_BUNDLE") or CFG.bundle or production_tag()
+    if not source:
+        raise RuntimeError("no bundle to serve: run `genrecall package` (or promote one), or set GENRECALL_BUNDLE")
+    if Path(source).exists():
+        source = str(Path(source).resolve())
+    return Retriever.load(source, CFG, features=_feature_client())
 
 
-@bentoml.service(name="genrecall", workers=1, threads=64, http={"host": CFG.host, "port": CFG.port},
+@bentoml.service(name="genrecall", workers=1, threads=4, http={"host": CFG.host, "port": CFG.port},
                  traffic={"timeout": 30})
 class Search:
-    """The public API."""
-
-    recall = bentoml.depends(Recall)
+    """The public API; the model runs on the batcher's thread, requests wait on the event loop."""
 
     def __init__(self) -> None:
-        self._bundle: dict[str, Any] | None = None
+        from genrecall.serving.batcher import MicroBatcher
+
+        self.retriever = _load_retriever()
+        self.batcher = MicroBatcher(self.retriever.search_batch, max_batch_size=CFG.max_batch_size,
+                                    max_queue=CFG.max_queue, max_wait_ms=CFG.batch_wait_ms)
+        log.info("serving bundle %s (personalised: %s)", self.retriever.version, self.retriever.features is not None)
 
     @bentoml.api(input_spec=SearchBody)
-    def search(self, query: str, user_id: str | None, k: int, beam_size: int) -> dict[str, Any]:
+    async def search(self, query: str, user_id: str | None, k: int, beam_size: int) -> dict[str, Any]:
         """Top-k items for a query (and user): ``{"items": [...], "sids": [...], "bundle": version}``."""
-        return self.recall.search_batch([{"query": query, "user_id": user_id, "k": k, "beam_size": beam_size}])[0]
+        from starlette.responses import JSONResponse
+
+        from genrecall.serving.batcher import QueueFull
+        from genrecall.serving.retriever import InvalidRequest, SearchRequest
+
+        try:
+            response = await asyncio.wrap_future(self.batcher.submit(SearchRequest(query, user_id, k, beam_size)))
+        except QueueFull as e:
+            return JSONResponse({"error": f"server busy: {e}"}, status_code=503,  # type: ignore[return-value]
+                                headers={"Retry-After": "1"})
+        except InvalidRequest as e:  # the bounds are checked twice; the retriever has the last word
+            return JSONResponse({"error": str(e)}, status_code=400)  # type: ignore[return-value]
+        return response.to_dict()
 
     @bentoml.api(route="/bundle")
     def bundle(self) -> dict[str, Any]:
-        """What is being served: bundle version, data version, params hash, sizes."""
-        return self._info()
-
-    def _info(self) -> dict[str, Any]:
-        if self._bundle is None:
-            self._bundle = self.recall.bundle()
-        return self._bundle
+        """What is being served: bundle version, data version, params hash, sizes, batching counters."""
+        m = self.retriever.bundle.manifest
+        stats = self.batcher.stats
+        return {"bundle": self.retriever.version, "created_at": m.created_at, "data_version": m.data_version,
+                "params_hash": m.params_hash, "items": m.items, "sids": m.sids,
+                "personalized": self.retriever.features is not None,
+                "batching": {"batches": stats.batches, "requests": stats.requests, "largest": stats.largest,
+                             "shed": stats.shed}}
 
     def __is_ready__(self) -> bool:
-        try:
-            return bool(self._info().get("bundle"))
-        except Exception:  # Recall still loading (or failed): not ready, not an error
-            return False
+        return getattr(self, "retriever", None) is not None
 
     def __is_alive__(self) -> bool:  # /healthz: answers 200 only once the bundle is loaded
         return self.__is_ready__()

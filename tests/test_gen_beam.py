@@ -93,3 +93,45 @@ def test_sparse_trie_and_empty_trie(setup) -> None:
     assert all(len(r) == 0 and r.sids.shape == (0, 4) for r in empty)
     with pytest.raises(ValueError):
         beam_search(model, tok, SidTrie(depth=3), prompts, 5)
+
+
+def _walk(tables, prefix: tuple[int, ...]) -> int:
+    node = 0
+    for t, c in enumerate(prefix):
+        node = int(tables.child[t][node, c]) if node >= 0 and c < tables.sizes[t] else -1
+    return node
+
+
+def test_trie_tables_agree_with_next_codes_and_follow_edits() -> None:
+    rng = np.random.default_rng(1)
+    sids = np.stack([rng.integers(0, 9, 300), rng.integers(0, 6, 300), rng.integers(0, 5, 300)], axis=1)
+    trie = SidTrie.from_sids(sids)
+    sizes = (7, 6, 4)  # narrower than some codes: those children must be absent, as next_codes filtered by size
+    tables = trie.tables(sizes)
+    assert [t.shape[1] for t in tables.child] == list(sizes)
+    for prefix in [()] + trie.prefixes():
+        node = _walk(tables, prefix)
+        if node < 0:  # unreachable for this vocabulary: some code of the prefix is out of range
+            assert any(c >= sizes[i] for i, c in enumerate(prefix))
+            continue
+        want = trie.next_codes(prefix)
+        got = np.flatnonzero(tables.allowed(len(prefix), np.array([node]))[0])
+        np.testing.assert_array_equal(got, want[want < sizes[len(prefix)]])
+    assert not tables.allowed(0, np.array([-1])).any()  # a dead beam allows nothing
+    trie.remove([tuple(sids[0])])
+    assert trie.tables(sizes) is not tables  # edits rebuild the tables
+    assert _walk(trie.tables(sizes), tuple(sids[0])) == -1 or tuple(sids[0]) in trie
+
+
+def test_matches_reference_when_the_trie_holds_codes_the_model_cannot_emit(setup) -> None:
+    tok, model, _, prompts = setup
+    # codes 9 / 6 / 5 / 9 lie outside the tokenizer's codebooks (7, 5, 4, 3): prefixes (2, 0) and (2, 1, 0)
+    # are valid but lead only there, so a beam entering them dies in both searches alike
+    trie = SidTrie.from_sids(np.array([[9, 0, 0, 0], [1, 6, 0, 0], [1, 2, 3, 2], [1, 2, 0, 0], [6, 4, 3, 2],
+                                       [2, 0, 5, 0], [2, 1, 0, 9], [0, 0, 0, 0]]))
+    for beam in (1, 2, 3, 8):
+        fast = beam_search(model, tok, trie, prompts, beam)
+        slow = reference_beam_search(model, tok, trie, prompts, beam)
+        for f, s in zip(fast, slow):
+            np.testing.assert_array_equal(f.sids, s.sids)
+            np.testing.assert_allclose(f.scores, s.scores, atol=1e-4)

@@ -142,14 +142,26 @@ def test_malformed_json_is_a_4xx(url: str) -> None:
     assert 400 <= r.status_code < 500
 
 
-def test_concurrent_requests_all_answer(url: str) -> None:
-    queries = [("kettle", 20), ("running shoes", 50), ("hammer", 20), ("toaster", 100)] * 4
+def test_concurrent_requests_all_answer_as_sequential_ones_do(url: str, tiny) -> None:
+    queries = list(titled_items(tiny, n=6, seed=2)["title"]) + ["kettle", "running shoes"]
+    user = known_user(tiny)
+    bodies = [{"query": q, "k": 30, "beam_size": b, "user_id": user if i % 2 else None}
+              for i, q in enumerate(queries) for b in (20, 50, 100)]  # mixed beams and users in one burst
+    sequential = [post(url, body) for body in bodies]
+    before = httpx.post(f"{url}/bundle").json()["batching"]
     with ThreadPoolExecutor(8) as pool:
-        out = list(pool.map(lambda qb: post(url, {"query": qb[0], "k": 10, "beam_size": qb[1]}), queries))
-    assert all(r.status_code == 200 for r in out), [r.text for r in out if r.status_code != 200][:2]
-    assert [len(r.json()["sids"]) for r in out] == [b for _, b in queries]
-    again = post(url, {"query": "kettle", "k": 10, "beam_size": 20}).json()
-    assert out[0].json()["sids"] == again["sids"]  # batched or not, the same answer
+        concurrent = list(pool.map(lambda body: post(url, body), bodies * 2))
+    after = httpx.post(f"{url}/bundle").json()["batching"]
+    assert all(r.status_code == 200 for r in sequential + concurrent), \
+        [r.text for r in sequential + concurrent if r.status_code != 200][:2]
+    for one, many in zip(sequential * 2, concurrent):  # batched or not, the same answer
+        a, b = one.json(), many.json()
+        assert a["sids"] == b["sids"] and [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
+        assert [i["score"] for i in a["items"]] == pytest.approx([i["score"] for i in b["items"]], abs=1e-4)
+        assert b["personalized"] == a["personalized"]
+    served = after["requests"] - before["requests"]
+    assert served == len(concurrent) and after["shed"] == before["shed"]
+    assert after["batches"] - before["batches"] < served  # concurrent requests shared beam searches
 
 
 def test_tampered_bundle_refuses_to_start(server_env: dict[str, str], tmp_path: Path) -> None:

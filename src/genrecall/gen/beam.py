@@ -7,8 +7,10 @@ logits are -inf. Scores are sums of log-probabilities under the model's full-voc
 the model's log-probability of emitting exactly that SID after the prompt.
 
 `beam_search` is the fast path: prompts batched with left padding, the prompt prefilled once, then one
-token per step through the KV cache, beams reordered in the cache, masks built from the trie with one
-dictionary lookup per distinct prefix and a single scatter. `reference_beam_search` is the slow,
+token per step through the KV cache, beams reordered in the cache. Each beam carries the id of its
+prefix in the trie's dense per-level child tables (`SidTrie.tables`), so the masks of all beams are one
+tensor gather per step and the next prefix ids another: no Python loop over beams or prefixes.
+`reference_beam_search` is the slow,
 obviously-correct version (one prompt, full forward per beam per step, plain Python); tests hold the
 two to the same answers. Ties break the same way in both: by parent beam order, then by code.
 """
@@ -24,7 +26,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from genrecall.gen.tokenizer import GenTokenizer
-from genrecall.sid.trie import SidTrie
+from genrecall.sid.trie import SidTrie, TrieTables
 
 
 @dataclass(frozen=True)
@@ -63,20 +65,10 @@ def _sid_log_probs(logits: torch.Tensor, start: int, size: int) -> torch.Tensor:
     return logits[:, start:start + size] - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
-def _allowed_mask(trie: SidTrie, prefixes: np.ndarray, live: np.ndarray, size: int) -> np.ndarray:
-    """(rows, size) bool: which codes each live beam may take next; dead rows stay all False."""
-    mask = np.zeros((prefixes.shape[0], size), dtype=bool)
-    rows = np.flatnonzero(live)
-    if rows.size == 0:
-        return mask
-    # beams share prefixes: one trie lookup per distinct prefix, then a gather to every row
-    unique, inverse = np.unique(prefixes[rows], axis=0, return_inverse=True)
-    allowed = np.zeros((unique.shape[0], size), dtype=bool)
-    for u, prefix in enumerate(unique.tolist()):
-        codes = trie.next_codes(prefix)
-        allowed[u, codes[codes < size]] = True  # a trie code outside the vocabulary can never be emitted
-    mask[rows] = allowed[inverse.reshape(-1)]
-    return mask
+def _child_tensors(trie: SidTrie, sizes: Sequence[int], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The trie's per-level child tables as tensors on ``device`` (see ``TrieTables``)."""
+    tables: TrieTables = trie.tables(sizes)
+    return tuple(torch.from_numpy(t).to(device) for t in tables.child)
 
 
 def _cache_keyword(model: torch.nn.Module) -> str:
@@ -127,43 +119,53 @@ def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_siz
 
     ids, attn = _left_pad(prompts, tokenizer.pad_id, device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+    # without padding (one prompt, or prompts of one length) the mask is all ones: passing none lets the
+    # model use its plain causal path and skip building a mask every step (same attention, less work)
+    padded = bool((attn == 0).any())
+    res = model(input_ids=ids, attention_mask=attn if padded else None, position_ids=pos, use_cache=True,
+                logits_to_keep=1)
     cache = res.cache if hasattr(res, "cache") else res.past_key_values
     logits = res.logits[:, -1, :]
     next_pos = pos[:, -1:] + 1  # (n, 1)
 
+    child = _child_tensors(trie, tokenizer.sid_vocab_sizes, device)
     k = 1  # beams per prompt so far
     scores = torch.zeros((n, 1), dtype=torch.float32, device=device)
-    prefixes = np.zeros((n, 1, 0), dtype=np.int64)
+    node = torch.zeros((n, 1), dtype=torch.long, device=device)  # each beam's prefix id in the child tables
+    codes = torch.zeros((n, 1, 0), dtype=torch.long, device=device)
     for t in range(depth):
         size = tokenizer.sid_vocab_sizes[t]
-        live = torch.isfinite(scores).reshape(-1).cpu().numpy()
-        allowed = torch.from_numpy(_allowed_mask(trie, prefixes.reshape(n * k, t), live, size)).to(device)
-        step = _sid_log_probs(logits, int(tokenizer.sid_offsets[t]), size).masked_fill(~allowed, float("-inf"))
-        cand = (scores.reshape(n * k, 1) + step).reshape(n, k * size)
+        # a beam may take code c iff its prefix has child c; dead beams (score -inf or no prefix) take nothing
+        live = torch.isfinite(scores) & (node >= 0)  # (n, k)
+        nxt = child[t][node.clamp(min=0)]  # (n, k, size): the prefix id after each code, -1 = not in the trie
+        allowed = (nxt >= 0) & live[..., None]
+        step = _sid_log_probs(logits, int(tokenizer.sid_offsets[t]), size).reshape(n, k, size)
+        cand = (scores[..., None] + step).masked_fill(~allowed, float("-inf")).reshape(n, k * size)
         new_k = min(beam_size, k * size)
         # stable sort: ties resolve by (parent beam, code), exactly like the reference
         top_scores, top_idx = torch.sort(cand, dim=-1, descending=True, stable=True)
         top_scores, top_idx = top_scores[:, :new_k], top_idx[:, :new_k]
-        parent = (top_idx // size).cpu().numpy()
-        code = (top_idx % size).cpu().numpy()
-        prefixes = np.concatenate([np.take_along_axis(prefixes, parent[..., None], axis=1), code[..., None]], axis=2)
+        parent, code = top_idx // size, top_idx % size
+        node = nxt.reshape(n, k * size).gather(1, top_idx)
+        codes = torch.cat([codes.gather(1, parent[..., None].expand(-1, -1, t)), code[..., None]], dim=2)
         scores = top_scores
         if t == depth - 1:
             break
         # feed the chosen tokens, with the cache rows of their parent beams
-        rows = (torch.arange(n, device=device)[:, None] * k + torch.from_numpy(parent).to(device)).reshape(-1)
+        rows = (torch.arange(n, device=device)[:, None] * k + parent).reshape(-1)
         cache.reorder_cache(rows)
-        attn = torch.cat([attn.index_select(0, rows), torch.ones((n * new_k, 1), dtype=attn.dtype, device=device)], dim=1)
+        if padded:
+            attn = torch.cat([attn.index_select(0, rows), attn.new_ones((n * new_k, 1))], dim=1)
         next_pos = next_pos.index_select(0, rows)
-        tokens = torch.from_numpy(code.reshape(-1, 1) + int(tokenizer.sid_offsets[t])).to(device)
-        res = model(input_ids=tokens, attention_mask=attn, position_ids=next_pos, use_cache=True, logits_to_keep=1,
-                    **{cache_kw: cache})
+        tokens = code.reshape(-1, 1) + int(tokenizer.sid_offsets[t])
+        res = model(input_ids=tokens, attention_mask=attn if padded else None, position_ids=next_pos, use_cache=True,
+                    logits_to_keep=1, **{cache_kw: cache})
         cache = res.cache if hasattr(res, "cache") else res.past_key_values
         logits = res.logits[:, -1, :]
         next_pos = next_pos + 1
         k = new_k
 
+    prefixes = codes.cpu().numpy()
     final = scores.cpu().numpy().astype(np.float64)
     out = []
     for i in range(n):

@@ -48,11 +48,12 @@ class ServeConfig:
     max_history: int = 5  # recent clicked SIDs in the prompt; must match training (ExamplesConfig.max_history)
     max_categories: int = 3  # recent category names in the prompt; matches ExamplesConfig.max_categories
     prompt_batch_size: int = 32  # prompts per forward pass inside one beam search (rows = this x beam)
-    max_batch_size: int = 32  # adaptive batching: most requests merged into one search_batch call
-    max_latency_ms: int = 10000  # adaptive batching deadline: BentoML answers 503 to a queued request it predicts
-    # would exceed this (load shedding). The batching wait itself adapts to traffic and stays far shorter;
-    # lower it to your SLO (the paper serves at ~40 ms) once the hardware can meet it
-    num_threads: int = 0  # torch CPU threads in the server; 0 keeps torch's default
+    max_batch_size: int = 32  # adaptive batching: most concurrent requests merged into one search_batch call
+    max_queue: int = 256  # requests waiting beyond this get 503 + Retry-After at once (backpressure), not a timeout
+    batch_wait_ms: float = 0.0  # 0: an idle server answers at once and batches only what queued meanwhile;
+    # > 0 holds each batch open that long for company (more throughput, that much more latency)
+    num_threads: int = 1  # torch CPU threads in the server: on a shared 2-core box 2 threads spin against other
+    # processes and ran 5-10x slower (docs/BENCHMARKS.md); raise it on a worker that owns its cores; 0 = torch default
     device: str = "cpu"  # "cuda" on a GPU worker
     bundle: str = ""  # a store tag or directory to serve; "" = the production pointer ($GENRECALL_BUNDLE wins)
     feast_repo: str = "feature_repo"  # Feast repo for user features; a missing repo/store = non-personalised

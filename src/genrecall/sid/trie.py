@@ -5,15 +5,39 @@ last position that is the cluster-group suffix (CQ-SID) or the dedup suffix (TIG
 Constrained beam search asks ``next_codes(prefix)`` for every live beam at every step, so lookups
 are dictionary hits returning cached NumPy arrays; ``add``/``remove`` keep reference counts so an
 item leaving a cluster removes a path only when no other SID still uses it.
+
+``tables(sizes)`` gives the same trie as dense per-level child tables (``TrieTables``), so a beam
+search can build the masks of all beams of all prompts with one gather per step, no Python loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 Sid = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TrieTables:
+    """The trie as dense child tables, one per level, for vectorised constrained decoding.
+
+    Prefixes of length t are numbered 0..n_t-1 (level 0 has one: the empty prefix, id 0).
+    ``child[t][p, c]`` is the id of prefix ``p`` extended by code ``c`` (a prefix of length t+1), or
+    -1 when no SID continues that way. ``child[t]`` has ``sizes[t]`` columns: codes at or above a
+    level's size are left out (a decoder with that vocabulary can never emit them), exactly as
+    ``next_codes`` filtered by size would.
+    """
+
+    child: tuple[np.ndarray, ...]  # level t: (prefixes of length t, sizes[t]) int64
+    sizes: tuple[int, ...]
+
+    def allowed(self, level: int, prefix_ids: np.ndarray) -> np.ndarray:
+        """(len(prefix_ids), sizes[level]) bool; a negative id (a dead beam) allows nothing."""
+        ids = np.asarray(prefix_ids, dtype=np.int64)
+        return (self.child[level][np.maximum(ids, 0)] >= 0) & (ids >= 0)[:, None]
 
 
 class SidTrie:
@@ -27,6 +51,7 @@ class SidTrie:
         self._children: dict[Sid, dict[int, int]] = {}
         self._sids: set[Sid] = set()
         self._cache: dict[Sid, np.ndarray] = {}
+        self._tables: dict[tuple[int, ...], TrieTables] = {}
 
     # -- building -------------------------------------------------------------------------------
     @classmethod
@@ -60,6 +85,8 @@ class SidTrie:
                 kids = self._children.setdefault(prefix, {})
                 kids[sid[level]] = kids.get(sid[level], 0) + 1
                 self._cache.pop(prefix, None)
+        if added:
+            self._tables.clear()
         return added
 
     def remove(self, sids: np.ndarray | Iterable[Sequence[int]]) -> int:
@@ -80,6 +107,8 @@ class SidTrie:
                 if not kids:
                     del self._children[prefix]
                 self._cache.pop(prefix, None)
+        if removed:
+            self._tables.clear()
         return removed
 
     # -- lookups --------------------------------------------------------------------------------
@@ -92,6 +121,29 @@ class SidTrie:
             cached = np.array(sorted(kids), dtype=np.int64) if kids else np.empty(0, dtype=np.int64)
             self._cache[key] = cached
         return cached
+
+    def tables(self, sizes: Sequence[int]) -> TrieTables:
+        """Dense per-level child tables for codebook sizes ``sizes`` (cached until the next add/remove)."""
+        key = tuple(int(n) for n in sizes)
+        if len(key) != self.depth:
+            raise ValueError(f"{len(key)} sizes for a trie of depth {self.depth}")
+        if key not in self._tables:
+            sids = self.sids()  # sorted rows, so every prefix's rows are contiguous
+            parent = np.zeros(len(sids), dtype=np.int64)  # every SID starts at the empty prefix, id 0
+            n_parents, child = 1, []
+            for t, size in enumerate(key):
+                # prefixes of length t+1 in sorted order: new ids wherever the prefix changes between rows
+                changed = np.ones(len(sids), dtype=bool)
+                if len(sids):
+                    changed[1:] = (sids[1:, :t + 1] != sids[:-1, :t + 1]).any(axis=1)
+                ids = np.cumsum(changed) - 1
+                table = np.full((n_parents, size), -1, dtype=np.int64)
+                fits = sids[:, t] < size  # a code the decoder cannot emit: that child stays -1
+                table[parent[fits], sids[fits, t]] = ids[fits]
+                child.append(table)
+                parent, n_parents = ids, int(changed.sum())
+            self._tables[key] = TrieTables(tuple(child), key)
+        return self._tables[key]
 
     def has_prefix(self, prefix: Sequence[int]) -> bool:
         key = tuple(int(c) for c in prefix)
