@@ -34,7 +34,8 @@ SID_CFG = SidConfig(methods=("cq_sid",), epochs=3, hidden_dims=(64,), latent_dim
 GEN_CFG = GeneratorConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128,
                           max_positions=128)
 TINY_METRICS = {"semantic": {"cq_sid": {"hitrate@1": 0.10, "hitrate@10": 0.40, "hitrate@100": 0.80}},
-                "personalized": {"cq_sid": {"hitrate@10": 0.45, "items@1000": 0.60}}}
+                "personalized": {"cq_sid": {"hitrate@10": 0.45, "items@1000": 0.60},
+                                 "served": {"hitrate@10": 0.45, "items@1000": 0.60}}}  # what package writes
 
 
 @dataclass(frozen=True)

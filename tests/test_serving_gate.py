@@ -65,7 +65,9 @@ def test_gate_promotes_first_rejects_worse_and_rolls_back(tiny, tmp_path: Path) 
 
     noisy = _stored(tiny, tmp_path, name, "noisy", _metrics(semantic__cq_sid__hitrate_at_10=0.397))
     assert gate(noisy, cfg).promoted  # within tolerance (0.003 < max(0.005, 2% of 0.40))
-    better = _stored(tiny, tmp_path, name, "better", _metrics(personalized__cq_sid__hitrate_at_10=0.50))
+    worse_served = _stored(tiny, tmp_path, name, "worse-served", _metrics(personalized__served__items_at_1000=0.50))
+    assert not gate(worse_served, cfg).promoted  # the served generator's own truncated hitrate is gated
+    better = _stored(tiny, tmp_path, name, "better", _metrics(personalized__served__hitrate_at_10=0.50))
     assert gate(better, cfg).promoted and pointer.current() == better
     assert pointer.history() == [first, noisy]
 

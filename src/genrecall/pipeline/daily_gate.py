@@ -97,7 +97,8 @@ def gate_metrics(gen: Generator, index: SidIndex, sample: GateSample, *, method:
         if name == "personalized":
             block.update(personalized_metrics(run, index, targets, [list(e) for e in rows["exposed"]], ks=cfg.ks,
                                               pvr_k=cfg.pvr_k).to_dict())  # fmt: skip
-        out[name] = {method: {k: v for k, v in block.items() if isinstance(v, (int, float))}}
+        numbers = {k: v for k, v in block.items() if isinstance(v, (int, float))}
+        out[name] = {method: numbers, "served": numbers}  # the gate reads <set>/served/* (the bundle's generator)
     return out
 
 

@@ -134,6 +134,8 @@ def package(
     choice = select_generator(cfg, metrics, dirs)
     generator_dir = choice.generator_dir
     metrics = {**metrics, "served": asdict(choice)}
+    if choice.method in metrics.get("personalized", {}):  # the gate reads personalized/served/*: the bundle's own model
+        metrics["personalized"] = {**metrics["personalized"], "served": metrics["personalized"][choice.method]}
     items = item_quality(data_dir, strength=cfg.quality_prior_strength, prior_ctr=cfg.quality_prior_ctr)
     cats_path = Path(data_dir) / CATEGORIES.filename()
     categories = read_table(CATEGORIES, data_dir) if cats_path.exists() else None

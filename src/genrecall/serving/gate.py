@@ -39,8 +39,8 @@ class GateConfig:
 
     metrics: tuple[str, ...] = (
         "semantic/cq_sid/hitrate@10",  # the paper's headline: semantic click hitrate (Table 2)
-        "personalized/cq_sid/hitrate@10",  # the served model is UQ2SID: gate its own test set
-        "personalized/cq_sid/items@1000",  # truncated hitrate: what the ranker actually receives
+        "personalized/served/hitrate@10",  # the served generator (UQ2SID or an EG-GRPO variant) on its test set
+        "personalized/served/items@1000",  # truncated hitrate: what the ranker actually receives
     )
     abs_tolerance: float = 0.005  # half a hitrate point: below the run-to-run noise of the small preset
     rel_tolerance: float = 0.02  # 2% of the production value, for metrics far from zero
