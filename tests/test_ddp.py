@@ -19,10 +19,13 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from genrecall import dist
-from genrecall.gen.examples import item_examples, query_examples
+from genrecall.gen.examples import encode_user_query, item_examples, query_examples, sid_lookup
 from genrecall.gen.model import GeneratorConfig, build_model
 from genrecall.gen.sft import SFTConfig, train_progressive
+from genrecall.rl.grpo import GRPOConfig, RLDataset, train_grpo
+from genrecall.rl.reward import requests_sids
 from genrecall.sid.tokenizer import QueryPairs, SidTokenizer, SidTokenizerConfig
+from genrecall.sid.trie import SidTrie
 from tests.test_gen_examples import tiny_tables, tiny_tokenizer
 
 torch.set_num_threads(1)
@@ -32,6 +35,20 @@ SFT = {"i2sid": SFTConfig(stage="i2sid", max_steps=4, batch_size=15, lr=3e-3, wa
        "q2sid": SFTConfig(stage="q2sid", max_steps=6, batch_size=15, lr=3e-3, warmup_steps=2, checkpoint_every=3, seed=3)}
 SID = SidTokenizerConfig(method="cq_sid", codebook_sizes=("auto", 64, 64), hidden_dims=(32,), latent_dim=8, epochs=3,
                          batch_size=32, dead_code_steps=2, kmeans_iters=5, seed=5)
+
+# GRPO with deterministic rollouts (distinct beams, no expert draws) so 1 and 2 processes see the same
+# groups; 7 prompts a step split 4 + 3, so unequal token shares are weighted
+RL = GRPOConfig(steps=3, prompts_per_step=7, group_size=4, experts=0, group_mode="beams", lr=3e-3, warmup_steps=1,
+                track_kl=False, seed=1)
+
+
+def _rl_data():
+    t = tiny_tables(n_requests=120)
+    tok = tiny_tokenizer(t)
+    rows = t.requests[t.requests["clicked"].map(len) > 0].reset_index(drop=True)
+    data = RLDataset([encode_user_query(tok, q, None) for q in rows["query"]], requests_sids(rows, sid_lookup(t.sids)),
+                     rows["request_id"].to_numpy(np.int64))
+    return tok, SidTrie.from_sids(np.array(t.sids["codes"].tolist())), data
 
 
 def _free_port() -> int:
@@ -75,7 +92,12 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
         model = build_model(GeneratorConfig(**{**TINY.__dict__, "seed": TINY.seed if rank == 0 else 99}), len(tok), tokenizer=tok)
         res = train_progressive(model, tok, datasets, SFT, out / "sft", show_progress=False)
         sid, rep = _fit_sid()
+        rl_tok, rl_trie, rl_data = _rl_data()
+        rl_model = build_model(GeneratorConfig(**{**TINY.__dict__, "seed": TINY.seed if rank == 0 else 99}), len(rl_tok),
+                               tokenizer=rl_tok)  # fmt: skip
+        rl = train_grpo(rl_model, rl_tok, rl_trie, rl_data, RL, out / "rl", show_progress=False)
         if ctx.is_main:
+            (out / "rl_logs.json").write_text(json.dumps(rl.logs))
             (out / "losses.json").write_text(json.dumps({s: r.losses for s, r in res.items()}))
             sid.save(out / "sid")
             (out / "report.json").write_text(json.dumps({"loss": rep.loss, "restarts": rep.restarts}))
@@ -85,7 +107,7 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
 
 @pytest.fixture(scope="module")
 def ddp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run the 2-process job once: SFT (2 stages) then an RQ-VAE fit, outputs under rank<r>/."""
+    """Run the 2-process job once: SFT (2 stages), an RQ-VAE fit, then GRPO; outputs under rank<r>/."""
     root = tmp_path_factory.mktemp("ddp")
     mp.spawn(_worker, args=(2, _free_port(), str(root)), nprocs=2, join=True)
     return root
@@ -135,3 +157,19 @@ def test_two_process_rqvae_fit_matches_one_process(ddp_root: Path) -> None:
         torch.testing.assert_close(a[k].float(), b[k].float(), atol=1e-4, rtol=0, msg=k)
     d = _sid_data()
     assert np.array_equal(ddp.assign(d["embeddings"], d["categories"]), single.assign(d["embeddings"], d["categories"]))
+
+
+def test_two_process_grpo_matches_one_process(ddp_root: Path, tmp_path: Path) -> None:
+    tok, trie, data = _rl_data()
+    model = build_model(TINY, len(tok), tokenizer=tok)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    single = train_grpo(model, tok, trie, data, RL, tmp_path / "rl", show_progress=False)
+    logs = json.loads((ddp_root / "rank0" / "rl_logs.json").read_text())
+    for key in ("reward_mean", "zero_variance_share", "loss"):  # step logs are global means over both ranks
+        np.testing.assert_allclose([g[key] for g in logs], [s[key] for s in single.logs], rtol=0, atol=1e-4, err_msg=key)
+    assert any(s["loss"] != 0.0 for s in single.logs)  # some group had reward variance: a real update happened
+    a = load_file(str(ddp_root / "rank0" / "rl" / "final" / "model.safetensors"))
+    b = load_file(str(single.final_dir / "model.safetensors"))
+    assert any(not torch.equal(b[k], start[k]) for k in b if k in start)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=2e-4, rtol=0, msg=k)

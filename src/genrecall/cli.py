@@ -233,6 +233,7 @@ def train_rl(
     reports_dir: Annotated[Path, typer.Option(help="train_rl.json and step logs")] = Path("reports"),
     feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
     feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    nproc: NprocOpt = 1,
     params: ParamsOpt = None,
 ) -> None:
     """EG-GRPO (and plain GRPO, K=0) from the final UQ2SID checkpoint, one model per variant."""
@@ -241,9 +242,14 @@ def train_rl(
     from genrecall.pipeline.train_rl import TrainRLConfig
     from genrecall.pipeline.train_rl import train_rl as run
 
+    if _torchrun(nproc):
+        return
     p = _params(params)
-    res = run(from_dict(TrainRLConfig, p.get("train_rl")), data_dir, sid_dir, gen_dir, out, reports_dir,
-              train_cfg=from_dict(TrainConfig, p.get("train")), feast_repo=feast_repo, feast_data_dir=feast_data)
+    with _ranked(p, out, reports_dir) as (main, (out, reports_dir)):
+        res = run(from_dict(TrainRLConfig, p.get("train_rl")), data_dir, sid_dir, gen_dir, out, reports_dir,
+                  train_cfg=from_dict(TrainConfig, p.get("train")), feast_repo=feast_repo, feast_data_dir=feast_data)
+    if not main:
+        return
     for name, v in res.variants.items():
         s = v["summary"]
         console.print(f"{name:>11}: {s['steps']} steps, reward {s['reward_mean']:.3f}, zero-variance groups "

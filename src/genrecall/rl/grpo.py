@@ -22,6 +22,11 @@ default, on-policy) pi_old = pi_theta.detach() and every ratio is exactly 1.
 
 K = 0 is plain GRPO. Rollouts use the trie (every member is a real SID); the reference for the KL is
 a frozen copy of the starting (SFT) model.
+
+Under ``torchrun`` (``genrecall train-rl --nproc N``) every process rolls out a contiguous slice of the
+step's prompts (its own sampling seed), weights its token-mean loss by its share of the step's tokens
+and averages gradients across processes (``genrecall.dist``): the same update as one process over
+the whole step. ``prompts_per_step`` stays the global number; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from genrecall import dist
 from genrecall.gen.model import save_generator
 from genrecall.gen.sft import SFTConfig, epoch_order, make_optimizer
 from genrecall.gen.tokenizer import GenTokenizer
@@ -173,26 +179,32 @@ def train_grpo(
         raise ValueError("the RL dataset is empty")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    device = torch.device(cfg.device)
+    ctx = dist.context()  # world 1 (no process group) unless launched by torchrun
+    if ctx.enabled and cfg.prompts_per_step < ctx.world_size:
+        raise ValueError(f"prompts_per_step={cfg.prompts_per_step} < {ctx.world_size} processes")
+    device = dist.resolve_device(cfg.device, ctx.local_rank)
     model.to(device)
+    dist.broadcast_module(model)  # every rank starts from rank 0's weights
     ref = None
     if cfg.beta_kl > 0 or cfg.track_kl:
         ref = reference if reference is not None else copy.deepcopy(model)
         ref.eval().requires_grad_(False)
     opt = make_optimizer(model, SFTConfig(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay))
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    seed = cfg.seed + 7919 * ctx.rank  # each rank samples its own groups; rank 0 = the single-process run
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     ids = data.request_ids if len(data.request_ids) == len(data) else np.arange(len(data))
     per_epoch = max(1, len(data) // cfg.prompts_per_step)
     logs: list[dict[str, float]] = []
     start = time.perf_counter()
     with Progress(TextColumn(f"eg-grpo K={cfg.experts}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeRemainingColumn(), disable=not show_progress, transient=True) as bar:  # fmt: skip
+                  TimeRemainingColumn(), disable=not (show_progress and ctx.is_main), transient=True) as bar:  # fmt: skip
         task = bar.add_task("rl", total=cfg.steps, info="")
         for step in range(cfg.steps):
             epoch, j = divmod(step, per_epoch)
-            idx = epoch_order(len(data), cfg.seed, epoch)[j * cfg.prompts_per_step:(j + 1) * cfg.prompts_per_step]
+            step_idx = epoch_order(len(data), cfg.seed, epoch)[j * cfg.prompts_per_step:(j + 1) * cfg.prompts_per_step]
+            idx = dist.shard(step_idx, ctx)  # this rank's prompts of the step (all of them in one process)
             prompts = [data.prompts[i] for i in idx]
             model.eval()
             groups = build_groups(model, tokenizer, trie, prompts, [data.requests[i] for i in idx],
@@ -203,7 +215,8 @@ def train_grpo(
             for g in opt.param_groups:
                 g["lr"] = lr
             loss, kl = _update(model, ref, opt, tokenizer, prompts, groups, cfg)
-            logs.append({"step": step + 1, **groups.stats(), "kl": kl, "loss": loss, "lr": lr})
+            stats = {k: dist.global_mean(v, len(idx), len(step_idx)) for k, v in groups.stats().items()}
+            logs.append({"step": step + 1, **stats, "kl": kl, "loss": loss, "lr": lr})
             if (step + 1) % max(1, cfg.log_every) == 0 or step + 1 == cfg.steps:
                 recent = logs[-max(1, cfg.log_every):]
                 info = (f"reward {np.mean([r['reward_mean'] for r in recent]):.3f} "
@@ -211,12 +224,13 @@ def train_grpo(
                 bar.update(task, completed=step + 1, info=info)
     model.eval()
     result = GRPOResult(cfg.steps, logs, seconds=time.perf_counter() - start)
-    if out_dir is not None:
+    if out_dir is not None and ctx.is_main:
         out = Path(out_dir)
         result.final_dir = save_generator(model, tokenizer, out / "final")
         state = {"stage": "eg_grpo", "steps": cfg.steps, "config": asdict(cfg), "summary": result.summary()}
         (out / "final" / "trainer_state.json").write_text(json.dumps(state, indent=2))
         result.log_csv = write_log_csv(out / "log.csv", logs)
+    dist.barrier()
     return result
 
 
@@ -230,8 +244,11 @@ def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], 
     if ref is not None:
         with torch.no_grad():
             ref_logp = member_log_probs(ref, tokenizer, prompts, sids, b_idx)
-    if not adv.any() and not cfg.beta_kl:  # every group has zero variance: no gradient at all
+    n_tok = float(len(b_idx) * tokenizer.sid_depth)
+    signal = dist.all_reduce_sum(torch.tensor([float(bool(adv.any())), n_tok], dtype=torch.float64))
+    if not signal[0] and not cfg.beta_kl:  # every group (on every rank) has zero variance: no gradient at all
         return 0.0, _kl_only(model, tokenizer, prompts, sids, b_idx, ref_logp) if ref_logp is not None else float("nan")
+    w = dist.weight(int(n_tok), int(signal[1]))  # this rank's token-mean -> its share of the step's token-mean
     model.train()
     old, loss_v, kl_v = None, 0.0, float("nan")
     for _ in range(max(1, cfg.updates_per_batch)):
@@ -239,11 +256,13 @@ def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], 
         old = logp.detach() if old is None else old
         loss, kl = grpo_loss(logp, old, adv, clip_eps=cfg.clip_eps, ref_logp=ref_logp, beta_kl=cfg.beta_kl)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * w).backward()
+        dist.average_gradients(model)  # by hand: member_log_probs runs the model twice per backward
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        loss_v, kl_v = float(loss.detach()), (float(kl) if kl is not None else float("nan"))
+        loss_v = dist.global_mean(float(loss.detach()), int(n_tok), int(signal[1]))
+        kl_v = dist.global_mean(float(kl), int(n_tok), int(signal[1])) if kl is not None else float("nan")
     return loss_v, kl_v
 
 
