@@ -96,16 +96,6 @@ def cache_kwargs(model: torch.nn.Module, cache: object) -> dict[str, object]:
     return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
 
 
-def allowed_codes(trie: SidTrie, prefixes: np.ndarray, size: int) -> np.ndarray:
-    """(rows, size) bool: the codes the trie allows after each row's prefix (one lookup per distinct prefix)."""
-    unique, inverse = np.unique(prefixes, axis=0, return_inverse=True)
-    allowed = np.zeros((unique.shape[0], size), dtype=bool)
-    for u, prefix in enumerate(unique.tolist()):
-        codes = trie.next_codes(prefix)
-        allowed[u, codes[codes < size]] = True  # a code outside the vocabulary can never be emitted
-    return allowed[inverse.reshape(-1)]
-
-
 @torch.no_grad()
 def sample_sids(
     model: torch.nn.Module,
@@ -129,16 +119,19 @@ def sample_sids(
     cache.reorder_cache(rows)  # prompt prefilled once, its cache copied to the n samples
     logits = res.logits[:, -1, :].index_select(0, rows)
     attn, next_pos = attn.index_select(0, rows), pos[:, -1:].index_select(0, rows) + 1
-    prefixes = np.zeros((b * n, 0), dtype=np.int64)
+    tables = trie.tables(tokenizer.sid_vocab_sizes[:depth])  # the dense child tables beam search uses
+    prefixes, prefix_ids = np.zeros((b * n, 0), dtype=np.int64), np.zeros(b * n, dtype=np.int64)
     for t in range(depth):
         size, offset = tokenizer.sid_vocab_sizes[t], int(tokenizer.sid_offsets[t])
-        allowed = torch.from_numpy(allowed_codes(trie, prefixes, size)).to(device)
+        allowed = torch.from_numpy(tables.allowed(t, prefix_ids)).to(device)
         logp = logits.float()[:, offset:offset + size] - torch.logsumexp(logits.float(), dim=-1, keepdim=True)
         step = (logp / temperature).masked_fill(~allowed, float("-inf"))
         dead = ~allowed.any(-1)  # an inconsistent trie only; keep the maths finite
         step[dead] = 0.0
         code = torch.multinomial(torch.softmax(step, dim=-1), 1, generator=generator)
-        prefixes = np.concatenate([prefixes, code.cpu().numpy()], axis=1)
+        codes = code.cpu().numpy()
+        prefixes = np.concatenate([prefixes, codes], axis=1)
+        prefix_ids = np.where(prefix_ids >= 0, tables.child[t][np.maximum(prefix_ids, 0), codes[:, 0]], -1)
         if t == depth - 1:
             break
         attn = torch.cat([attn, torch.ones((b * n, 1), dtype=attn.dtype, device=device)], dim=1)
