@@ -47,7 +47,8 @@ def _empty(depth: int) -> BeamResult:
     return BeamResult(np.empty((0, depth), dtype=np.int64), np.empty(0, dtype=np.float64))
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask on ``device`` (decoding appends on the right); no empty prompt."""
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -71,7 +72,7 @@ def _child_tensors(trie: SidTrie, sizes: Sequence[int], device: torch.device) ->
     return tuple(torch.from_numpy(t).to(device) for t in tables.child)
 
 
-def _cache_keyword(model: torch.nn.Module) -> str:
+def cache_keyword(model: torch.nn.Module) -> str:
     """The cache keyword of this transformers version ("cache" in 5.x, "past_key_values" before)."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -111,13 +112,13 @@ def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_siz
     if len(trie) == 0:
         return [_empty(depth) for _ in prompts]
     device = next(model.parameters()).device
-    cache_kw = _cache_keyword(model)
+    cache_kw = cache_keyword(model)
     n = len(prompts)
     max_len = getattr(model.config, "max_position_embeddings", None)
     if max_len is not None and max(len(p) for p in prompts) + depth > max_len:
         raise ValueError(f"prompt of {max(len(p) for p in prompts)} tokens + {depth} SID tokens exceeds {max_len} positions")
 
-    ids, attn = _left_pad(prompts, tokenizer.pad_id, device)
+    ids, attn = left_pad(prompts, tokenizer.pad_id, device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     # without padding (one prompt, or prompts of one length) the mask is all ones: passing none lets the
     # model use its plain causal path and skip building a mask every step (same attention, less work)

@@ -24,7 +24,6 @@ it teaches nothing, which is what injection fixes for sparse rewards (K=0 is pla
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -32,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from genrecall.gen.beam import beam_search
+from genrecall.gen.beam import beam_search, cache_keyword, left_pad
 from genrecall.gen.tokenizer import GenTokenizer
 from genrecall.rl.reward import RankerReward, RequestSids, RewardConfig, Sid, rewards
 from genrecall.sid.trie import SidTrie
@@ -81,21 +80,6 @@ class Groups:
 
 
 # -- policy members ---------------------------------------------------------------------------------
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids and attention mask (as at decoding time), on ``device``."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long), 1
-    return ids.to(device), mask.to(device)
-
-
-def cache_kwargs(model: torch.nn.Module, cache: object) -> dict[str, object]:
-    """The KV cache as the keyword this transformers version expects ("cache" in 5.x, else past_key_values)."""
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
-
-
 @torch.no_grad()
 def sample_sids(
     model: torch.nn.Module,
@@ -136,7 +120,7 @@ def sample_sids(
             break
         attn = torch.cat([attn, torch.ones((b * n, 1), dtype=attn.dtype, device=device)], dim=1)
         res = model(input_ids=code + offset, attention_mask=attn, position_ids=next_pos, use_cache=True,
-                    logits_to_keep=1, **cache_kwargs(model, cache))  # fmt: skip
+                    logits_to_keep=1, **{cache_keyword(model): cache})  # fmt: skip
         cache = res.cache if hasattr(res, "cache") else res.past_key_values
         logits, next_pos = res.logits[:, -1, :], next_pos + 1
     return prefixes.reshape(b, n, depth)

@@ -47,7 +47,8 @@ from genrecall import dist
 from genrecall.gen.model import save_generator
 from genrecall.gen.sft import SFTConfig, epoch_order, make_optimizer
 from genrecall.gen.tokenizer import GenTokenizer
-from genrecall.rl.group import Groups, build_groups, cache_kwargs, left_pad
+from genrecall.gen.beam import cache_keyword, left_pad
+from genrecall.rl.group import Groups, build_groups
 from genrecall.rl.reward import RankerReward, RequestSids, RewardConfig
 from genrecall.sid.trie import SidTrie
 
@@ -140,7 +141,7 @@ def member_log_probs(
         chunk_attn = torch.cat([attn.index_select(0, idx), torch.ones((n, depth - 1), dtype=attn.dtype, device=device)], 1)
         chunk_pos = pos[:, -1:].index_select(0, idx) + 1 + torch.arange(depth - 1, device=device)[None, :]
         out = model(input_ids=tokens[:, :-1], attention_mask=chunk_attn, position_ids=chunk_pos, use_cache=True,
-                    **cache_kwargs(model, cache))  # fmt: skip
+                    **{cache_keyword(model): cache})  # fmt: skip
         logits = torch.cat([logits, out.logits], dim=1)
     logp = torch.log_softmax(logits.float(), dim=-1)
     return logp.gather(-1, tokens[..., None]).squeeze(-1)
