@@ -113,7 +113,8 @@ def compare(preset: str, *, sft_epochs: int, ft_steps: int, threads: int, out: P
         inc, full = results["incremental"], results["full"]
         results["incremental_share_of_full"] = round(inc["seconds"] / full["seconds"], 3)
         results["incremental_share_of_full_memory"] = round(inc["peak_rss_mb"] / full["peak_rss_mb"], 3)
-    results["churn"] = results[sides[0]]["churn"]
+    if sides:
+        results["churn"] = results[sides[0]]["churn"]
     print(json.dumps(results, indent=2))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,8 @@ if __name__ == "__main__":
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--out", type=Path, default=None)
     c.add_argument("--day0", type=Path, default=None, help="keep (or reuse) the day-0 workspace here")
-    c.add_argument("--sides", nargs="+", choices=("incremental", "full"), default=["incremental", "full"])
+    c.add_argument("--sides", nargs="*", choices=("incremental", "full"), default=["incremental", "full"],
+                   help="which days to run; none (just --sides) only builds --day0")
     d = sub.add_parser("day")
     d.add_argument("--workspace", type=Path, required=True)
     d.add_argument("--params", type=Path, required=True)

@@ -60,3 +60,55 @@ def test_arrow_backed_list_columns_read_back(tmp_path) -> None:
     )
     write_table(df, CATEGORIES, tmp_path)
     assert read_table(CATEGORIES, tmp_path)["synonyms"].tolist() == [["house"]]
+
+
+def _pandas_upsert(live: pd.DataFrame, delta: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    both = pd.concat([live, delta], ignore_index=True)
+    return both.drop_duplicates(key, keep="last").reset_index(drop=True)
+
+
+def test_upsert_table_matches_concat_and_keep_last(tmp_path) -> None:
+    """The daily merge in Arrow gives the rows and order a pandas concat + drop_duplicates would:
+    live rows in place, a delta row replacing the live one with its key, list columns intact."""
+    import numpy as np
+
+    from genrecall.data.schema import PRICE_EVENTS, upsert_table
+
+    ts = pd.Timestamp("2026-01-01", tz="UTC")
+    rng = np.random.default_rng(0)
+
+    def requests(ids: list[int], tag: str) -> pd.DataFrame:
+        return pd.DataFrame({"request_id": ids, "ts": [ts] * len(ids), "user_id": [f"u{i}" for i in ids],
+                             "query": [f"{tag} {i}" for i in ids], "query_kind": ["noun"] * len(ids),
+                             "exposed": [list(rng.integers(0, 9, 3)) for _ in ids], "clicked": [[] for _ in ids],
+                             "purchased": [[] for _ in ids]})  # fmt: skip
+
+    live, delta = requests([5, 1, 9, 3], "old"), requests([9, 11, 2, 11], "new")  # 9 replaced, 11 twice
+    write_table(live, REQUESTS, tmp_path / "live")
+    write_table(delta, REQUESTS, tmp_path / "delta")
+    upsert_table(REQUESTS, tmp_path / "live", tmp_path / "delta", tmp_path / "out")
+    got = read_table(REQUESTS, tmp_path / "out")
+    want = _pandas_upsert(live, delta, ["request_id"])
+    assert got["request_id"].tolist() == [5, 1, 3, 9, 2, 11]
+    assert got["query"].tolist() == want.set_index("request_id").loc[got["request_id"], "query"].tolist()
+    assert got["query"].tolist()[3:] == ["new 9", "new 2", "new 11"]
+    assert got["exposed"].tolist() == want.set_index("request_id").loc[got["request_id"], "exposed"].tolist()
+
+    prices = pd.DataFrame({"item_id": [1, 1, 2], "ts": [ts, ts + pd.Timedelta("1D"), ts], "price": [1.0, 2.0, 3.0]})
+    new_prices = pd.DataFrame({"item_id": [1, 3], "ts": [ts, ts], "price": [9.0, 4.0]})  # (1, ts) replaced
+    write_table(prices, PRICE_EVENTS, tmp_path / "live")
+    write_table(new_prices, PRICE_EVENTS, tmp_path / "delta")
+    upsert_table(PRICE_EVENTS, tmp_path / "live", tmp_path / "delta", tmp_path / "out", sort_by_key=True)
+    got = read_table(PRICE_EVENTS, tmp_path / "out")
+    assert list(zip(got["item_id"], got["price"])) == [(1, 9.0), (1, 2.0), (2, 3.0), (3, 4.0)]
+
+
+def test_upsert_table_without_delta_copies_live(tmp_path) -> None:
+    from genrecall.data.schema import upsert_table
+
+    ts = pd.Timestamp("2026-01-01", tz="UTC")
+    live = pd.DataFrame({"request_id": [1], "ts": [ts], "user_id": [None], "query": ["q"], "query_kind": ["noun"],
+                         "exposed": [[1]], "clicked": [[1]], "purchased": [[]]})  # fmt: skip
+    write_table(live, REQUESTS, tmp_path / "live")
+    upsert_table(REQUESTS, tmp_path / "live", tmp_path / "nothing", tmp_path / "out")
+    pd.testing.assert_frame_equal(read_table(REQUESTS, tmp_path / "out"), read_table(REQUESTS, tmp_path / "live"))

@@ -15,11 +15,13 @@ Conventions (chosen once, used everywhere):
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 TS = pa.timestamp("us", tz="UTC")
@@ -182,17 +184,56 @@ def write_table(df: pd.DataFrame, spec: TableSpec, directory: str | Path) -> Pat
     return path
 
 
-def read_table(spec: TableSpec, directory: str | Path) -> pd.DataFrame:
-    """Read ``<directory>/<spec.name>.parquet``; list columns come back as Python lists."""
+def read_table(spec: TableSpec, directory: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read ``<directory>/<spec.name>.parquet``; list columns come back as Python lists.
+
+    ``columns``: read only these (Parquet is columnar: the others are never decoded).
+    """
     path = Path(directory) / spec.filename()
     if not path.exists():
         raise FileNotFoundError(f"no {spec.name!r} table at {path}")
-    table = pq.read_table(path)
+    table = pq.read_table(path, columns=columns)
     df = table.to_pandas(ignore_metadata=True)
     for field in spec.schema:
         if pa.types.is_list(field.type) and field.name in df.columns:
             df[field.name] = [list(v) if v is not None else None for v in df[field.name]]
     return df
+
+
+def _ascending(rows: pa.ChunkedArray) -> pa.ChunkedArray:
+    return rows.take(pc.sort_indices(rows))
+
+
+def upsert_table(spec: TableSpec, live_dir: str | Path, delta_dir: str | Path, out_dir: str | Path,
+                 *, sort_by_key: bool = False) -> Path:
+    """Write ``live`` with ``delta``'s rows merged in (a delta row replaces the live row with its key)
+    to ``out_dir``, in Arrow without a round trip through pandas: live rows keep their order, delta
+    rows follow (or everything sorted by key with ``sort_by_key``). Either input may be absent.
+    """
+    live_path, delta_path = Path(live_dir) / spec.filename(), Path(delta_dir) / spec.filename()
+    out = Path(out_dir) / spec.filename()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not delta_path.exists():
+        if live_path.exists():
+            shutil.copyfile(live_path, out)
+        return out
+    delta = pq.read_table(delta_path).cast(spec.schema)
+    key = list(spec.key)
+    if delta.num_rows:  # a key repeated within the delta: its last row wins
+        last = pa.table({**{k: delta[k] for k in key}, "_row": pa.array(range(delta.num_rows))})
+        last = last.group_by(key, use_threads=False).aggregate([("_row", "max")])
+        delta = delta.take(_ascending(last["_row_max"]))
+    parts = [delta]
+    if live_path.exists():
+        live = pq.read_table(live_path).cast(spec.schema)
+        rows = pa.table({**{k: live[k] for k in key}, "_row": pa.array(range(live.num_rows))})
+        kept = rows.join(delta.select(key), keys=key, join_type="left anti", use_threads=False)["_row"]
+        parts.insert(0, live.take(_ascending(kept)))
+    table = pa.concat_tables(parts)
+    if sort_by_key:
+        table = table.sort_by([(k, "ascending") for k in key])
+    pq.write_table(table.replace_schema_metadata(None), out)
+    return out
 
 
 def sid_to_str(codes: "list[int] | tuple[int, ...]") -> str:

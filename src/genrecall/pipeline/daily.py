@@ -217,15 +217,8 @@ def validate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
                       ws.record(day, "reports/validation.json"), reference_dir=ws.path("validated"))  # fmt: skip
     out = _fresh(ws.stage(day, ws.validated))
     for name, spec in S.ALL_TABLES.items():
-        if not (ws.path("validated") / spec.filename()).exists():
-            continue
-        live = S.read_table(spec, ws.path("validated"))
-        if (good / spec.filename()).exists():
-            live = pd.concat([live, S.read_table(spec, good)], ignore_index=True)
-            live = live.drop_duplicates(list(spec.key), keep="last")
-            if name == "items":
-                live = live.sort_values("item_id", kind="stable")
-        S.write_table(live.reset_index(drop=True), spec, out)
+        if (ws.path("validated") / spec.filename()).exists():  # Arrow merge: no pandas round trip
+            S.upsert_table(spec, ws.path("validated"), good, out, sort_by_key=name == "items")
     return {name: {"good": t.good, "quarantined": t.quarantined} for name, t in report.tables.items()}
 
 
