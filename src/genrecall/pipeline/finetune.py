@@ -65,10 +65,14 @@ class FinetuneRun:
 
 
 def new_and_old_requests(before: pd.DataFrame, after: pd.DataFrame, test_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(requests that entered the training period today, requests already in it before)."""
-    old_train = time_split(before, test_days).train
+    """(requests that entered the training period today, requests already in it before).
+
+    ``before`` needs only ``request_id`` and ``ts``; the rows returned are ``after``'s.
+    """
+    old_ids = time_split(before, test_days).train["request_id"]
     new_train = time_split(after, test_days).train
-    return new_train[~new_train["request_id"].isin(old_train["request_id"])], old_train
+    was_in = new_train["request_id"].isin(old_ids)
+    return new_train[~was_in].reset_index(drop=True), new_train[was_in].reset_index(drop=True)
 
 
 def _sample(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -116,13 +120,12 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     cfg = from_dict(FinetuneConfig, (params.get("daily") or {}).get("finetune"))
     ex_cfg = from_dict(ExamplesConfig, train_cfg.examples)
     live = ws.path("validated")
-    new_requests, old_requests = new_and_old_requests(read_table(REQUESTS, live), read_table(REQUESTS, data),
-                                                      train_cfg.test_days)  # fmt: skip
+    new_requests, old_requests = new_and_old_requests(read_table(REQUESTS, live, columns=["request_id", "ts"]),
+                                                      read_table(REQUESTS, data), train_cfg.test_days)  # fmt: skip
     items, users, categories = read_table(ITEMS, data), read_table(USERS, data), read_table(CATEGORIES, data)
     listed = items[items["delisted_at"].isna()]
-    known = read_table(ITEMS, live)["item_id"]
+    known = read_table(ITEMS, live, columns=["item_id"])["item_id"]
     new_items, old_items = listed[~listed["item_id"].isin(known)], listed[listed["item_id"].isin(known)]
-    runs: dict[str, dict[str, Any]] = {}
     rng = np.random.default_rng([cfg.seed, day])
     replay_requests = _sample(old_requests, int(round(cfg.replay_ratio * len(new_requests))), rng)
     replay_items = _sample(old_items, int(round(cfg.replay_ratio * len(new_items))), rng)
