@@ -335,8 +335,9 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
                                feast_data_dir=ws.stage(day, ws.feast), method=method)  # fmt: skip
     _write_json(reports / "daily_gate.json", paired)
     if not full:  # the bundle's manifest carries the day's (gate-sample) numbers
-        _write_json(reports / "metrics.json", {**paired["candidate"], "data": {"daily_gate": paired["sample"],
-                                                                                "generator": "served", "day": day}})
+        warm = load_state(ws, day)["steps"]["finetune"]["result"].get("warm_start") or {}
+        _write_json(reports / "metrics.json", {**paired["candidate"], "data": {
+            "daily_gate": paired["sample"], "generator": "served", "day": day, "warm_start": warm}})
     head = headline_metrics(paired["candidate"])
     return {**head, **{f"production/{k}": v for k, v in headline_metrics(paired["production"] or {}).items()}}
 

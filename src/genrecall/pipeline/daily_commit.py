@@ -150,9 +150,10 @@ def summary_markdown(state: dict[str, Any], published: dict[str, Any]) -> str:
              f"- mode **{dr.get('mode')}** ({'; '.join(dr.get('reasons') or []) or 'no drift'}); new-item share "
              f"{dr.get('new_share')}, quantization error ratio {dr.get('qerr_ratio')}",
              f"- SIDs: added {sids.get('added', '-')}, removed {sids.get('removed', '-')}, total {sids.get('sids')}"]
+    warm = steps.get("finetune", {}).get("warm_start") or {}
     for key, ft in (steps.get("finetune", {}).get("runs") or {}).items():
         lines.append(f"- fine-tune `{key}`: {ft['examples']} examples ({ft['replay']} replayed), {ft['steps']} steps, "
-                     f"final loss {ft['final_loss']}")
+                     f"final loss {ft['final_loss']}" + (f", warm start: {warm[key]}" if key in warm else ""))
     metrics = steps.get("evaluate") or {}
     lines += ["", f"Metrics ({published.get('basis', '')}):", "", "| metric | candidate | production |", "|---|---|---|"]
     lines += [f"| {k} | {v:.4f} | {_fmt(metrics.get('production/' + k))} |" for k, v in metrics.items()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -103,6 +104,33 @@ def _stage_order(stage_dir: Any) -> int:
     return STAGES.index(stage_dir.name) if stage_dir.name in STAGES else len(STAGES)
 
 
+def production_warm_start(ws: Any, params: dict[str, Any], method: str) -> tuple[Path | None, str]:
+    """(generator dir, why) of the production bundle when the served stage should start from it.
+
+    That is when production serves a model trained past SFT (EG-GRPO: ``package.select_candidates``)
+    on the tokenizer that is still live: fine-tuning the SFT stage instead would throw the RL gains
+    away every day. Otherwise (None, why) and the live stage's weights are the warm start.
+    """
+    from genrecall.pipeline.daily import DailyConfig, _cfg
+    from genrecall.pipeline.package import PackageConfig
+    from genrecall.serving.bundle import resolve, sha256_file, verify
+    from genrecall.serving.gate import production_tag
+
+    tag = production_tag(_cfg(DailyConfig, params, "daily").bundle_name)
+    if tag is None:
+        return None, "live stage (no production bundle)"
+    path, _ = resolve(tag)
+    manifest = verify(path)
+    served = (manifest.metrics.get("served") or {}).get("method")
+    if served in (None, _cfg(PackageConfig, params, "package").select_baseline):
+        return None, f"live stage (production {tag} serves the SFT lineage)"
+    live_tok = ws.path("models_sid") / method
+    bundled = {rel.split("/", 1)[1]: sha for rel, sha in manifest.files.items() if rel.startswith("sid_tokenizer/")}
+    if not bundled or any(not (live_tok / f).is_file() or sha256_file(live_tok / f) != sha for f, sha in bundled.items()):
+        return None, f"live stage (production {tag} was built on another tokenizer)"
+    return path / "generator", f"production {tag} ({served})"
+
+
 def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune into ``ws.stage(day, generator)`` (warm start from the live generator), or retrain on a
     full-rebuild day. Returns ``{"mode", "runs": {"<method>/<stage>": FinetuneRun}}``."""
@@ -131,6 +159,7 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     replay_items = _sample(old_items, int(round(cfg.replay_ratio * len(new_items))), rng)
     log_part = pd.concat([new_requests, replay_requests], ignore_index=True)
     runs: dict[str, dict[str, Any]] = {}
+    warm_starts: dict[str, str] = {}
     methods = daily_methods(params)
     for method_dir in sorted(p for p in ws.path("generator").iterdir() if p.is_dir()):
         method = method_dir.name
@@ -149,15 +178,20 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
             if stage == "uq2sid" and contexts is None:  # point-in-time user context (Feast by default)
                 contexts = method_contexts(train_cfg, method, log_part, users, items, categories, assignments,
                                            ws.path("repo"), ws.stage(day, ws.feast), ex_cfg)  # fmt: skip
-            model, tok = load_generator(stage_dir / "final")  # the warm start: the live generator's weights
+            warm = stage_dir / "final"  # the warm start: the live generator's weights ...
+            if stage == stage_dirs[-1].name:  # ... or, for the served stage, what production serves
+                prod_dir, warm_starts[f"{method}/{stage}"] = production_warm_start(ws, params, method)
+                warm = prod_dir or warm
+            model, tok = load_generator(warm)
             dataset, replay = stage_dataset(stage, tok, assignments, new_requests=new_requests, new_items=new_items,
                                             replay_requests=replay_requests, replay_items=replay_items,
                                             contexts=contexts or {}, cfg=cfg, ex_cfg=ex_cfg)  # fmt: skip
             if len(dataset) == 0:
-                shutil.copytree(stage_dir / "final", target / "final")
+                shutil.copytree(warm, target / "final")
                 continue
             res = train_sft(model, tok, dataset, cfg.sft(stage, day), target, show_progress=False)
             shutil.rmtree(target / "checkpoints", ignore_errors=True)  # the day's final is what matters
             runs[f"{method}/{stage}"] = dataclasses.asdict(FinetuneRun(
                 len(dataset), replay, res.steps, round(res.losses[-1], 4) if res.losses else None, round(res.seconds, 2)))
-    return {"mode": "incremental", "new_requests": len(new_requests), "new_items": len(new_items), "runs": runs}
+    return {"mode": "incremental", "new_requests": len(new_requests), "new_items": len(new_items), "runs": runs,
+            "warm_start": warm_starts}
