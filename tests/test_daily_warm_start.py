@@ -12,7 +12,7 @@ import torch
 
 from genrecall.gen.model import load_generator, save_generator
 from genrecall.pipeline.daily import Workspace, load_state, run_day
-from genrecall.pipeline.finetune import production_warm_start
+from genrecall.pipeline.finetune import warm_start
 from genrecall.pipeline.package import PackageConfig, package
 from genrecall.serving.gate import ProductionPointer
 from tests.prefect_fixtures import LAYOUT, daily_params, day0_workspace
@@ -56,20 +56,20 @@ def test_daily_fine_tune_starts_from_the_served_rl_model(tmp_path: Path) -> None
     ws = Workspace(root, **LAYOUT)
     sft = load_generator(root / SFT).model.get_input_embeddings().weight.detach().clone()
 
-    assert production_warm_start(ws, params, "cq_sid")[0] is None, "an SFT bundle: the live stage is the start"
+    assert warm_start(ws, params, "cq_sid", "uq2sid").path == root / SFT, "an SFT bundle: the live stage"
     rl = _shifted_copy(root / SFT, root / "models/rl/cq_sid/eg_grpo_k2/final", shift=0.5)
     tag = _serve_rl_variant(root, "eg_grpo_k2")
-    start, why = production_warm_start(ws, params, "cq_sid")
-    assert start is not None and "eg_grpo_k2" in why and tag in why
-    assert torch.equal(load_generator(start).model.get_input_embeddings().weight, rl)
+    start = warm_start(ws, params, "cq_sid", "uq2sid")
+    assert start.lineage == "eg_grpo_k2" and tag in start.why
+    assert torch.equal(load_generator(start.path).model.get_input_embeddings().weight, rl)
 
     # a tokenizer that is not the one production was built on: back to the live stage
     changed = Workspace(root, models_sid="models/sid-refit", **LAYOUT)
     shutil.copytree(root / "models/sid", root / "models/sid-refit")
     victim = next(p for p in sorted((root / "models/sid-refit/cq_sid").iterdir()) if p.suffix == ".json")
     victim.write_text(victim.read_text() + " ")
-    assert production_warm_start(changed, params, "cq_sid") == (None, f"live stage (production {tag} was built "
-                                                                      "on another tokenizer)")
+    refit = warm_start(changed, params, "cq_sid", "uq2sid")
+    assert refit.path == root / SFT and refit.why == f"live stage (production {tag} was built on another tokenizer)"
 
     state = run_day(ws, params)
     ft = state["steps"]["finetune"]["result"]
@@ -80,3 +80,6 @@ def test_daily_fine_tune_starts_from_the_served_rl_model(tmp_path: Path) -> None
     summary = (ws.record(state["day"], "reports") / "summary.md").read_text()
     assert "warm start: production" in summary
     assert load_state(ws, state["day"])["done"]
+    # the committed stage now carries the RL lineage: the next day continues from it, not from production
+    nxt = warm_start(ws, params, "cq_sid", "uq2sid")
+    assert nxt.path == root / SFT and nxt.lineage == "eg_grpo_k2"

@@ -17,10 +17,11 @@ a full-rebuild day (tokenizer refit) the whole progressive SFT runs instead (``p
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -104,31 +105,45 @@ def _stage_order(stage_dir: Any) -> int:
     return STAGES.index(stage_dir.name) if stage_dir.name in STAGES else len(STAGES)
 
 
-def production_warm_start(ws: Any, params: dict[str, Any], method: str) -> tuple[Path | None, str]:
-    """(generator dir, why) of the production bundle when the served stage should start from it.
+LINEAGE = "lineage.json"  # beside a fine-tuned stage's final/: the served model its weights descend from
 
-    That is when production serves a model trained past SFT (EG-GRPO: ``package.select_candidates``)
-    on the tokenizer that is still live: fine-tuning the SFT stage instead would throw the RL gains
-    away every day. Otherwise (None, why) and the live stage's weights are the warm start.
-    """
+
+class WarmStart(NamedTuple):
+    """Where the served stage's fine-tune starts."""
+
+    path: Path  # a generator directory: the live stage's final/, or the production bundle's generator/
+    lineage: str  # the served variant the weights descend from ("" = plain SFT)
+    why: str  # for the day's report
+
+
+def warm_start(ws: Any, params: dict[str, Any], method: str, stage: str) -> WarmStart:
+    """The live stage, unless production serves a model trained past SFT (an EG-GRPO variant picked by
+    ``package``) on the tokenizer that is still live while the live stage is still plain SFT: then
+    production's generator, since fine-tuning SFT would throw the RL gains away every day. Once a day
+    has started from production, the committed stage carries that lineage (``LINEAGE``) and later days
+    continue from it like from any live stage (a rejected day's generator included)."""
     from genrecall.pipeline.daily import DailyConfig, _cfg
     from genrecall.pipeline.package import PackageConfig
     from genrecall.serving.bundle import resolve, sha256_file, verify
     from genrecall.serving.gate import production_tag
 
+    live = ws.path("generator") / method / stage
+    if (live / LINEAGE).exists():
+        lineage = json.loads((live / LINEAGE).read_text())["lineage"]
+        return WarmStart(live / "final", lineage, f"live stage ({lineage} lineage)")
     tag = production_tag(_cfg(DailyConfig, params, "daily").bundle_name)
     if tag is None:
-        return None, "live stage (no production bundle)"
+        return WarmStart(live / "final", "", "live stage (no production bundle)")
     path, _ = resolve(tag)
     manifest = verify(path)
     served = (manifest.metrics.get("served") or {}).get("method")
     if served in (None, _cfg(PackageConfig, params, "package").select_baseline):
-        return None, f"live stage (production {tag} serves the SFT lineage)"
-    live_tok = ws.path("models_sid") / method
+        return WarmStart(live / "final", "", f"live stage (production {tag} serves SFT)")
+    tok = ws.path("models_sid") / method
     bundled = {rel.split("/", 1)[1]: sha for rel, sha in manifest.files.items() if rel.startswith("sid_tokenizer/")}
-    if not bundled or any(not (live_tok / f).is_file() or sha256_file(live_tok / f) != sha for f, sha in bundled.items()):
-        return None, f"live stage (production {tag} was built on another tokenizer)"
-    return path / "generator", f"production {tag} ({served})"
+    if not bundled or any(not (tok / f).is_file() or sha256_file(tok / f) != sha for f, sha in bundled.items()):
+        return WarmStart(live / "final", "", f"live stage (production {tag} was built on another tokenizer)")
+    return WarmStart(path / "generator", served, f"production {tag} ({served})")
 
 
 def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -179,9 +194,12 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
                 contexts = method_contexts(train_cfg, method, log_part, users, items, categories, assignments,
                                            ws.path("repo"), ws.stage(day, ws.feast), ex_cfg)  # fmt: skip
             warm = stage_dir / "final"  # the warm start: the live generator's weights ...
-            if stage == stage_dirs[-1].name:  # ... or, for the served stage, what production serves
-                prod_dir, warm_starts[f"{method}/{stage}"] = production_warm_start(ws, params, method)
-                warm = prod_dir or warm
+            if stage == stage_dirs[-1].name:  # ... or, for the served stage, maybe what production serves
+                start = warm_start(ws, params, method, stage)
+                warm, warm_starts[f"{method}/{stage}"] = start.path, start.why
+                if start.lineage:
+                    target.mkdir(parents=True, exist_ok=True)
+                    (target / LINEAGE).write_text(json.dumps({"lineage": start.lineage}) + "\n")
             model, tok = load_generator(warm)
             dataset, replay = stage_dataset(stage, tok, assignments, new_requests=new_requests, new_items=new_items,
                                             replay_requests=replay_requests, replay_items=replay_items,
