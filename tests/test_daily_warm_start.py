@@ -1,6 +1,7 @@
 """When production serves a model trained past SFT (an EG-GRPO variant picked by ``package``), the
 daily fine-tune starts from production's weights, not from the SFT stage: otherwise every day would
-throw the RL gains away. A tokenizer that changed since (a full rebuild) falls back to the live stage."""
+throw the RL gains away. A tokenizer that changed since (a full rebuild) falls back to the live stage,
+and a full-rebuild day on that lineage reruns the variant's EG-GRPO on the new codes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from tests.prefect_fixtures import LAYOUT, daily_params, day0_workspace
 
 BUNDLE = "warm-start-bundle"
 SFT = "models/generator/cq_sid/uq2sid/final"
+TINY_RL = {"variants": {"eg_grpo_k2": {"experts": 2}}, "max_requests": 100,
+           "grpo": {"group_size": 4, "steps": 3, "prompts_per_step": 4, "lr": 1e-3, "num_threads": 1}}
 
 
 def _shifted_copy(src: Path, dst: Path, shift: float) -> torch.Tensor:
@@ -83,3 +86,14 @@ def test_daily_fine_tune_starts_from_the_served_rl_model(tmp_path: Path) -> None
     # the committed stage now carries the RL lineage: the next day continues from it, not from production
     nxt = warm_start(ws, params, "cq_sid", "uq2sid")
     assert nxt.path == root / SFT and nxt.lineage == "eg_grpo_k2"
+
+    # a full rebuild: SFT from scratch on the new codes, then the lineage's EG-GRPO on top, served
+    full = {**daily_params(BUNDLE, dvc=False, force_full=True), "train_rl": TINY_RL}
+    state = run_day(ws, full)
+    rl = state["steps"]["finetune"]["result"]["rl"]
+    assert rl["variant"] == "eg_grpo_k2" and rl["requests"] > 0 and "skipped" not in rl
+    stage = root / "models/generator/cq_sid/uq2sid"
+    assert json.loads((stage / "lineage.json").read_text())["lineage"] == "eg_grpo_k2"
+    served = load_generator(stage / "final").model.get_input_embeddings().weight
+    assert not torch.equal(served, load_generator(stage / "sft_final").model.get_input_embeddings().weight)
+    assert "RL `eg_grpo_k2`: retrained" in (ws.record(state["day"], "reports") / "summary.md").read_text()

@@ -154,6 +154,10 @@ def summary_markdown(state: dict[str, Any], published: dict[str, Any]) -> str:
     for key, ft in (steps.get("finetune", {}).get("runs") or {}).items():
         lines.append(f"- fine-tune `{key}`: {ft['examples']} examples ({ft['replay']} replayed), {ft['steps']} steps, "
                      f"final loss {ft['final_loss']}" + (f", warm start: {warm[key]}" if key in warm else ""))
+    rl = steps.get("finetune", {}).get("rl") or {}
+    if rl:
+        lines.append(f"- RL `{rl['variant']}`: " + (rl.get("skipped") or f"retrained on the new codes from "
+                                                                         f"{rl['requests']} requests"))
     metrics = steps.get("evaluate") or {}
     lines += ["", f"Metrics ({published.get('basis', '')}):", "", "| metric | candidate | production |", "|---|---|---|"]
     lines += [f"| {k} | {v:.4f} | {_fmt(metrics.get('production/' + k))} |" for k, v in metrics.items()
