@@ -20,7 +20,8 @@ A *workspace* is the directory the DVC pipeline ran in (``data/``, ``models/``, 
     publish  the gate: the bundle becomes production only if no worse than production
     version  ``dvc add`` the day's record, git commit, ``dvc push`` (skipped with a warning without DVC)
 
-(``commit``, ``publish`` and ``version`` live in ``daily_commit.py``.) Cost follows the delta: an
+(``drift`` lives in ``daily_drift.py``; ``commit``, ``publish`` and ``version`` in ``daily_commit.py``;
+the workspace, config and per-day state in ``daily_state.py``.) Cost follows the delta: an
 incremental day updates only the served method's index and generator (``daily.methods``) and gates
 on a capped sample (``daily.gate_eval``); the baseline method is refreshed by full rebuilds.
 
@@ -33,15 +34,8 @@ an interrupted one from scratch, so the day completes exactly once.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import os
-import shutil
-import sys
-import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,158 +44,52 @@ import pandas as pd
 
 from genrecall.config import from_dict
 from genrecall.data import schema as S
+from genrecall.pipeline.daily_commit import commit, publish, version
+from genrecall.pipeline.daily_drift import drift
+from genrecall.pipeline.daily_state import (  # noqa: F401 (the daily rebuild's API, re-exported)
+    FAIL_ENV,
+    STEPS,
+    DailyConfig,
+    InjectedFailure,
+    Workspace,
+    as_result,
+    config_of,
+    daily_methods,
+    day_mode,
+    fresh,
+    inputs_hash,
+    load_state,
+    main_method,
+    next_day_number,
+    run_step,
+    write_json,
+)
+from genrecall.pipeline.finetune import finetune_day
 
 log = logging.getLogger(__name__)
-STEPS: tuple[str, ...] = ("ingest", "validate", "embed", "drift", "sids", "features", "finetune", "evaluate",
-                          "package", "commit", "publish", "version")  # fmt: skip
-FAIL_ENV = "GENRECALL_DAILY_FAIL_AT"  # fault injection for tests and drills: a step name
-
-
-@dataclass(frozen=True)
-class DailyConfig:
-    """The daily rebuild (params.yaml ``daily``)."""
-
-    max_new_share: float = 0.20  # items new since the last full fit / items at that fit; above -> full rebuild
-    max_qerr_ratio: float = 1.5  # today's new items' mean quantization error / the fit's; above -> full rebuild
-    min_new_items: int = 20  # fewer new items than this: the error ratio is noise, not drift
-    force_full: bool = False  # rebuild the tokenizer and retrain every day (a reference for benchmarks)
-    bundle_name: str = "genrecall-bundle"  # BentoML model name (must match package.name and gate.name)
-    dvc: bool = True  # version each day's record with DVC when the workspace is a DVC + git repo
-    dvc_push: bool = True  # push it to the default DVC remote (when one is configured)
-    keep_stages: int = 2  # staging dirs of finished days kept for inspection; older ones are deleted
-    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig (finetune.py)
-    methods: tuple[str, ...] = ()  # SID methods kept current on incremental days; () = the served one only
-    #                                (the RQ-VAE baseline is a research comparison: refreshed by full rebuilds)
-    gate_eval: dict[str, Any] = field(default_factory=dict)  # DailyGateConfig (daily_gate.py)
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where the pipeline's outputs live, relative to ``root`` (the dvc.yaml layout by default)."""
-
-    root: Path
-    raw: str = "data/raw"
-    validated: str = "data/validated"
-    embeddings: str = "data/embeddings"
-    sid: str = "data/sid"
-    feast: str = "data/feast"
-    models_sid: str = "models/sid"
-    generator: str = "models/generator"
-    reports: str = "reports"
-    repo: str = "feature_repo"
-    cache: str = ".state/embed-cache"  # the embedding cache (content-addressed, append-only: shared)
-    scratch: str = "data/daily"  # per-day state + staging (git-ignored, like data/)
-    records: str = "daily"  # per-day records that DVC versions (daily/day-0014.dvc in git)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-
-    def path(self, name: str) -> Path:
-        return Path(self.root) / getattr(self, name)
-
-    def day_dir(self, day: int) -> Path:
-        return self.path("scratch") / f"day-{day:04d}"
-
-    def stage(self, day: int, name: str = "") -> Path:
-        """Staging copy of output ``name`` for ``day`` (same relative name as the live one)."""
-        return self.day_dir(day) / "stage" / name
-
-    def record(self, day: int, name: str = "") -> Path:
-        return self.path("records") / f"day-{day:04d}" / name
-
-
-class InjectedFailure(RuntimeError):
-    """Raised on purpose at a step (``fail_at`` / $GENRECALL_DAILY_FAIL_AT) to drill crash recovery."""
-
-
-# -- day state: which steps are done, with what result ---------------------------------------------
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)  # readers see the old state or the new one
-
-
-def load_state(ws: Workspace, day: int) -> dict[str, Any]:
-    path = ws.day_dir(day) / "state.json"
-    return json.loads(path.read_text()) if path.exists() else {"day": day, "steps": {}}
-
-
-def inputs_hash(params: dict[str, Any], day: int) -> str:
-    blob = json.dumps({"params": params, "day": day}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def run_step(ws: Workspace, day: int, name: str, fn: Callable[..., dict[str, Any]], params: dict[str, Any],
-             *, fail_at: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """Run step ``name`` unless recorded as done for the same inputs; record its result."""
-    state = load_state(ws, day)
-    key = inputs_hash(params, day)
-    done = state["steps"].get(name)
-    if done is not None and done["inputs"] == key:
-        return done["result"]
-    if name in {fail_at, os.environ.get(FAIL_ENV)}:
-        raise InjectedFailure(f"injected failure at step {name!r} of day {day}")
-    start = time.perf_counter()
-    result = fn(ws, day, params)
-    state = load_state(ws, day)  # re-read: the step may not keep the dict
-    state["steps"][name] = {"inputs": key, "result": result, "seconds": round(time.perf_counter() - start, 2),
-                            "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    state["done"] = all(s in state["steps"] for s in STEPS)
-    _write_json(ws.day_dir(day) / "state.json", state)
-    return result
-
-
-def next_day_number(ws: Workspace) -> int:
-    """The unfinished day if there is one (resume it), else the day after the live data."""
-    from genrecall.data.marketplace import Marketplace
-
-    for d in sorted(ws.path("scratch").glob("day-*")):
-        state = load_state(ws, int(d.name.split("-")[1]))
-        if state["steps"] and not state.get("done"):
-            return int(state["day"])
-    return Marketplace.load(ws.path("raw")).days
-
-
-def _fresh(path: Path, copy_from: Path | None = None) -> Path:
-    """An empty ``path`` (or a copy of ``copy_from``): a redone step never sees a half-written try."""
-    shutil.rmtree(path, ignore_errors=True)
-    if copy_from is not None:
-        shutil.copytree(copy_from, path)
-    else:
-        path.mkdir(parents=True)
-    return path
-
-
-def _cfg(cls: type, params: dict[str, Any], name: str) -> Any:
-    return from_dict(cls, params.get(name))
-
-
-def _result(obj: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, default=str))
 
 
 # -- ingest + validate -----------------------------------------------------------------------------
 def ingest(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Simulate the marketplace's next day; stage the new source state, record the day's delta."""
-    from genrecall.data.marketplace import Marketplace, _plain, next_day
+    from genrecall.data.marketplace import Marketplace, next_day
 
     market = Marketplace.load(ws.path("raw"))
     if market.days != day:
         raise ValueError(f"live data is at day {market.days}; cannot ingest day {day}")
     delta = next_day(market)
     after = market.apply(delta)
-    after.save(_fresh(ws.stage(day, ws.raw)))
+    after.save(fresh(ws.stage(day, ws.raw)))
     (ws.stage(day, ws.raw) / "generate.json").write_text(json.dumps(
         {"config": dataclasses.asdict(after.cfg), "days": after.days,
          "rows": {k: len(v) for k, v in after.tables().items()}}, indent=2, sort_keys=True, default=list))  # fmt: skip
     touched = np.union1d(np.union1d(delta.new_items["item_id"], delta.delisted["item_id"]),
                          delta.price_events["item_id"])  # fmt: skip
-    out = _fresh(ws.record(day, "delta"))
+    out = fresh(ws.record(day, "delta"))
     tables = {S.ITEMS: after.items[after.items["item_id"].isin(touched)], S.PRICE_EVENTS: delta.price_events,
               S.USERS: delta.new_users, S.REQUESTS: delta.requests, S.GROUND_TRUTH: delta.ground_truth}
     for spec, df in tables.items():
-        S.write_table(_plain(df.reset_index(drop=True)), spec, out)
+        S.write_table(df.reset_index(drop=True), spec, out)
     return {"day": day, "new_items": len(delta.new_items), "delisted": len(delta.delisted),
             "price_changes": int(delta.price_events["item_id"].nunique()) - len(delta.new_items),
             "new_users": len(delta.new_users), "requests": len(delta.requests)}
@@ -212,10 +100,10 @@ def validate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     from genrecall.data.validate import ValidateConfig
     from genrecall.pipeline.validate import validate
 
-    good, quarantine = _fresh(ws.record(day, "validated")), ws.record(day, "quarantine")
-    report = validate(_cfg(ValidateConfig, params, "validate"), ws.record(day, "delta"), good, quarantine,
+    good, quarantine = fresh(ws.record(day, "validated")), ws.record(day, "quarantine")
+    report = validate(config_of(ValidateConfig, params, "validate"), ws.record(day, "delta"), good, quarantine,
                       ws.record(day, "reports/validation.json"), reference_dir=ws.path("validated"))  # fmt: skip
-    out = _fresh(ws.stage(day, ws.validated))
+    out = fresh(ws.stage(day, ws.validated))
     for name, spec in S.ALL_TABLES.items():
         if (ws.path("validated") / spec.filename()).exists():  # Arrow merge: no pandas round trip
             S.upsert_table(spec, ws.path("validated"), good, out, sort_by_key=name == "items")
@@ -225,26 +113,12 @@ def validate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
 def embed_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     from genrecall.pipeline.embed import EmbedConfig, embed
 
-    res = embed(_cfg(EmbedConfig, params, "embed"), ws.stage(day, ws.validated), ws.path("cache"),
-                _fresh(ws.stage(day, ws.embeddings)), show_progress=False)  # fmt: skip
-    return _result(res)
+    res = embed(config_of(EmbedConfig, params, "embed"), ws.stage(day, ws.validated), ws.path("cache"),
+                fresh(ws.stage(day, ws.embeddings)), show_progress=False)  # fmt: skip
+    return as_result(res)
 
 
 # -- SIDs --------------------------------------------------------------------------------------------
-def _main_method(params: dict[str, Any]) -> str:
-    from genrecall.pipeline.sid import SidConfig
-
-    methods = _cfg(SidConfig, params, "sid").methods
-    return "cq_sid" if "cq_sid" in methods else methods[0]
-
-
-def daily_methods(params: dict[str, Any]) -> tuple[str, ...]:
-    """The SID methods an incremental day updates (``daily.methods``; default the served one)."""
-    return _cfg(DailyConfig, params, "daily").methods or (_main_method(params),)
-
-
-def _mode(ws: Workspace, day: int) -> str:
-    return load_state(ws, day)["steps"]["drift"]["result"]["mode"]
 
 
 def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -254,17 +128,17 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     from genrecall.sid.index import SidIndex
     from genrecall.sid.tokenizer import SidTokenizer
 
-    cfg = _cfg(SidConfig, params, "sid")
+    cfg = config_of(SidConfig, params, "sid")
     data, emb, reports = ws.stage(day, ws.validated), ws.stage(day, ws.embeddings), ws.stage(day, ws.reports)
     reports.mkdir(parents=True, exist_ok=True)
-    if _mode(ws, day) == "incremental":
-        _fresh(ws.stage(day, ws.models_sid))  # stays empty: the live tokenizers are kept
-        out = _fresh(ws.stage(day, ws.sid), ws.path("sid"))
+    if day_mode(ws, day) == "incremental":
+        fresh(ws.stage(day, ws.models_sid))  # stays empty: the live tokenizers are kept
+        out = fresh(ws.stage(day, ws.sid), ws.path("sid"))
         delta = S.read_table(S.ITEMS, ws.record(day, "validated"))
         res = sid_update(data, emb, ws.path("models_sid"), out, methods=daily_methods(params), reports_dir=reports,
                          changed=_changed_texts(ws.path("validated"), delta))  # fmt: skip
-        return {"mode": "incremental", **_result(res)}
-    models, out = _fresh(ws.stage(day, ws.models_sid)), _fresh(ws.stage(day, ws.sid))
+        return {"mode": "incremental", **as_result(res)}
+    models, out = fresh(ws.stage(day, ws.models_sid)), fresh(ws.stage(day, ws.sid))
     res = sid(cfg, data, emb, models, out, reports, show_progress=False)
     alignment = {}
     for method in cfg.methods:
@@ -272,9 +146,9 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
         index, alignment[method] = align_codes(SidIndex.load(ws.path("sid") / method), tok, SidIndex.load(out / method))
         tok.save(models / method)
         index.save(out / method)
-    main = _main_method(params)
-    _write_json(models / FIT_RECORD, fit_record(out / main, models / main, data, emb))
-    _write_json(reports / "sid_alignment.json", alignment)
+    main = main_method(params)
+    write_json(models / FIT_RECORD, fit_record(out / main, models / main, data, emb))
+    write_json(reports / "sid_alignment.json", alignment)
     return {"mode": "full", "sids": {m: s.sids for m, s in res.methods.items()}, "alignment": alignment}
 
 
@@ -294,12 +168,12 @@ def features_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     from genrecall.features.sources import FeaturesConfig
     from genrecall.pipeline.features import features, update_features
 
-    cfg, sid_dir = _cfg(FeaturesConfig, params, "features"), ws.stage(day, ws.sid) / _main_method(params)
-    if _mode(ws, day) == "incremental":
-        out = _fresh(ws.stage(day, ws.feast), ws.path("feast"))
+    cfg, sid_dir = config_of(FeaturesConfig, params, "features"), ws.stage(day, ws.sid) / main_method(params)
+    if day_mode(ws, day) == "incremental":
+        out = fresh(ws.stage(day, ws.feast), ws.path("feast"))
         res = update_features(cfg, ws.record(day, "validated"), sid_dir, ws.path("repo"), out)
     else:
-        res = features(cfg, ws.stage(day, ws.validated), sid_dir, ws.path("repo"), _fresh(ws.stage(day, ws.feast)))
+        res = features(cfg, ws.stage(day, ws.validated), sid_dir, ws.path("repo"), fresh(ws.stage(day, ws.feast)))
     return {"item_rows": res.item_rows, "profile_rows": res.profile_rows, "recent_rows": res.recent_rows,
             "as_of": str(res.as_of)}
 
@@ -314,11 +188,11 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     from genrecall.serving.gate import production_tag
     from genrecall.sid.index import SidIndex
 
-    cfg = _cfg(DailyConfig, params, "daily")
-    gcfg, ecfg = from_dict(DailyGateConfig, cfg.gate_eval), _cfg(EvaluateConfig, params, "evaluate")
-    reports, method = ws.stage(day, ws.reports), _main_method(params)
+    cfg = config_of(DailyConfig, params, "daily")
+    gcfg, ecfg = from_dict(DailyGateConfig, cfg.gate_eval), config_of(EvaluateConfig, params, "evaluate")
+    reports, method = ws.stage(day, ws.reports), main_method(params)
     reports.mkdir(parents=True, exist_ok=True)
-    full = _mode(ws, day) == "full" and gcfg.full_eval_on_rebuild
+    full = day_mode(ws, day) == "full" and gcfg.full_eval_on_rebuild
     if full:
         evaluate(ecfg, ws.stage(day, ws.validated), ws.stage(day, ws.sid), ws.stage(day, ws.embeddings),
                  ws.stage(day, ws.generator), reports, feast_repo=ws.path("repo"), feast_data_dir=ws.stage(day, ws.feast),
@@ -333,10 +207,10 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
                                candidate_index=SidIndex.load(ws.stage(day, ws.sid) / method),
                                production=Bundle.load(prod) if prod else None, feast_repo=ws.path("repo"),
                                feast_data_dir=ws.stage(day, ws.feast), method=method)  # fmt: skip
-    _write_json(reports / "daily_gate.json", paired)
+    write_json(reports / "daily_gate.json", paired)
     if not full:  # the bundle's manifest carries the day's (gate-sample) numbers
         warm = load_state(ws, day)["steps"]["finetune"]["result"].get("warm_start") or {}
-        _write_json(reports / "metrics.json", {**paired["candidate"], "data": {
+        write_json(reports / "metrics.json", {**paired["candidate"], "data": {
             "daily_gate": paired["sample"], "generator": "served", "day": day, "warm_start": warm}})
     head = headline_metrics(paired["candidate"])
     return {**head, **{f"production/{k}": v for k, v in headline_metrics(paired["production"] or {}).items()}}
@@ -360,10 +234,10 @@ def package_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, An
     """Save the day's bundle to the BentoML store; promotion waits for ``publish``."""
     from genrecall.pipeline.package import PackageConfig, package
 
-    cfg = dataclasses.replace(_cfg(PackageConfig, params, "package"), run_gate=False,
-                              name=_cfg(DailyConfig, params, "daily").bundle_name)  # fmt: skip
-    method = _main_method(params)
-    models = ws.stage(day, ws.models_sid) if _mode(ws, day) == "full" else ws.path("models_sid")
+    cfg = dataclasses.replace(config_of(PackageConfig, params, "package"), run_gate=False,
+                              name=config_of(DailyConfig, params, "daily").bundle_name)  # fmt: skip
+    method = main_method(params)
+    models = ws.stage(day, ws.models_sid) if day_mode(ws, day) == "full" else ws.path("models_sid")
     res = package(cfg, generator_dir=_served_generator(ws.stage(day, ws.generator), method),
                   sid_model_dir=models / method, index_dir=ws.stage(day, ws.sid) / method,
                   data_dir=ws.stage(day, ws.validated), metrics_path=ws.stage(day, ws.reports) / "metrics.json",
@@ -380,29 +254,8 @@ def run_day(ws: Workspace, params: dict[str, Any], *, day: int | None = None, fa
     return load_state(ws, day)
 
 
-def _finetune(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
-    from genrecall.pipeline.finetune import finetune_day
-
-    return finetune_day(ws, day, params)
-
-
-def _later(module: str, name: str) -> Callable[[Workspace, int, dict[str, Any]], dict[str, Any]]:
-    """A step defined in a sibling module (which imports this one), resolved when it runs."""
-
-    def step(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
-        import importlib
-
-        return getattr(importlib.import_module(f"genrecall.pipeline.{module}"), name)(ws, day, params)
-
-    step.__name__ = name
-    return step
-
-
-drift, commit = _later("daily_drift", "drift"), _later("daily_commit", "commit")
-publish, version = _later("daily_commit", "publish"), _later("daily_commit", "version")
-
 STEP_FUNCTIONS: dict[str, Callable[[Workspace, int, dict[str, Any]], dict[str, Any]]] = {
     "ingest": ingest, "validate": validate_day, "embed": embed_day, "drift": drift, "sids": sids_day,
-    "features": features_day, "finetune": _finetune, "evaluate": evaluate_day, "package": package_day,
+    "features": features_day, "finetune": finetune_day, "evaluate": evaluate_day, "package": package_day,
     "commit": commit, "publish": publish, "version": version,
 }

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from genrecall.pipeline import daily as D
+from genrecall.pipeline import daily_state as D
 
 log = logging.getLogger("genrecall.pipeline.daily")  # one logger for the whole daily rebuild
 
@@ -58,8 +58,8 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
     comparison when there was no production to measure, or production moved since."""
     from genrecall.serving.gate import GateConfig, GateDecision, ProductionPointer, compare, gate
 
-    name = D._cfg(D.DailyConfig, params, "daily").bundle_name
-    cfg = dataclasses.replace(D._cfg(GateConfig, params, "gate"), name=name)
+    name = D.config_of(D.DailyConfig, params, "daily").bundle_name
+    cfg = dataclasses.replace(D.config_of(GateConfig, params, "gate"), name=name)
     tag = D.load_state(ws, day)["steps"]["package"]["result"]["tag"]
     paired_path = ws.record(day, "reports/daily_gate.json")
     paired = json.loads(paired_path.read_text()) if paired_path.exists() else {}
@@ -78,12 +78,12 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
         if decision.promoted:
             pointer.set(tag, reason=f"daily gate, same sample {paired['sample']['request_ids_sha']}: passed")
         (pointer.root / "decisions").mkdir(parents=True, exist_ok=True)
-        D._write_json(pointer.root / "decisions" / f"{tag.split(':', 1)[-1]}.json", decision.to_dict())
+        D.write_json(pointer.root / "decisions" / f"{tag.split(':', 1)[-1]}.json", decision.to_dict())
         basis = f"same sample of today's requests ({paired['sample']['semantic_requests']} semantic, " \
                 f"{paired['sample']['personalized_requests']} personalized)"
     result = {"tag": tag, "promoted": decision.promoted, "production": decision.production if not decision.promoted
               else tag, "reasons": decision.reasons, "basis": basis}  # fmt: skip
-    D._write_json(ws.record(day, "reports/publish.json"), result)
+    D.write_json(ws.record(day, "reports/publish.json"), result)
     ws.record(day, "reports/summary.md").write_text(summary_markdown(D.load_state(ws, day), result))
     return result
 
@@ -103,7 +103,7 @@ def _git(ws: D.Workspace, *args: str) -> str:
 
 def version(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """``dvc add daily/day-d`` + git commit of its pointer + ``dvc push``; a warning without DVC/git."""
-    cfg = D._cfg(D.DailyConfig, params, "daily")
+    cfg = D.config_of(D.DailyConfig, params, "daily")
     root = Path(ws.root)
     if not cfg.dvc or not (root / ".dvc").is_dir() or not (root / ".git").exists():
         log.warning("daily: %s is not a DVC + git repo (or daily.dvc is off): day %d is not versioned", root, day)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from genrecall.pipeline import daily as D
+from genrecall.pipeline import daily_state as D
 
 FIT_RECORD = "daily_fit.json"  # beside the tokenizers: what the last full fit saw (drift baseline)
 
@@ -54,8 +54,8 @@ def drift(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     from genrecall.sid.index import SidIndex
     from genrecall.sid.tokenizer import SidTokenizer
 
-    cfg = D._cfg(D.DailyConfig, params, "daily")
-    method, record_path = D._main_method(params), ws.path("models_sid") / FIT_RECORD
+    cfg = D.config_of(D.DailyConfig, params, "daily")
+    method, record_path = D.main_method(params), ws.path("models_sid") / FIT_RECORD
     fit = json.loads(record_path.read_text()) if record_path.exists() else fit_record(
         ws.path("sid") / method, ws.path("models_sid") / method, ws.path("validated"), ws.path("embeddings"))
     items = listed_items(ws.stage(day, ws.validated))

@@ -32,6 +32,7 @@ from genrecall.data.split import time_split
 from genrecall.gen.examples import ExamplesConfig, SidDataset, item_examples, query_examples, user_query_examples
 from genrecall.gen.model import load_generator
 from genrecall.gen.sft import SFTConfig, train_sft
+from genrecall.pipeline.daily_state import DailyConfig, config_of, daily_methods, day_mode, fresh
 from genrecall.pipeline.train import TrainConfig, method_contexts, train
 from genrecall.sid.index import SidIndex
 
@@ -125,19 +126,18 @@ class ProductionPick(NamedTuple):
 
 def production_pick(params: dict[str, Any]) -> ProductionPick | None:
     """What the production bundle serves, from its (verified) manifest; None without production."""
-    from genrecall.pipeline.daily import DailyConfig, _cfg
     from genrecall.pipeline.package import PackageConfig
     from genrecall.serving.bundle import resolve, verify
     from genrecall.serving.gate import production_tag
 
-    tag = production_tag(_cfg(DailyConfig, params, "daily").bundle_name)
+    tag = production_tag(config_of(DailyConfig, params, "daily").bundle_name)
     if tag is None:
         return None
     path, _ = resolve(tag)
     manifest = verify(path)
     served = (manifest.metrics.get("served") or {}).get("method") or ""
     return ProductionPick(tag, path, manifest.files,
-                          "" if served == _cfg(PackageConfig, params, "package").select_baseline else served)
+                          "" if served == config_of(PackageConfig, params, "package").select_baseline else served)
 
 
 def warm_start(ws: Any, params: dict[str, Any], method: str, stage: str) -> WarmStart:
@@ -198,11 +198,9 @@ def retrain_rl(ws: Any, day: int, params: dict[str, Any], gen_dir: Path, train_c
 def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune into ``ws.stage(day, generator)`` (warm start from the live generator), or retrain on a
     full-rebuild day. Returns ``{"mode", "runs": {"<method>/<stage>": FinetuneRun}}``."""
-    from genrecall.pipeline.daily import _fresh, daily_methods, load_state
-
     train_cfg = from_dict(TrainConfig, params.get("train"))
-    data, out = ws.stage(day, ws.validated), _fresh(ws.stage(day, ws.generator))
-    if load_state(ws, day)["steps"]["drift"]["result"]["mode"] == "full":
+    data, out = ws.stage(day, ws.validated), fresh(ws.stage(day, ws.generator))
+    if day_mode(ws, day) == "full":
         res = train(train_cfg, data, ws.stage(day, ws.sid), out, ws.stage(day, ws.reports), feast_repo=ws.path("repo"),
                     feast_data_dir=ws.stage(day, ws.feast), show_progress=False)  # fmt: skip
         runs = {f"{m}/{s}": {"examples": v["examples"], "replay": 0, "steps": v["steps"], "final_loss": v["final_loss"],
