@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from genrecall.data.schema import GROUND_TRUTH, MARKETPLACE_TABLES, PRICE_EVENTS, REQUESTS, read_table, write_table
+from genrecall.data.schema import GROUND_TRUTH, MARKETPLACE_TABLES, PRICE_EVENTS, REQUESTS, TableSpec, write_table
 from genrecall.data.market_config import DAY_US, NEVER, PRESETS, SIM_TABLES, MarketplaceConfig, Preset  # noqa: F401 (re-export)
-from genrecall.data.simkit import _concat, _conform, _empty, _plain, _rng, _shop_price, _ts, _us
+from genrecall.data.simkit import _concat, _conform, _empty, _rng, _shop_price, _to_pandas, _ts, _us
 from genrecall.data.catalog import brand_pool, build_tree, make_brands, make_items, make_users
 from genrecall.data.traffic import simulate_requests
 
@@ -104,9 +105,10 @@ class Marketplace:
     def save(self, directory: str | Path) -> dict[str, Path]:
         """Write the six tables to ``directory`` and the hidden state to ``directory/sim``."""
         directory = Path(directory)
-        paths = {name: write_table(_plain(df), _SPECS[name], directory) for name, df in self.tables().items()}
+        # Arrow-backed list columns go to Parquet as they are (no detour through Python lists)
+        paths = {name: write_table(df, _SPECS[name], directory) for name, df in self.tables().items()}
         for spec, df in zip(SIM_TABLES, (self.leaves, self.brands, self.item_truth)):
-            write_table(_plain(df), spec, directory / "sim")
+            write_table(df, spec, directory / "sim")
         meta = {"config": dataclasses.asdict(self.cfg), "days": self.days}
         (directory / "sim" / "marketplace.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         return paths
@@ -117,13 +119,22 @@ class Marketplace:
         directory = Path(directory)
         meta = json.loads((directory / "sim" / "marketplace.json").read_text())
         conf = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
-        frames = {t.name: _conform(read_table(t, directory), t) for t in MARKETPLACE_TABLES}
-        sim = {s.name: _conform(read_table(s, directory / "sim"), s) for s in SIM_TABLES}
+        frames = {t.name: _read(t, directory) for t in MARKETPLACE_TABLES}
+        sim = {s.name: _read(s, directory / "sim") for s in SIM_TABLES}
         return cls(MarketplaceConfig(**conf), **frames, leaves=sim["sim_leaves"], brands=sim["sim_brands"],
                    item_truth=sim["sim_items"], days=int(meta["days"]))
 
 
 _SPECS = {t.name: t for t in MARKETPLACE_TABLES}
+
+
+def _read(spec: TableSpec, directory: Path) -> pd.DataFrame:
+    """A saved table in the simulator's own dtypes (Arrow-backed lists, as ``_conform`` makes them),
+    read straight from Arrow: turning 10^5-10^6 list cells into Python lists and back cost seconds."""
+    path = directory / spec.filename()
+    if not path.exists():
+        raise FileNotFoundError(f"no {spec.name!r} table at {path}")
+    return _to_pandas(pq.read_table(path, columns=spec.columns).cast(spec.schema).combine_chunks())
 
 
 def generate_marketplace(cfg: MarketplaceConfig | None = None, *, progress: bool = False) -> Marketplace:
