@@ -228,7 +228,7 @@ def upsert_table(spec: TableSpec, live_dir: str | Path, delta_dir: str | Path, o
         live = pq.read_table(live_path).cast(spec.schema)
         rows = pa.table({**{k: live[k] for k in key}, "_row": pa.array(range(live.num_rows))})
         kept = rows.join(delta.select(key), keys=key, join_type="left anti", use_threads=False)["_row"]
-        parts.insert(0, live.take(_ascending(kept)))
+        parts.insert(0, live if len(kept) == live.num_rows else live.take(_ascending(kept)))  # append-only: no take
     table = pa.concat_tables(parts)
     if sort_by_key:
         table = table.sort_by([(k, "ascending") for k in key])

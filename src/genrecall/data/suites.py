@@ -61,6 +61,8 @@ def _coerce_list(v: Any, elem: pa.DataType) -> tuple[Any, bool]:
     if not isinstance(v, (list, tuple, np.ndarray)):
         return None, False
     if pa.types.is_integer(elem):
+        if isinstance(v, np.ndarray) and v.dtype.kind in "iu":  # a typed Parquet list: ints already
+            return v.tolist(), True
         return ([int(x) for x in v], True) if all(_int_like(x) for x in v) else (None, False)
     return (list(v), True) if all(isinstance(x, str) for x in v) else (None, False)
 

@@ -30,11 +30,13 @@ from genrecall.data.validate import (
 
 
 def read_raw(path: str | Path) -> pd.DataFrame:
-    """A Parquet table as it is on disk (no schema enforced); list cells become Python lists."""
+    """A Parquet table as it is on disk (no schema enforced); list cells become Python lists, except
+    cells of integer lists, which stay NumPy int arrays (typed, so no element can be anything else;
+    validation then checks them whole instead of element by element)."""
     table = pq.read_table(path)
     df = table.to_pandas()
     for f in table.schema:
-        if pa.types.is_list(f.type):
+        if pa.types.is_list(f.type) and not pa.types.is_integer(f.type.value_type):
             df[f.name] = [list(v) if v is not None else None for v in df[f.name]]
     return df
 
