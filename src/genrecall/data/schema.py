@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -184,15 +185,18 @@ def write_table(df: pd.DataFrame, spec: TableSpec, directory: str | Path) -> Pat
     return path
 
 
-def read_table(spec: TableSpec, directory: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(spec: TableSpec, directory: str | Path, *, columns: list[str] | None = None,
+               filters: list[tuple[str, str, Any]] | None = None) -> pd.DataFrame:
     """Read ``<directory>/<spec.name>.parquet``; list columns come back as Python lists.
 
-    ``columns``: read only these (Parquet is columnar: the others are never decoded).
+    ``columns``: read only these (Parquet is columnar: the others are never decoded). ``filters``:
+    pyarrow's row filters, e.g. ``[("request_id", "in", ids)]``, applied before any Python object
+    is made.
     """
     path = Path(directory) / spec.filename()
     if not path.exists():
         raise FileNotFoundError(f"no {spec.name!r} table at {path}")
-    table = pq.read_table(path, columns=columns)
+    table = pq.read_table(path, columns=columns, filters=filters)
     df = table.to_pandas(ignore_metadata=True)
     for field in spec.schema:
         if pa.types.is_list(field.type) and field.name in df.columns:

@@ -70,7 +70,7 @@ class FinetuneRun:
 def new_and_old_requests(before: pd.DataFrame, after: pd.DataFrame, test_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(requests that entered the training period today, requests already in it before).
 
-    ``before`` needs only ``request_id`` and ``ts``; the rows returned are ``after``'s.
+    Each frame needs only ``request_id`` and ``ts``; the rows returned are ``after``'s.
     """
     old_ids = time_split(before, test_days).train["request_id"]
     new_train = time_split(after, test_days).train
@@ -210,14 +210,19 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     cfg = from_dict(FinetuneConfig, (params.get("daily") or {}).get("finetune"))
     ex_cfg = from_dict(ExamplesConfig, train_cfg.examples)
     live = ws.path("validated")
-    new_requests, old_requests = new_and_old_requests(read_table(REQUESTS, live, columns=["request_id", "ts"]),
-                                                      read_table(REQUESTS, data), train_cfg.test_days)  # fmt: skip
+    keys = ["request_id", "ts"]  # split and sample on these; whole rows (list columns) for the chosen ones only
+    new_keys, old_keys = new_and_old_requests(read_table(REQUESTS, live, columns=keys),
+                                              read_table(REQUESTS, data, columns=keys), train_cfg.test_days)  # fmt: skip
     items, users, categories = read_table(ITEMS, data), read_table(USERS, data), read_table(CATEGORIES, data)
     listed = items[items["delisted_at"].isna()]
     known = read_table(ITEMS, live, columns=["item_id"])["item_id"]
     new_items, old_items = listed[~listed["item_id"].isin(known)], listed[listed["item_id"].isin(known)]
     rng = np.random.default_rng([cfg.seed, day])
-    replay_requests = _sample(old_requests, int(round(cfg.replay_ratio * len(new_requests))), rng)
+    replay_keys = _sample(old_keys, int(round(cfg.replay_ratio * len(new_keys))), rng)
+    wanted = np.concatenate([new_keys["request_id"].to_numpy(), replay_keys["request_id"].to_numpy()])
+    rows = read_table(REQUESTS, data, filters=[("request_id", "in", wanted)]).set_index("request_id", drop=False)
+    new_requests = rows.loc[new_keys["request_id"]].reset_index(drop=True)
+    replay_requests = rows.loc[replay_keys["request_id"]].reset_index(drop=True)
     replay_items = _sample(old_items, int(round(cfg.replay_ratio * len(new_items))), rng)
     log_part = pd.concat([new_requests, replay_requests], ignore_index=True)
     runs: dict[str, dict[str, Any]] = {}
