@@ -69,7 +69,6 @@ def synthetic_catalog(n: int, *, n_cat: int | None = None, d: int = 384, product
 
 
 def _write_items(directory: Path, ids: np.ndarray, cats: np.ndarray, delisted: np.ndarray) -> None:
-    n = len(ids)
     cat = pd.array(np.where(np.isnan(cats), 0, cats).astype(int), dtype="Int32")
     cat[np.isnan(cats)] = pd.NA
     df = pd.DataFrame({"item_id": ids, "title": [f"item {i}" for i in ids], "brand": "B", "category_id": cat,

@@ -8,7 +8,6 @@ inside the commands so ``genrecall --help`` stays fast.
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator, Optional

@@ -17,7 +17,7 @@ Prompt formats live in `GenTokenizer.encode_prompt`. Everything is deterministic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple

@@ -28,7 +28,7 @@ import torch
 from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, read_table
 from genrecall.data.split import time_split
 from genrecall.eval.baselines import BM25Retriever, DenseRetriever
-from genrecall.eval.metrics import EvalConfig, GeneratorMetrics, GeneratorRun, ItemMetrics, evaluate_generator
+from genrecall.eval.metrics import EvalConfig, GeneratorMetrics, GeneratorRun, evaluate_generator
 from genrecall.eval.metrics import evaluate_ranked_items, personalized_metrics
 from genrecall.eval.report import build_metrics, metrics_block, plot_hitrate, print_summary, write_curves
 from genrecall.eval.report import write_metrics
