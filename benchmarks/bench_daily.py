@@ -12,7 +12,8 @@ that day's alone. Target (DESIGN.md): incremental <= 15% of the full rebuild's w
 Full SFT runs ``--sft-epochs`` epochs per stage; the fine-tune ``--ft-steps`` steps (same batch).
 ``--day0 DIR`` keeps the day-0 workspace in DIR (reused when DIR already holds one: day 0 of
 ``small`` costs ~15 min); ``--sides incremental`` re-measures one side only. Peak memory is the
-day's own high-water mark (``VmHWM``: a fork/exec child's ``ru_maxrss`` inherits the parent's peak).
+day's own high-water mark (``VmHWM``: a fork/exec child's ``ru_maxrss`` inherits the parent's peak),
+the largest of its steps' (``state.json`` records each step's, ``step_peak_rss_mb`` here).
 """
 
 from __future__ import annotations
@@ -64,25 +65,21 @@ def build_day0(root: Path, params: dict) -> float:
     return time.perf_counter() - start
 
 
-def peak_rss_mb() -> float:
-    """This process's own resident-memory high-water mark (``/proc/self/status`` ``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # not Linux: best effort
-
-
 def run_one_day(workspace: Path, params: dict) -> dict:
     """One day in this process; wall time, peak RSS, per-step seconds."""
     from genrecall.pipeline.daily import Workspace, run_day
+    from genrecall.pipeline.daily_state import peak_rss_mb
 
     start = time.perf_counter()
     state = run_day(Workspace(workspace, cache="cache"), params)
     steps = {k: v["seconds"] for k, v in state["steps"].items()}
+    step_rss = {k: v.get("peak_rss_mb") for k, v in state["steps"].items()}
+    # run_step restarts the high-water mark per step (clear_refs): the day's peak is the largest step's
+    peak = max([m for m in step_rss.values() if m is not None], default=None) or peak_rss_mb() \
+        or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return {"day": state["day"], "mode": state["steps"]["drift"]["result"]["mode"],
-            "seconds": round(time.perf_counter() - start, 1),
-            "peak_rss_mb": peak_rss_mb(),
-            "steps": steps, "churn": state["steps"]["ingest"]["result"]}
+            "seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": peak,
+            "steps": steps, "step_peak_rss_mb": step_rss, "churn": state["steps"]["ingest"]["result"]}
 
 
 def compare(preset: str, *, sft_epochs: int, ft_steps: int, threads: int, out: Path | None,

@@ -111,3 +111,22 @@ def test_a_crash_at_each_step_loses_nothing_and_the_rerun_finishes_once(tmp_path
 
     again = daily_rebuild(workspace=str(root), params=params, layout=LAYOUT, day=5)
     assert again["tag"] == result["tag"] and len(read_table(REQUESTS, root / "data/validated")) == len(requests)
+
+
+def test_each_step_records_its_own_peak_memory(tmp_path: Path) -> None:
+    """``state.json`` carries each step's own resident-memory peak (the high-water mark is restarted
+    per step), so a heavy step does not hide behind, or inflate, the steps after it."""
+    from genrecall.pipeline.daily_state import reset_peak_rss, run_step
+
+    if not reset_peak_rss():
+        pytest.skip("this kernel does not let a process restart its RSS high-water mark")
+    ws = Workspace(tmp_path)
+
+    def heavy(ws: Workspace, day: int, params: dict) -> dict:
+        block = np.ones(40_000_000)  # 320 MB, touched
+        return {"sum": float(block.sum())}
+
+    run_step(ws, 1, "ingest", heavy, {})
+    run_step(ws, 1, "validate", lambda ws, day, params: {}, {})
+    steps = load_state(ws, 1)["steps"]
+    assert steps["ingest"]["peak_rss_mb"] - steps["validate"]["peak_rss_mb"] > 250

@@ -98,6 +98,27 @@ def inputs_hash(params: dict[str, Any], day: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def reset_peak_rss() -> bool:
+    """Restart this process's resident-memory high-water mark (Linux ``clear_refs``), so that the next
+    ``peak_rss_mb`` is one step's own peak; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """This process's resident-memory high-water mark (``VmHWM``), MB; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def run_step(ws: Workspace, day: int, name: str, fn: Callable[..., dict[str, Any]], params: dict[str, Any],
              *, fail_at: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Run step ``name`` unless recorded as done for the same inputs; record its result."""
@@ -108,11 +129,13 @@ def run_step(ws: Workspace, day: int, name: str, fn: Callable[..., dict[str, Any
         return done["result"]
     if name in {fail_at, os.environ.get(FAIL_ENV)}:
         raise InjectedFailure(f"injected failure at step {name!r} of day {day}")
-    start = time.perf_counter()
+    start, tracked = time.perf_counter(), reset_peak_rss()
     result = fn(ws, day, params)
     state = load_state(ws, day)  # re-read: the step may not keep the dict
     state["steps"][name] = {"inputs": key, "result": result, "seconds": round(time.perf_counter() - start, 2),
                             "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if tracked:
+        state["steps"][name]["peak_rss_mb"] = peak_rss_mb()
     state["done"] = all(s in state["steps"] for s in STEPS)
     write_json(ws.day_dir(day) / "state.json", state)
     return result
