@@ -309,3 +309,22 @@ def test_marketplace_build_and_daily_update(tmp_path: Path, repo_root: Path) -> 
     clicks = clicks[clicks["user_id"].notna()].groupby("user_id")["clicked"].agg(lambda c: sum(map(len, c)))
     active = sorted(set(delta.requests["user_id"].dropna()))[:20]
     assert [client.user_context(u).n_clicks for u in active] == [int(clicks[u]) for u in active]
+
+
+def test_log_exposure_stats_counts_like_exposure_stats(tmp_path: Path) -> None:
+    """The Arrow count over the log file equals the pandas one (whole log, and before a cutoff)."""
+    from genrecall.features.sources import exposure_stats, log_exposure_stats
+
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    rng = np.random.default_rng(1)
+    exposed = [list(rng.choice(50, size=int(rng.integers(0, 8)), replace=False)) for _ in range(200)]
+    req = pd.DataFrame({"request_id": range(200), "ts": [t0 + pd.Timedelta(hours=h) for h in range(200)],
+                        "user_id": None, "query": "q", "query_kind": "noun", "exposed": exposed,
+                        "clicked": [e[:1] for e in exposed], "purchased": [[] for _ in exposed]})  # fmt: skip
+    S.write_table(req, S.REQUESTS, tmp_path)
+    for before in (None, t0 + pd.Timedelta(hours=120)):
+        part = req if before is None else req[req["ts"] < before]
+        want = exposure_stats(part).sort_values("item_id").reset_index(drop=True)
+        got = log_exposure_stats(tmp_path, before=before)
+        pd.testing.assert_frame_equal(got, want)
+        assert got["exposures"].sum() == sum(len(e) for e in part["exposed"])

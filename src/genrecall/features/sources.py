@@ -138,6 +138,26 @@ def exposure_stats(requests: pd.DataFrame) -> pd.DataFrame:
     return stats.rename_axis("item_id").reset_index()
 
 
+def log_exposure_stats(data_dir: str | Path, *, before: pd.Timestamp | None = None) -> pd.DataFrame:
+    """``exposure_stats`` of the ``requests`` table in ``data_dir`` (only requests before ``before``),
+    counted in Arrow, sorted by item_id: no Python list per request, which on a 300k-request log cost
+    seconds and about a GB of memory."""
+    import pyarrow.compute as pc
+
+    from genrecall.data.schema import REQUESTS
+
+    filters = [("ts", "<", pa.scalar(pd.Timestamp(before), type=TS))] if before is not None else None
+    table = pq.read_table(Path(data_dir) / REQUESTS.filename(), columns=["exposed", "clicked"], filters=filters)
+
+    def counts(column: str) -> pd.Series:
+        vc = pc.value_counts(pc.list_flatten(table[column]))
+        return pd.Series(vc.field("counts").to_numpy(zero_copy_only=False).astype(np.int64),
+                         index=vc.field("values").to_numpy(zero_copy_only=False).astype(np.int64))  # fmt: skip
+
+    stats = pd.DataFrame({"exposures": counts("exposed"), "clicks": counts("clicked")}).fillna(0).astype(np.int64)
+    return stats.sort_index().rename_axis("item_id").reset_index()
+
+
 def log_ctr(stats: pd.DataFrame) -> float:
     """The log's overall click-through rate (clicks / exposures); 0.05 when nothing was exposed."""
     exposures = int(stats["exposures"].sum())

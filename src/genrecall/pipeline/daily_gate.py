@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, read_table
+from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, TS, read_table
 from genrecall.data.split import time_split
 from genrecall.eval.metrics import evaluate_generator, personalized_metrics
+from genrecall.features.sources import log_exposure_stats
 from genrecall.gen.model import Generator
-from genrecall.pipeline.evaluate import EvaluateConfig, _prompts, generate_sids, item_quality, sample_requests
+from genrecall.pipeline.evaluate import EvaluateConfig, _prompts, generate_sids, quality_from_stats, sample_requests
 from genrecall.pipeline.train import feast_contexts
 from genrecall.sid.index import SidIndex
 
@@ -74,11 +76,14 @@ def gate_sample(cfg: DailyGateConfig, eval_cfg: EvaluateConfig, data_dir: Path, 
     """Sample today's held-out requests; item quality for every item either index can return."""
     ecfg = dataclasses.replace(eval_cfg, max_requests=cfg.max_requests, seed=cfg.seed, beams=tuple(cfg.beams),
                                report_beams=tuple(b for b in (1, 10, 100) if b in cfg.beams), items_beam=None)  # fmt: skip
-    split = time_split(read_table(REQUESTS, data_dir), ecfg.test_days)
-    sem = sample_requests(split.test, known_users=False, cfg=ecfg)
-    per = sample_requests(split.test, known_users=True, cfg=ecfg)
+    # whole rows for the test window only; the training period is needed for its click counts alone
+    cutoff = time_split(read_table(REQUESTS, data_dir, columns=["request_id", "ts"]), ecfg.test_days).cutoff
+    test = read_table(REQUESTS, data_dir, filters=[("ts", ">=", pa.scalar(cutoff, type=TS))])
+    sem = sample_requests(test, known_users=False, cfg=ecfg)
+    per = sample_requests(test, known_users=True, cfg=ecfg)
     contexts = feast_contexts(per, read_table(CATEGORIES, data_dir), feast_repo, feast_data_dir)
-    quality = item_quality(split.train, np.unique(item_ids), ecfg.quality_prior_strength)
+    quality = quality_from_stats(log_exposure_stats(data_dir, before=cutoff), np.unique(item_ids),
+                                 ecfg.quality_prior_strength)  # fmt: skip
     return GateSample(sem, per, contexts, quality, ecfg)
 
 

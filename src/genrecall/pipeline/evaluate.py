@@ -65,7 +65,12 @@ class EvaluateResult:
 
 def item_quality(train_log: pd.DataFrame, item_ids: np.ndarray, strength: float) -> pd.Series:
     """Smoothed CTR of every item from the training period (unseen items get the prior mean)."""
-    stats = exposure_stats(train_log).set_index("item_id").reindex(item_ids, fill_value=0)
+    return quality_from_stats(exposure_stats(train_log), item_ids, strength)
+
+
+def quality_from_stats(stats: pd.DataFrame, item_ids: np.ndarray, strength: float) -> pd.Series:
+    """``item_quality`` from per-item exposure/click counts (``exposure_stats``' columns)."""
+    stats = stats.set_index("item_id").reindex(item_ids, fill_value=0)
     q = quality_score(stats["clicks"].to_numpy(), stats["exposures"].to_numpy(), prior_ctr=log_ctr(stats),
                       strength=strength)  # fmt: skip
     return pd.Series(q, index=pd.Index(item_ids, name="item_id"))

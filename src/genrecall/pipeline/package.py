@@ -27,7 +27,7 @@ import pandas as pd
 
 from genrecall.config import load_params, params_hash
 from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, read_table
-from genrecall.features.sources import exposure_stats, log_ctr, quality_score
+from genrecall.features.sources import log_ctr, log_exposure_stats, quality_score
 from genrecall.serving.bundle import BUNDLE_NAME, data_version, save_to_store, write_bundle
 from genrecall.serving.gate import GateConfig, ProductionPointer, gate
 
@@ -97,7 +97,7 @@ def item_quality(data_dir: str | Path, *, strength: float = 20.0, prior_ctr: flo
     """item_id, title, category_id, quality for every item in ITEMS (quality from REQUESTS)."""
     items = read_table(ITEMS, data_dir)
     requests_path = Path(data_dir) / REQUESTS.filename()
-    stats = exposure_stats(read_table(REQUESTS, data_dir)) if requests_path.exists() else \
+    stats = log_exposure_stats(data_dir) if requests_path.exists() else \
         pd.DataFrame({"item_id": pd.Series(dtype=np.int64), "exposures": 0, "clicks": 0})
     prior = prior_ctr if prior_ctr is not None else log_ctr(stats) if len(stats) else 0.05
     df = items[["item_id", "title", "category_id"]].merge(stats, on="item_id", how="left")
