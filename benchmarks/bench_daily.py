@@ -1,7 +1,7 @@
 """Daily rebuild benchmark: one incremental day (1-3% churn) vs the same day as a full rebuild.
 
     python benchmarks/bench_daily.py compare --preset small --out reports/bench_daily.json
-    python benchmarks/bench_daily.py compare --preset medium          # slower: ~100k items
+    python benchmarks/bench_daily.py compare --preset medium --day0 DIR  # ~100k items: day 0 ~23 min, days ~22 min
 
 Builds day 0 once (the real stage functions, hash encoder, a small generator), copies it twice, and
 runs the next simulated day in each copy through ``genrecall.pipeline.daily.run_day`` (no Prefect:
