@@ -42,6 +42,12 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+# path options shared by several stage commands (the option name comes from the parameter's)
+DataDirOpt = Annotated[Path, typer.Option(help="validated tables")]
+SidDirOpt = Annotated[Path, typer.Option(help="sid stage output")]
+EmbDirOpt = Annotated[Path, typer.Option(help="embed stage output")]
+FeastRepoOpt = Annotated[Path, typer.Option(help="Feast feature repo")]
+FeastDataOpt = Annotated[Path, typer.Option(help="Feast data dir")]
 NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="data-parallel training processes on this machine "
                                        "(torchrun; gloo on CPU, nccl on GPU). 1 = a plain process")]  # fmt: skip
 
@@ -133,7 +139,7 @@ def validate(
 
 @app.command()
 def embed(
-    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    data_dir: DataDirOpt = Path("data/validated"),
     cache_dir: Annotated[Path, typer.Option(help="embedding cache (keyed by text hash)")] = Path(".state/embed-cache"),
     out: Annotated[Path, typer.Option(help="where the embeddings go")] = Path("data/embeddings"),
     params: ParamsOpt = None,
@@ -150,8 +156,8 @@ def embed(
 
 @app.command()
 def sid(
-    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
-    emb_dir: Annotated[Path, typer.Option(help="embed stage output")] = Path("data/embeddings"),
+    data_dir: DataDirOpt = Path("data/validated"),
+    emb_dir: EmbDirOpt = Path("data/embeddings"),
     model_dir: Annotated[Path, typer.Option(help="where the frozen SID tokenizers go")] = Path("models/sid"),
     out: Annotated[Path, typer.Option(help="SID assignments + index per method")] = Path("data/sid"),
     reports_dir: Annotated[Path, typer.Option(help="sid_health.json and plots")] = Path("reports"),
@@ -177,9 +183,9 @@ def sid(
 
 @app.command()
 def features(
-    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    data_dir: DataDirOpt = Path("data/validated"),
     sid_dir: Annotated[Path, typer.Option(help="SID assignments of the production method")] = Path("data/sid/cq_sid"),
-    repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
+    repo: FeastRepoOpt = Path("feature_repo"),
     out: Annotated[Path, typer.Option(help="Feast data: sources, registry, online store")] = Path("data/feast"),
     params: ParamsOpt = None,
 ) -> None:
@@ -195,12 +201,12 @@ def features(
 
 @app.command("train-sft")
 def train_sft(
-    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
-    sid_dir: Annotated[Path, typer.Option(help="sid stage output")] = Path("data/sid"),
+    data_dir: DataDirOpt = Path("data/validated"),
+    sid_dir: SidDirOpt = Path("data/sid"),
     out: Annotated[Path, typer.Option(help="generator checkpoints per method and stage")] = Path("models/generator"),
     reports_dir: Annotated[Path, typer.Option(help="train.json")] = Path("reports"),
-    feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
-    feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    feast_repo: FeastRepoOpt = Path("feature_repo"),
+    feast_data: FeastDataOpt = Path("data/feast"),
     nproc: NprocOpt = 1,
     params: ParamsOpt = None,
 ) -> None:
@@ -225,13 +231,13 @@ def train_sft(
 
 @app.command("train-rl")
 def train_rl(
-    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
-    sid_dir: Annotated[Path, typer.Option(help="sid stage output")] = Path("data/sid"),
+    data_dir: DataDirOpt = Path("data/validated"),
+    sid_dir: SidDirOpt = Path("data/sid"),
     gen_dir: Annotated[Path, typer.Option(help="train_sft output (starting checkpoints)")] = Path("models/generator"),
     out: Annotated[Path, typer.Option(help="RL generators per method and variant")] = Path("models/rl"),
     reports_dir: Annotated[Path, typer.Option(help="train_rl.json and step logs")] = Path("reports"),
-    feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
-    feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    feast_repo: FeastRepoOpt = Path("feature_repo"),
+    feast_data: FeastDataOpt = Path("data/feast"),
     nproc: NprocOpt = 1,
     params: ParamsOpt = None,
 ) -> None:
@@ -257,13 +263,13 @@ def train_rl(
 
 @app.command()
 def evaluate(
-    data_dir: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
-    sid_dir: Annotated[Path, typer.Option(help="sid stage output")] = Path("data/sid"),
-    emb_dir: Annotated[Path, typer.Option(help="embed stage output")] = Path("data/embeddings"),
+    data_dir: DataDirOpt = Path("data/validated"),
+    sid_dir: SidDirOpt = Path("data/sid"),
+    emb_dir: EmbDirOpt = Path("data/embeddings"),
     gen_dir: Annotated[Path, typer.Option(help="train_sft output")] = Path("models/generator"),
     reports_dir: Annotated[Path, typer.Option(help="metrics.json, curves.csv, plots")] = Path("reports"),
-    feast_repo: Annotated[Path, typer.Option(help="Feast feature repo")] = Path("feature_repo"),
-    feast_data: Annotated[Path, typer.Option(help="Feast data dir")] = Path("data/feast"),
+    feast_repo: FeastRepoOpt = Path("feature_repo"),
+    feast_data: FeastDataOpt = Path("data/feast"),
     rl_dir: Annotated[Optional[Path], typer.Option(help="train_rl output; its variants are evaluated if present")] = Path("models/rl"),
     params: ParamsOpt = None,
 ) -> None:
