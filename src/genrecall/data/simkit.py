@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from genrecall.data.market_config import NEVER, MarketplaceConfig
 from genrecall.data.schema import TableSpec
-from genrecall.data.market_config import MarketplaceConfig, NEVER
 
 
 def _rng(cfg: MarketplaceConfig, day: int, stream: int) -> np.random.Generator:
@@ -45,16 +45,6 @@ def _empty(spec: TableSpec) -> pd.DataFrame:
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
     mapper = {pa.int32(): pd.Int32Dtype()}
     return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else mapper.get(t))
-
-
-def _plain(df: pd.DataFrame) -> pd.DataFrame:
-    """Arrow-backed list columns as plain object columns of NumPy arrays, so the Parquet's pandas
-    metadata says "object" and any reader (``schema.read_table``, plain pandas) gets lists back."""
-    out = df.copy(deep=False)
-    for c in df.columns:
-        if isinstance(df[c].dtype, pd.ArrowDtype):
-            out[c] = pa.array(df[c].array).to_pandas().to_numpy()
-    return out
 
 
 def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
