@@ -6,15 +6,15 @@ import torch
 
 from genrecall.gen.beam import beam_search
 from genrecall.gen.examples import encode_user_query
-from genrecall.gen.model import GeneratorConfig, build_model
+from genrecall.gen.model import build_model
 from genrecall.rl.group import build_groups, draw_experts, group_advantages, sample_sids
 from genrecall.rl.grpo import member_log_probs
 from genrecall.rl.reward import RequestSids
 from genrecall.sid.trie import SidTrie
 from tests.test_gen_examples import tiny_tables, tiny_tokenizer
+from tests.test_gen_sft import TINY  # the same tiny generator the SFT tests train
 
 torch.set_num_threads(1)
-TINY = GeneratorConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96)
 
 
 @pytest.fixture(scope="module")
