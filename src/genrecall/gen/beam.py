@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from genrecall.gen.semantic import semantic_tensor
 from genrecall.gen.tokenizer import GenTokenizer
 from genrecall.sid.trie import SidTrie, TrieTables
 
@@ -73,8 +74,25 @@ def _child_tensors(trie: SidTrie, sizes: Sequence[int], device: torch.device) ->
 
 
 def cache_keyword(model: torch.nn.Module) -> str:
-    """The cache keyword of this transformers version ("cache" in 5.x, "past_key_values" before)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    """The cache keyword of this transformers version ("cache" in 5.x, "past_key_values" before).
+
+    Read from the first class in the model's MRO whose ``forward`` names one: a subclass such as
+    `SemanticQwen2ForCausalLM` passes it through ``**kwargs``."""
+    for cls in type(model).__mro__:
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            continue
+        params = inspect.signature(forward).parameters
+        if "cache" in params:
+            return "cache"
+        if "past_key_values" in params:
+            return "past_key_values"
+    return "past_key_values"
+
+
+def result_cache(res: object) -> object:
+    """The KV cache of a forward's output, under either name (``cache`` in transformers 5.x)."""
+    return res.cache if hasattr(res, "cache") else res.past_key_values  # type: ignore[attr-defined]
 
 
 @torch.inference_mode()
@@ -87,12 +105,17 @@ def beam_search(
     *,
     batch_size: int = 32,
     show_progress: bool = False,
+    semantic: np.ndarray | None = None,
 ) -> list[BeamResult]:
     """Top-``beam_size`` valid SIDs per prompt, best first (fewer when the trie holds fewer).
 
     Prompts are processed ``batch_size`` at a time (rows in the model = batch_size * beam_size);
-    ``show_progress`` draws a rich bar over the batches (for offline evaluation).
+    ``show_progress`` draws a rich bar over the batches (for offline evaluation). ``semantic``:
+    one sentence vector per prompt, ``(len(prompts), dim)``, for a semantic-prompt model
+    (gen/semantic.py); ignored by a plain one.
     """
+    if semantic is not None and len(semantic) != len(prompts):
+        raise ValueError(f"{len(semantic)} semantic vectors for {len(prompts)} prompts")
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
     if trie.depth != tokenizer.sid_depth:
@@ -102,12 +125,14 @@ def beam_search(
                   disable=not show_progress, transient=True) as bar:
         task = bar.add_task("beam", total=len(prompts))
         for lo in range(0, len(prompts), batch_size):
-            out += _beam_batch(model, tokenizer, trie, prompts[lo:lo + batch_size], beam_size)
+            vectors = None if semantic is None else semantic[lo:lo + batch_size]
+            out += _beam_batch(model, tokenizer, trie, prompts[lo:lo + batch_size], beam_size, vectors)
             bar.update(task, completed=len(out))
     return out
 
 
-def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_size: int) -> list[BeamResult]:
+def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_size: int,
+                semantic: np.ndarray | None = None) -> list[BeamResult]:  # fmt: skip
     depth = tokenizer.sid_depth
     if len(trie) == 0:
         return [_empty(depth) for _ in prompts]
@@ -124,8 +149,8 @@ def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_siz
     # model use its plain causal path and skip building a mask every step (same attention, less work)
     padded = bool((attn == 0).any())
     res = model(input_ids=ids, attention_mask=attn if padded else None, position_ids=pos, use_cache=True,
-                logits_to_keep=1)
-    cache = res.cache if hasattr(res, "cache") else res.past_key_values
+                logits_to_keep=1, **semantic_tensor(model, semantic))
+    cache = result_cache(res)
     logits = res.logits[:, -1, :]
     next_pos = pos[:, -1:] + 1  # (n, 1)
 
@@ -161,7 +186,7 @@ def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_siz
         tokens = code.reshape(-1, 1) + int(tokenizer.sid_offsets[t])
         res = model(input_ids=tokens, attention_mask=attn if padded else None, position_ids=next_pos, use_cache=True,
                     logits_to_keep=1, **{cache_kw: cache})
-        cache = res.cache if hasattr(res, "cache") else res.past_key_values
+        cache = result_cache(res)
         logits = res.logits[:, -1, :]
         next_pos = next_pos + 1
         k = new_k
@@ -182,19 +207,21 @@ def reference_beam_search(
     trie: SidTrie,
     prompts: Sequence[Sequence[int]],
     beam_size: int,
+    semantic: np.ndarray | None = None,
 ) -> list[BeamResult]:
     """Slow and plain: per prompt, per step, per beam a full forward pass without cache or padding."""
     device = next(model.parameters()).device
     depth = tokenizer.sid_depth
     results = []
-    for prompt in prompts:
+    for i, prompt in enumerate(prompts):
+        vector = {} if semantic is None else semantic_tensor(model, semantic[i:i + 1])
         beams: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
         for t in range(depth):
             candidates = []
             for score, prefix in beams:
                 ids = list(prompt) + [tokenizer.sid_token_id(p, c) for p, c in enumerate(prefix)]
                 x = torch.tensor([ids], dtype=torch.long, device=device)
-                logp = torch.log_softmax(model(input_ids=x).logits[0, -1].float(), dim=-1)
+                logp = torch.log_softmax(model(input_ids=x, **vector).logits[0, -1].float(), dim=-1)
                 for c in trie.next_codes(prefix).tolist():
                     if c < tokenizer.sid_vocab_sizes[t]:
                         candidates.append((score + float(logp[tokenizer.sid_token_id(t, c)]), prefix + (c,)))

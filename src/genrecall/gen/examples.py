@@ -66,15 +66,23 @@ class Example(NamedTuple):
 
 @dataclass
 class SidDataset:
-    """Prompts (token id lists, each ending in <sid>) and their target SIDs ((n, D) int64)."""
+    """Prompts (token id lists, each ending in <sid>) and their target SIDs ((n, D) int64).
+
+    ``texts`` holds the text each prompt was made from (title or normalised query) and ``vectors`` its
+    sentence vector ((n, dim) float16, see `with_vectors`) for a semantic-prompt generator.
+    """
 
     prompts: list[list[int]]
     targets: np.ndarray
     kind: str = ""
     sources: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # item_id / request_id per row
+    texts: list[str] = field(default_factory=list)
+    vectors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.targets = np.asarray(self.targets, dtype=np.int64).reshape(len(self.prompts), -1)
+        if self.vectors is not None and len(self.vectors) != len(self.prompts):
+            raise ValueError(f"{len(self.vectors)} vectors for {len(self.prompts)} prompts")
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -82,13 +90,34 @@ class SidDataset:
     def __getitem__(self, i: int) -> Example:
         return Example(self.prompts[i], self.targets[i])
 
+    def with_vectors(self, encode: Callable[[list[str]], np.ndarray]) -> "SidDataset":
+        """A copy whose rows carry ``encode(texts)`` (each distinct text encoded once), stored as float16."""
+        if len(self.texts) != len(self):
+            raise ValueError(f"dataset {self.kind!r} has no texts to encode")
+        distinct = sorted(set(self.texts))
+        row = {t: i for i, t in enumerate(distinct)}
+        table = np.asarray(encode(distinct), dtype=np.float16) if distinct else np.zeros((0, 0), dtype=np.float16)
+        vectors = table[[row[t] for t in self.texts]] if len(self) else table
+        return SidDataset(self.prompts, self.targets, self.kind, self.sources, self.texts, vectors)
+
     @classmethod
     def concat(cls, *parts: "SidDataset", kind: str = "mixed") -> "SidDataset":
-        """Join datasets (e.g. replay of an earlier stage's data)."""
+        """Join datasets (e.g. replay of an earlier stage's data); vectors only when every part has them."""
         prompts = [p for d in parts for p in d.prompts]
         targets = np.concatenate([d.targets for d in parts]) if parts else np.empty((0, 0), dtype=np.int64)
         sources = np.concatenate([d.sources for d in parts]) if parts else np.empty(0, dtype=np.int64)
-        return cls(prompts, targets, kind, sources)
+        texts = [t for d in parts for t in d.texts] if all(len(d.texts) == len(d) for d in parts) else []
+        with_vec = bool(parts) and all(d.vectors is not None for d in parts)
+        vectors = np.concatenate([d.vectors for d in parts]) if with_vec else None  # type: ignore[misc]
+        return cls(prompts, targets, kind, sources, texts, vectors)
+
+    def subset(self, rows: np.ndarray) -> "SidDataset":
+        """The rows ``rows`` (e.g. a validation split), every field kept aligned."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return SidDataset([self.prompts[i] for i in rows], self.targets[rows], self.kind,
+                          self.sources[rows] if len(self.sources) == len(self) else self.sources,
+                          [self.texts[i] for i in rows] if len(self.texts) == len(self) else [],
+                          None if self.vectors is None else self.vectors[rows])  # fmt: skip
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -99,6 +128,11 @@ class SidDataset:
         }, metadata={"kind": self.kind})
         if len(self.sources) == len(self):
             table = table.append_column("source", pa.array(self.sources, type=pa.int64()))
+        if len(self.texts) == len(self):
+            table = table.append_column("text", pa.array(self.texts, type=pa.string()))
+        if self.vectors is not None:
+            table = table.append_column("vector", pa.array(self.vectors.astype(np.float32).tolist(),
+                                                           type=pa.list_(pa.float32())))  # fmt: skip
         pq.write_table(table, path)
         return path
 
@@ -108,7 +142,9 @@ class SidDataset:
         kind = (table.schema.metadata or {}).get(b"kind", b"").decode()
         cols = table.to_pydict()
         sources = np.asarray(cols.get("source", []), dtype=np.int64)
-        return cls([list(p) for p in cols["prompt"]], np.asarray(cols["target"], dtype=np.int64), kind, sources)
+        vectors = np.asarray(cols["vector"], dtype=np.float16) if "vector" in cols else None
+        return cls([list(p) for p in cols["prompt"]], np.asarray(cols["target"], dtype=np.int64), kind, sources,
+                   list(cols.get("text", [])), vectors)  # fmt: skip
 
 
 def sid_lookup(sid_assignments: pd.DataFrame) -> dict[int, Sid]:
@@ -142,7 +178,8 @@ def item_examples(items: pd.DataFrame, sid_assignments: pd.DataFrame, tokenizer:
     rows = items[items["item_id"].isin(list(lookup))].sort_values("item_id")
     prompts = [tokenizer.encode_prompt(t, kind="item") for t in rows["title"]]
     targets = np.array([lookup[int(i)] for i in rows["item_id"]], dtype=np.int64).reshape(len(rows), tokenizer.sid_depth)
-    return SidDataset(prompts, targets, "i2sid", rows["item_id"].to_numpy(dtype=np.int64))
+    return SidDataset(prompts, targets, "i2sid", rows["item_id"].to_numpy(dtype=np.int64),
+                      [str(t) for t in rows["title"]])
 
 
 def query_examples(
@@ -162,7 +199,7 @@ def query_examples(
         for sid, w in _engaged(row, lookup, cfg.purchase_weight).items():
             counts[sid] = counts.get(sid, 0.0) + w
     rng = np.random.default_rng(cfg.seed)
-    prompts, targets, sources = [], [], []
+    prompts, targets, sources, texts = [], [], [], []
     for q in sorted(per_query):
         if not per_query[q]:
             continue
@@ -171,8 +208,9 @@ def query_examples(
             prompts.append(prompt)
             targets.append(sid)
             sources.append(first_request[q])
+            texts.append(q)
     return SidDataset(prompts, np.array(targets, dtype=np.int64).reshape(len(prompts), tokenizer.sid_depth), "q2sid",
-                      np.array(sources, dtype=np.int64))
+                      np.array(sources, dtype=np.int64), texts)
 
 
 def context_from_features(
@@ -227,7 +265,7 @@ def user_query_examples(
     cfg = cfg or ExamplesConfig()
     lookup = sid_lookup(sid_assignments)
     rng = np.random.default_rng(cfg.seed)
-    prompts, targets, sources = [], [], []
+    prompts, targets, sources, texts = [], [], [], []
     for row in requests.sort_values(["ts", "request_id"]).itertuples(index=False):
         counts = _engaged(row, lookup, cfg.purchase_weight)
         if not counts or not normalize_query(row.query):
@@ -241,8 +279,9 @@ def user_query_examples(
             prompts.append(prompt)
             targets.append(sid)
             sources.append(int(row.request_id))
+            texts.append(normalize_query(row.query))
     return SidDataset(prompts, np.array(targets, dtype=np.int64).reshape(len(prompts), tokenizer.sid_depth), "uq2sid",
-                      np.array(sources, dtype=np.int64))
+                      np.array(sources, dtype=np.int64), texts)
 
 
 def user_contexts_from_log(

@@ -24,6 +24,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from transformers.utils import logging as hf_logging
 
+from genrecall.gen.semantic import SemanticQwen2ForCausalLM
 from genrecall.gen.tokenizer import GenTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -47,6 +48,9 @@ class GeneratorConfig:
     device: str = "cpu"  # "cuda", "cuda:1" or "auto" (cuda when present)
     attn_implementation: str = "sdpa"  # fused attention in torch; "eager" for debugging
     pretrained_dir: str | None = None  # a local checkpoint dir to start from instead of building
+    # width of the sentence vectors fed to <sem> placeholders (gen/semantic.py); 0 = the trainer fills it
+    # from the encoder (384 for MiniLM). Used only when the tokenizer has semantic_tokens > 0.
+    semantic_dim: int = 0
     seed: int = 0  # weight initialisation seed
 
 
@@ -84,9 +88,10 @@ def qwen2_config(cfg: GeneratorConfig, vocab_size: int, tokenizer: GenTokenizer 
     """The `transformers` config for ``cfg`` (special token ids filled in when a tokenizer is given)."""
     if cfg.hidden_size % cfg.num_heads or cfg.num_heads % cfg.num_kv_heads:
         raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
-    extra = {}
+    extra: dict[str, int] = {}
     if tokenizer is not None:
         extra = {"pad_token_id": tokenizer.pad_id, "bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
+        extra |= semantic_fields(cfg, tokenizer)
     return Qwen2Config(
         vocab_size=int(vocab_size),
         hidden_size=cfg.hidden_size,
@@ -104,13 +109,28 @@ def qwen2_config(cfg: GeneratorConfig, vocab_size: int, tokenizer: GenTokenizer 
     )
 
 
+def semantic_fields(cfg: GeneratorConfig, tokenizer: GenTokenizer) -> dict[str, int]:
+    """Config entries of a semantic-prompt model ({} when the tokenizer has no <sem> placeholders)."""
+    if not tokenizer.semantic_tokens:
+        return {}
+    if cfg.semantic_dim < 1:
+        raise ValueError("the tokenizer has <sem> placeholders: set GeneratorConfig.semantic_dim (the encoder's width)")
+    return {"semantic_dim": cfg.semantic_dim, "semantic_tokens": tokenizer.semantic_tokens,
+            "semantic_token_id": int(tokenizer.semantic_id)}  # fmt: skip
+
+
+def model_class(config: object) -> type[Qwen2ForCausalLM]:
+    """`SemanticQwen2ForCausalLM` for a config with semantic tokens, else plain Qwen2."""
+    return SemanticQwen2ForCausalLM if int(getattr(config, "semantic_tokens", 0) or 0) > 0 else Qwen2ForCausalLM
+
+
 def build_model(cfg: GeneratorConfig, vocab_size: int, *, tokenizer: GenTokenizer | None = None) -> Qwen2ForCausalLM:
     """A freshly initialised model (deterministic from ``cfg.seed``), on ``cfg.device`` in ``cfg.dtype``."""
     hf = qwen2_config(cfg, vocab_size, tokenizer)
     hf._attn_implementation = cfg.attn_implementation
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = Qwen2ForCausalLM(hf)
+        model = model_class(hf)(hf)
     return model.to(device=resolve_device(cfg.device), dtype=resolve_dtype(cfg.dtype))
 
 
@@ -126,12 +146,14 @@ def load_pretrained(
     which keeps the first logits sane. Never touches the network.
     """
     cfg = cfg or GeneratorConfig()
+    semantic = semantic_fields(cfg, tokenizer)  # the projection is new: initialised, then trained
     with _quiet():
-        model = Qwen2ForCausalLM.from_pretrained(
+        model = (SemanticQwen2ForCausalLM if semantic else Qwen2ForCausalLM).from_pretrained(
             str(local_dir),
             local_files_only=True,
             dtype=resolve_dtype(cfg.dtype),
             attn_implementation=cfg.attn_implementation,
+            **semantic,
         )
     old = model.get_input_embeddings().weight.shape[0]
     if tokenizer.n_text > old:
@@ -168,8 +190,9 @@ def load_generator(path: str | Path, *, device: str = "cpu", dtype: str | None =
     path = Path(path)
     tokenizer = GenTokenizer.load(path / TOKENIZER_FILE)
     kwargs = {"dtype": resolve_dtype(dtype)} if dtype else {}
+    config = Qwen2Config.from_pretrained(str(path), local_files_only=True)
     with _quiet():
-        model = Qwen2ForCausalLM.from_pretrained(str(path), local_files_only=True, **kwargs)
+        model = model_class(config).from_pretrained(str(path), local_files_only=True, **kwargs)
     model.eval()
     return Generator(model.to(resolve_device(device)), tokenizer)
 

@@ -45,6 +45,7 @@ from safetensors.torch import load_file, save_file
 from genrecall import dist
 from genrecall.gen.examples import SidDataset
 from genrecall.gen.model import save_generator
+from genrecall.gen.semantic import is_semantic
 from genrecall.gen.tokenizer import GenTokenizer
 
 STAGES: tuple[str, ...] = ("i2sid", "q2sid", "uq2sid")  # the paper's progressive order
@@ -97,15 +98,19 @@ def collate(dataset: SidDataset, indices: np.ndarray, tokenizer: GenTokenizer) -
         ids[r, width - len(s):] = torch.tensor(s)
         mask[r, width - len(s):] = 1
     n_target = tokenizer.sid_depth + 1
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-            "targets": ids[:, -n_target:]}
+    batch = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+             "targets": ids[:, -n_target:]}
+    if dataset.vectors is not None:  # sentence vectors for a semantic-prompt model (gen/semantic.py)
+        batch["semantic"] = torch.from_numpy(np.asarray(dataset.vectors[indices], dtype=np.float32))
+    return batch
 
 
 def target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy over the SID tokens and <eos> of each row."""
     n_target = batch["targets"].shape[1]
+    extra = {"semantic": batch["semantic"]} if "semantic" in batch and is_semantic(model) else {}
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                position_ids=batch["position_ids"], use_cache=False, logits_to_keep=n_target + 1)
+                position_ids=batch["position_ids"], use_cache=False, logits_to_keep=n_target + 1, **extra)
     logits = out.logits[:, :-1, :].float()  # position j predicts token j+1
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
 

@@ -41,6 +41,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 Sid = tuple[int, ...]
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<sep>", "<sid>", "<item>", "<query>", "<user>", "<hist>", "<cat>")
+SEMANTIC_TOKEN = "<sem>"  # placeholder whose embedding the generator replaces by a sentence vector
 PROFILE_FIELDS: tuple[str, ...] = ("gender", "age_band", "price_tier")
 FORMAT = "genrecall-gen-tokenizer"
 FORMAT_VERSION = 1
@@ -55,6 +56,7 @@ class TokenizerConfig:
     lowercase: bool = True  # shoppers type in any case; titles are title-cased
     max_text_tokens: int = 32  # titles/queries are truncated here; keeps prompts short for CPU training
     max_categories: int = 3  # recent category names rendered in a user prompt
+    semantic_tokens: int = 0  # <sem> placeholders at the start of every prompt for the sentence vector (gen/semantic.py); 0 = off
     profile_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra profile values to reserve
 
 
@@ -69,6 +71,7 @@ class GenTokenizer:
         profile_values: Mapping[str, Iterable[str]] | None = None,
         max_text_tokens: int = 32,
         max_categories: int = 3,
+        semantic_tokens: int = 0,
     ) -> None:
         if not sid_vocab_sizes or any(int(s) < 1 for s in sid_vocab_sizes):
             raise ValueError(f"sid_vocab_sizes must be positive, got {tuple(sid_vocab_sizes)}")
@@ -76,6 +79,9 @@ class GenTokenizer:
         self.sid_vocab_sizes: tuple[int, ...] = tuple(int(s) for s in sid_vocab_sizes)
         self.max_text_tokens = int(max_text_tokens)
         self.max_categories = int(max_categories)
+        if int(semantic_tokens) < 0:
+            raise ValueError(f"semantic_tokens must be >= 0, got {semantic_tokens}")
+        self.semantic_tokens = int(semantic_tokens)
         values = {f: tuple(sorted({str(v) for v in (profile_values or {}).get(f, ()) if v is not None and v == v} - {"?"}))
                   for f in PROFILE_FIELDS}  # None/NaN are "unknown", which <field:?> already covers
         self.profile_values: dict[str, tuple[str, ...]] = values
@@ -84,12 +90,15 @@ class GenTokenizer:
         names = list(SPECIAL_TOKENS)
         for f in PROFILE_FIELDS:
             names += [f"<{f}:{v}>" for v in values[f]] + [f"<{f}:?>"]
+        if self.semantic_tokens:  # appended last: tokenizers without it keep every id they had
+            names.append(SEMANTIC_TOKEN)
         self._extra: dict[str, int] = {name: self.n_text + i for i, name in enumerate(names)}
         self._extra_names = names
         self.sid_start = self.n_text + len(names)
         self.sid_offsets = self.sid_start + np.concatenate([[0], np.cumsum(self.sid_vocab_sizes)[:-1]]).astype(np.int64)
         self.vocab_size = self.sid_start + int(sum(self.sid_vocab_sizes))
         self.pad_id, self.bos_id, self.eos_id, self.sep_id, self.sid_id = (self._extra[t] for t in SPECIAL_TOKENS[:5])
+        self.semantic_id: int | None = self._extra.get(SEMANTIC_TOKEN)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -119,7 +128,8 @@ class GenTokenizer:
         merged: dict[str, set] = {f: set(v) for f, v in cfg.profile_values.items()}
         for f, vals in (profile_values or {}).items():
             merged.setdefault(f, set()).update(vals)
-        return cls(text, sid_vocab_sizes, profile_values=merged, max_text_tokens=cfg.max_text_tokens, max_categories=cfg.max_categories)
+        return cls(text, sid_vocab_sizes, profile_values=merged, max_text_tokens=cfg.max_text_tokens, max_categories=cfg.max_categories,
+                   semantic_tokens=cfg.semantic_tokens)
 
     @classmethod
     def from_pretrained(
@@ -130,6 +140,7 @@ class GenTokenizer:
         profile_values: Mapping[str, Iterable[str]] | None = None,
         max_text_tokens: int = 32,
         max_categories: int = 3,
+        semantic_tokens: int = 0,
     ) -> "GenTokenizer":
         """Use a local checkpoint's own ``tokenizer.json`` as the text backend (never downloads)."""
         path = Path(local_dir) / "tokenizer.json"
@@ -137,7 +148,7 @@ class GenTokenizer:
             raise FileNotFoundError(f"{path} not found: a pretrained generator needs its tokenizer.json")
         values = {f: list(vals) for f, vals in (profile_values or {}).items()}
         return cls(Tokenizer.from_file(str(path)), sid_vocab_sizes, profile_values=values,
-                   max_text_tokens=max_text_tokens, max_categories=max_categories)
+                   max_text_tokens=max_text_tokens, max_categories=max_categories, semantic_tokens=semantic_tokens)
 
     # -- ids --------------------------------------------------------------------------------------
     @property
@@ -232,7 +243,7 @@ class GenTokenizer:
         """
         if kind not in ("item", "query"):
             raise ValueError(f"kind must be 'item' or 'query', got {kind!r}")
-        ids = [self.bos_id]
+        ids = [self.bos_id] + ([self._extra[SEMANTIC_TOKEN]] * self.semantic_tokens if self.semantic_tokens else [])
         if kind == "item":
             if profile or history or categories:
                 raise ValueError("item prompts carry no user context")
@@ -277,6 +288,7 @@ class GenTokenizer:
             "profile_values": {f: list(v) for f, v in self.profile_values.items()},
             "max_text_tokens": self.max_text_tokens,
             "max_categories": self.max_categories,
+            "semantic_tokens": self.semantic_tokens,
             "vocab_size": self.vocab_size,
             "text_tokenizer": json.loads(self.text.to_str()),
         }
@@ -299,6 +311,7 @@ class GenTokenizer:
             profile_values=data["profile_values"],
             max_text_tokens=data["max_text_tokens"],
             max_categories=data["max_categories"],
+            semantic_tokens=data.get("semantic_tokens", 0),
         )
         if tok.vocab_size != data["vocab_size"]:
             raise ValueError(f"{path}: vocabulary size changed on load ({tok.vocab_size} != {data['vocab_size']})")
