@@ -62,7 +62,8 @@ class SidTokenizerConfig:
     dead_code_steps: int = 100  # restart a code unused this many steps (raised for big codebooks, capped at an epoch; rqvae.py)
     kmeans_iters: int = 20  # Lloyd iterations for codebook init
     kmeans_sample: int = 20000  # items used for k-means init (all if fewer); bounds init cost on big catalogs
-    target_items_per_sid: float = 4.0  # sizes "auto" levels 2..L so a prefix holds about this many items
+    target_items_per_sid: float = 4.0  # sizes "auto" levels so a full prefix holds about this many items
+    min_level_size: int = 8  # smallest "auto" size of levels 2..L; 2 lets a large target_items_per_sid through
     seed: int = 0  # everything (init, batches, query sampling, restarts) derives from this
 
     @property
@@ -81,23 +82,27 @@ class SidTokenizerConfig:
 
 
 def resolve_codebook_sizes(cfg: SidTokenizerConfig, n_items: int, n_categories: int) -> tuple[int, ...]:
-    """Turn ``"auto"`` entries into numbers for this catalog.
+    """Turn ``"auto"`` entries into numbers for this catalog, so a SID holds ~``target_items_per_sid`` items.
 
-    Level 1: #categories + spare (at least 2); with no categories, about one code per 50 items (<= 2048).
-    Deeper levels: the power of two (8..1024) that leaves about ``target_items_per_sid`` items per prefix.
+    Level 1: #categories + spare (at least 2); with no categories, the level share of the SID count
+    ``(n_items / target_items_per_sid) ** (1 / L)`` (<= 2048), so every level splits about equally.
+    Deeper levels: the power of two (``min_level_size``..1024) that leaves about
+    ``target_items_per_sid`` items per prefix.
     """
     sizes: list[int] = []
     spec = list(cfg.codebook_sizes)
+    target = max(float(cfg.target_items_per_sid), 1e-9)
     if spec[0] == "auto":
-        k1 = n_categories + cfg.level1_spare if n_categories else min(2048, n_items // 50)
+        even = math.ceil((max(n_items, 1) / target) ** (1 / len(spec)))
+        k1 = n_categories + cfg.level1_spare if n_categories else min(2048, even)
         sizes.append(max(2, k1))
     else:
         sizes.append(int(spec[0]))
     if cfg.forcing and sizes[0] < n_categories:
         raise ValueError(f"level-1 codebook ({sizes[0]}) must have one code per category ({n_categories})")
     deeper = len(spec) - 1
-    per = (max(n_items, 1) / (sizes[0] * cfg.target_items_per_sid)) ** (1 / max(deeper, 1))
-    auto = int(min(1024, max(8, 2 ** math.ceil(math.log2(max(per, 1.0))))))
+    per = (max(n_items, 1) / (sizes[0] * target)) ** (1 / max(deeper, 1))
+    auto = int(min(1024, max(cfg.min_level_size, 2 ** math.ceil(math.log2(max(per, 1.0))))))
     sizes.extend(auto if s == "auto" else int(s) for s in spec[1:])
     return tuple(sizes)
 
