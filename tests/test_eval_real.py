@@ -52,7 +52,7 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
             "embed": {"encoder": "hash", "hash_dim": 32},
             "sid": {"epochs": 2, "hidden_dims": [32], "latent_dim": 8, "codebook_sizes": [8, 4, 4],
                     "kmeans_iters": 5, "batch_size": 64},
-            "train": {"tokenizer": {"vocab_size": 300},
+            "train": {"tokenizer": {"vocab_size": 300, "semantic_tokens": 2}, "pseudo": {"per_item": 1},
                       "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
                                 "intermediate_size": 64},
                       "i2sid": {"max_steps": 10, "batch_size": 32, "num_threads": 1},
@@ -67,11 +67,22 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
     assert res.exit_code == 0, res.output
     m = json.loads(out.read_text())
     check_metrics(m)
-    assert set(m["judged"]) == {"cq_sid", "rq_vae", "bm25", "dense"}
+    assert set(m["judged"]) == {"cq_sid", "rq_vae", "bm25", "dense", "tokenizer_beam", "fusion"}
+    fusion = m["judged"]["fusion"]
+    assert set(fusion) >= {"union_bm25@1000", "union_dense@1000", "rrf@1000", "generator_only@1000"}
+    assert all(0.0 <= v <= 1.0 for v in fusion.values())
+    # the union of two halves can't beat both channels' full lists together, and RRF sees all three
+    assert fusion["generator_only@1000"] <= fusion["generator@1000"]
+    assert fusion["bm25@1000"] == pytest.approx(m["judged"]["bm25"]["items@1000"])
     assert m["data"]["test_queries"] == 40 and m["data"]["test_pairs"] >= 40
     # BM25 on titles finds some relevant items for queries made of title words
     assert m["judged"]["bm25"]["items@1000"] > 0
-    assert (root / "judged_metrics" / "generator" / "cq_sid" / "q2sid" / "final").is_dir()
+    final = root / "judged_metrics" / "generator" / "cq_sid" / "q2sid" / "final"
+    assert final.is_dir()
+    from genrecall.gen.model import load_generator
+    from genrecall.gen.semantic import SemanticQwen2ForCausalLM
+
+    assert isinstance(load_generator(final).model, SemanticQwen2ForCausalLM)  # the prompt carried the vectors
 
 
 def test_eval_real_refuses_overlapping_splits(judged_csv: Path, tmp_path: Path) -> None:

@@ -8,12 +8,18 @@ clusters (category forcing has nothing to force). The test judgments' queries ar
 the CQ-SID generator, the RQ-VAE baseline generator, BM25 and dense retrieval over all products;
 the result is one ``judged`` block in the metrics.json format. Nothing is ordered by popularity:
 there is none, so truncation keeps beam order (ties by item id).
+
+Beside the generators: ``tokenizer_beam`` (the query vector through CQ-SID's own encoder and a beam
+over its codebooks, no training) and a ``fusion`` block (what the generator adds to BM25 and dense).
+When the generator reads sentence vectors (``train.tokenizer.semantic_tokens``), every prompt carries
+the MiniLM vector of its text, and items also train on pseudo-queries (``pseudo``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,17 +29,23 @@ import pandas as pd
 
 from genrecall.config import from_dict
 from genrecall.data.judged import load_judged, relevant_pairs
+from genrecall.data.text import normalize_query
 from genrecall.eval.baselines import BM25Retriever, DenseRetriever
+from genrecall.eval.fusion import FusionConfig, fusion_metrics, generator_items
+from genrecall.eval.inputs import GeneratorRun, as_sid_lookup
 from genrecall.eval.metrics import GeneratorMetrics, evaluate_generator, evaluate_ranked_items
 from genrecall.eval.report import build_metrics, metrics_block, print_summary, write_metrics
-from genrecall.data.text import normalize_query
 from genrecall.gen.model import load_generator
 from genrecall.pipeline.evaluate import EvaluateConfig, generate_sids
 from genrecall.pipeline.sid import SidConfig, fit_method
 from genrecall.pipeline.train import TrainConfig, train_method
+from genrecall.sid.beam import tokenizer_beam
 from genrecall.sid.encoder import EmbeddingCache, EncoderConfig, make_encoder
 from genrecall.sid.health import sid_health
-from genrecall.sid.tokenizer import QueryPairs
+from genrecall.sid.index import SidIndex
+from genrecall.sid.tokenizer import QueryPairs, SidTokenizer
+
+REFERENCE = "tokenizer_beam"  # the training-free reference, on the first method's (CQ-SID's) tokenizer
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,8 @@ class EvalRealConfig:
     sid: dict[str, Any] = field(default_factory=dict)  # SidConfig (test_days is ignored: no time)
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig (no UQ2SID: no users)
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvaluateConfig (beams, max_requests, ...)
+    fusion: dict[str, Any] = field(default_factory=dict)  # FusionConfig
+    tokenizer_beam: bool = True  # the training-free reference a trained generator must beat
 
 
 @dataclass
@@ -54,6 +68,25 @@ class EvalRealResult:
     out: str
     test_queries: int
     test_pairs: int
+
+
+@dataclass
+class JudgedRun:
+    """The judged data as the pipeline sees it: items, train log, sampled test log, vectors."""
+
+    items: pd.DataFrame
+    ids: np.ndarray
+    train_log: pd.DataFrame
+    test_log: pd.DataFrame
+    x: np.ndarray  # item vectors, rows aligned to ``ids``
+    test_vectors: np.ndarray  # query vectors of ``test_log``
+    pairs: QueryPairs  # training (query, relevant item) pairs for CQ-SID's InfoNCE
+    query_vectors: np.ndarray  # rows indexed by ``pairs.query_index``
+    encode: Callable[[list[str]], np.ndarray]  # the cached encoder, for prompts of any text
+
+    @property
+    def targets(self) -> list[list[int]]:
+        return [list(c) for c in self.test_log["clicked"]]
 
 
 def judged_log(judgments: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -64,6 +97,58 @@ def judged_log(judgments: pd.DataFrame, threshold: float) -> pd.DataFrame:
         rows.append({"request_id": i, "query": q, "user_id": None, "exposed": group["item_id"].tolist(),
                      "clicked": [int(x) for x in rel.get(q, [])], "purchased": []})  # fmt: skip
     return pd.DataFrame(rows, columns=["request_id", "query", "user_id", "exposed", "clicked", "purchased"])
+
+
+def load_run(cfg: EvalRealConfig, products: str | Path, train: str | Path, test: str | Path) -> JudgedRun:
+    """Read and split the judgments, sample the test queries, embed products and queries (cached)."""
+    train_set, test_set = load_judged(products, train), load_judged(products, test)
+    items = train_set.products.sort_values("item_id").reset_index(drop=True)
+    ids = items["item_id"].to_numpy(np.int64)
+    train_log = judged_log(train_set.judgments, cfg.relevant_threshold)
+    test_log = judged_log(test_set.judgments, cfg.relevant_threshold)
+    overlap = set(train_log["query"]) & set(test_log["query"])
+    if overlap:
+        raise ValueError(f"{len(overlap)} queries are in both train and test judgments, e.g. {sorted(overlap)[:3]}")
+    ev = from_dict(EvaluateConfig, cfg.evaluate)
+    test_log = test_log[test_log["clicked"].map(len) > 0]
+    if ev.max_requests is not None and len(test_log) > ev.max_requests:
+        test_log = test_log.sample(n=ev.max_requests, random_state=ev.seed)
+    test_log = test_log.sort_values("request_id").reset_index(drop=True)
+
+    cache = EmbeddingCache(cfg.cache_dir, make_encoder(from_dict(EncoderConfig, cfg.embed)))
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return cache.encode(list(texts))[0]
+
+    x = encode(items["title"].astype(str).tolist())
+    queries = sorted(set(train_log["query"]))
+    qv = encode(queries)
+    qrow = {q: i for i, q in enumerate(queries)}
+    pairs_df = train_log[["query", "clicked"]].explode("clicked").dropna()
+    item_row = pd.Series(np.arange(len(ids)), index=ids)
+    pairs_df = pairs_df[pairs_df["clicked"].astype(np.int64).isin(item_row.index)]
+    pairs = QueryPairs(item_index=item_row.loc[pairs_df["clicked"].astype(np.int64)].to_numpy(np.int64),
+                       query_index=pairs_df["query"].map(qrow).to_numpy(np.int64))  # fmt: skip
+    test_vectors = encode(test_log["query"].tolist())
+    return JudgedRun(items, ids, train_log, test_log, x, test_vectors, pairs, qv, encode)
+
+
+def run_method(cfg: EvalRealConfig, method: str, run: JudgedRun, work: Path) -> tuple[SidTokenizer, SidIndex, GeneratorRun]:
+    """Fit one SID method, train its generator (I2SID -> Q2SID), beam-search the test queries."""
+    ev = from_dict(EvaluateConfig, cfg.evaluate)
+    sid_cfg = from_dict(SidConfig, {**cfg.sid, "methods": list(cfg.methods), "test_days": None})
+    train_cfg = from_dict(TrainConfig, {**cfg.train, "methods": list(cfg.methods), "personalized_methods": []})
+    cats = np.full(len(run.ids), np.nan)  # no categories in judged data
+    tok, index, _ = fit_method(sid_cfg, method, run.ids, run.x, cats, run.query_vectors, run.pairs)
+    tok.save(work / "sid" / method)
+    index.save(work / "index" / method)
+    texts = [*run.items["title"].astype(str), *run.train_log["query"]]
+    train_method(train_cfg, index, run.items, run.train_log, work / "generator" / method, texts=texts,
+                 encode=run.encode)  # fmt: skip
+    gen = load_generator(work / "generator" / method / "q2sid" / "final")
+    prompts = [gen.tokenizer.encode_prompt(q) for q in run.test_log["query"]]
+    semantic = run.test_vectors if gen.tokenizer.semantic_tokens else None
+    return tok, index, generate_sids(gen, index.trie, prompts, max(ev.beams), ev.beam_batch, semantic=semantic)
 
 
 def eval_real(
@@ -78,71 +163,48 @@ def eval_real(
     """Train tokenizers and generators on ``train_path`` judgments; evaluate on ``test_path``'s queries."""
     out = Path(out)
     work = Path(work_dir) if work_dir else out.with_suffix("")
-    train_set = load_judged(products_path, train_path)
-    test_set = load_judged(products_path, test_path)
-    items = train_set.products.sort_values("item_id").reset_index(drop=True)
-    ids = items["item_id"].to_numpy(np.int64)
-    train_log = judged_log(train_set.judgments, cfg.relevant_threshold)
-    test_log = judged_log(test_set.judgments, cfg.relevant_threshold)
-    overlap = set(train_log["query"]) & set(test_log["query"])
-    if overlap:
-        raise ValueError(f"{len(overlap)} queries are in both train and test judgments, e.g. {sorted(overlap)[:3]}")
+    run = load_run(cfg, products_path, train_path, test_path)
     ev = from_dict(EvaluateConfig, cfg.evaluate)
-    test_log = test_log[test_log["clicked"].map(len) > 0]
-    if ev.max_requests is not None and len(test_log) > ev.max_requests:
-        test_log = test_log.sample(n=ev.max_requests, random_state=ev.seed)
-    test_log = test_log.sort_values("request_id").reset_index(drop=True)
+    fcfg = from_dict(FusionConfig, cfg.fusion)
+    quality = pd.Series(np.zeros(len(run.ids)), index=run.ids)  # no popularity signal: beam order only
+    targets = run.targets
 
-    # Embeddings (cached by text hash) for products and every query.
-    encoder = make_encoder(from_dict(EncoderConfig, cfg.embed))
-    cache = EmbeddingCache(cfg.cache_dir, encoder)
-    x, _ = cache.encode(items["title"].astype(str).tolist())
-    queries = sorted(set(train_log["query"]) | set(test_log["query"]))
-    qv, _ = cache.encode(queries)
-    qrow = {q: i for i, q in enumerate(queries)}
-    pairs_df = train_log[["query", "clicked"]].explode("clicked").dropna()
-    item_row = pd.Series(np.arange(len(ids)), index=ids)
-    pairs_df = pairs_df[pairs_df["clicked"].astype(np.int64).isin(item_row.index)]
-    pairs = QueryPairs(item_index=item_row.loc[pairs_df["clicked"].astype(np.int64)].to_numpy(np.int64),
-                       query_index=pairs_df["query"].map(qrow).to_numpy(np.int64))  # fmt: skip
-    cats = np.full(len(ids), np.nan)  # no categories in judged data
+    def score(gen_run: GeneratorRun, index: SidIndex) -> GeneratorMetrics:
+        return evaluate_generator(gen_run, index, targets, quality, beams=ev.beams, n_items=ev.n_items,
+                                  truncate_n=ev.truncate_n, items_beam=ev.items_beam)  # fmt: skip
 
-    sid_cfg = from_dict(SidConfig, {**cfg.sid, "methods": list(cfg.methods), "test_days": None})
-    train_cfg = from_dict(TrainConfig, {**cfg.train, "methods": list(cfg.methods), "personalized_methods": []})
-    texts = [*items["title"].astype(str), *train_log["query"]]
-    quality = pd.Series(np.zeros(len(ids)), index=ids)  # no popularity signal: beam order only
-    targets = [list(c) for c in test_log["clicked"]]
     gens: dict[str, GeneratorMetrics] = {}
+    lists: dict[str, list[np.ndarray]] = {}
     health: dict[str, Any] = {}
     for method in cfg.methods:
-        tok, index, _ = fit_method(sid_cfg, method, ids, x, cats, qv, pairs)
-        tok.save(work / "sid" / method)
-        index.save(work / "index" / method)
-        health[method] = sid_health(index.sid_of(ids), tok.codebook_sizes).to_dict()
-        train_method(train_cfg, index, items, train_log, work / "generator" / method, texts=texts)
-        gen = load_generator(work / "generator" / method / "q2sid" / "final")
-        prompts = [gen.tokenizer.encode_prompt(normalize_query(q)) for q in test_log["query"]]
-        run = generate_sids(gen, index.trie, prompts, max(ev.beams), ev.beam_batch)
-        gens[method] = evaluate_generator(run, index, targets, quality, beams=ev.beams, n_items=ev.n_items,
-                                          truncate_n=ev.truncate_n, items_beam=ev.items_beam)  # fmt: skip
+        tok, index, gen_run = run_method(cfg, method, run, work)
+        health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
+        gens[method] = score(gen_run, index)
+        lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None,
+                                        gens[method].items_beam[fcfg.n], fcfg.n)  # fmt: skip
+        if cfg.tokenizer_beam and REFERENCE not in gens:
+            ref = GeneratorRun.from_sids(tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams),
+                                                        index.sid_vocab_sizes))  # fmt: skip
+            gens[REFERENCE] = score(ref, index)
 
-    k = max(ev.n_items)
-    bm25 = BM25Retriever().fit(ids, items["title"].astype(str).tolist())
-    dense = DenseRetriever().fit(ids, x)
-    test_qv = qv[[qrow[q] for q in test_log["query"]]]
-    rankers = {
-        "bm25": evaluate_ranked_items(bm25.search(test_log["query"].tolist(), k).items, targets, n_items=ev.n_items),
-        "dense": evaluate_ranked_items(dense.search(test_qv, k).items, targets, n_items=ev.n_items),
-    }
+    k = max(max(ev.n_items), fcfg.n)
+    bm25 = BM25Retriever().fit(run.ids, run.items["title"].astype(str).tolist())
+    dense = DenseRetriever().fit(run.ids, run.x)
+    ranked = {"bm25": bm25.search(run.test_log["query"].tolist(), k).items,
+              "dense": dense.search(run.test_vectors, k).items}  # fmt: skip
+    rankers = {name: evaluate_ranked_items(r, targets, n_items=ev.n_items) for name, r in ranked.items()}
     block, _ = metrics_block(gens, rankers, baseline=ev.baseline, target_frac=ev.target_frac,
                              report_beams=ev.report_beams)  # fmt: skip
+    main = cfg.methods[0]
+    rows = {name: [r[r >= 0] for r in ranked[name]] for name in ranked}
+    block["fusion"] = fusion_metrics(lists[main], rows["bm25"], rows["dense"], targets, fcfg)
     n_pairs = sum(len(set(t)) for t in targets)
-    data = {"preset": "judged", "items": len(ids), "requests": len(train_log), "test_pairs": n_pairs,
-            "test_queries": len(test_log), "relevant_threshold": cfg.relevant_threshold,
+    data = {"preset": "judged", "items": len(run.ids), "requests": len(run.train_log), "test_pairs": n_pairs,
+            "test_queries": len(run.test_log), "relevant_threshold": cfg.relevant_threshold, "fusion_of": main,
             "source": {"products": Path(products_path).name, "train": Path(train_path).name,
                        "test": Path(test_path).name}}  # fmt: skip
     metrics = build_metrics(judged=block, sid_health=health, data=data)
     write_metrics(metrics, out)
     (work / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=list))
     print_summary(metrics)
-    return EvalRealResult(str(out), len(test_log), n_pairs)
+    return EvalRealResult(str(out), len(run.test_log), n_pairs)

@@ -87,13 +87,22 @@ def sample_requests(test: pd.DataFrame, *, known_users: bool, cfg: EvaluateConfi
     return rows.sort_values("request_id").reset_index(drop=True)
 
 
-def generate_sids(gen: Generator, trie: Any, prompts: list[list[int]], beams: int, batch: int) -> GeneratorRun:
-    """Beam search every prompt with a loaded generator (identical prompts are searched once)."""
+def generate_sids(gen: Generator, trie: Any, prompts: list[list[int]], beams: int, batch: int,
+                  *, semantic: np.ndarray | None = None) -> GeneratorRun:  # fmt: skip
+    """Beam search every prompt with a loaded generator (identical prompts are searched once).
+
+    ``semantic``: the sentence vector of each prompt's text (a function of that text, so identical
+    prompts share it) for a semantic-prompt generator."""
     model, tok = gen
     model.eval()
     unique: dict[tuple[int, ...], int] = {}
     keys = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
-    results = beam_search(model, tok, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True)
+    vectors = None
+    if semantic is not None:
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        vectors = np.asarray(semantic)[[first[k] for k in range(len(unique))]]
+    results = beam_search(model, tok, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True,
+                          semantic=vectors)  # fmt: skip
     return GeneratorRun.from_sids([results[k].sids for k in keys])
 
 

@@ -4,7 +4,7 @@ For every method in ``cfg.methods`` (CQ-SID and the RQ-VAE baseline, same genera
 train a text BPE + SID tokenizer, build the generator, then run the paper's progressive stages,
 each warm-started from the previous one:
 
-1. I2SID  item title -> SID           (every listed item)
+1. I2SID  item title -> SID           (every listed item, plus ``pseudo`` query-like texts per item)
 2. Q2SID  query -> clicked SIDs       (training period of the log only)
 3. UQ2SID user + query -> SID         (``personalized_methods`` only; user context from Feast,
                                        point-in-time, so no example sees its own future)
@@ -15,11 +15,14 @@ Outputs ``<out_dir>/<method>/<stage>/final`` (generator dirs), ``loss.csv`` per 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from genrecall.config import from_dict
@@ -36,6 +39,7 @@ from genrecall.gen.examples import (
     user_query_examples,
 )
 from genrecall.gen.model import GeneratorConfig, make_generator
+from genrecall.gen.pseudo import PseudoQueryConfig, pseudo_query_examples
 from genrecall.gen.sft import STAGES, SFTConfig, train_progressive
 from genrecall.gen.tokenizer import PROFILE_FIELDS, GenTokenizer, TokenizerConfig
 from genrecall.sid.index import SidIndex
@@ -52,6 +56,7 @@ class TrainConfig:
     tokenizer: dict[str, Any] = field(default_factory=dict)  # TokenizerConfig
     model: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig
     examples: dict[str, Any] = field(default_factory=dict)  # ExamplesConfig
+    pseudo: dict[str, Any] = field(default_factory=dict)  # PseudoQueryConfig: extra I2SID rows per item (DSI-QG)
     i2sid: dict[str, Any] = field(default_factory=dict)  # SFTConfig of each stage
     q2sid: dict[str, Any] = field(default_factory=dict)
     uq2sid: dict[str, Any] = field(default_factory=dict)
@@ -145,20 +150,33 @@ def train_method(
     texts: list[str],
     profiles: dict[str, list[str]] | None = None,
     contexts: dict[int, UserContext] | None = None,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
     show_progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Tokenizer + generator for one SID space, trained I2SID -> Q2SID (-> UQ2SID when ``contexts``)."""
+    """Tokenizer + generator for one SID space, trained I2SID -> Q2SID (-> UQ2SID when ``contexts``).
+
+    ``encode`` (texts -> sentence vectors, the pipeline's cached encoder) feeds a semantic-prompt
+    generator (``tokenizer.semantic_tokens`` > 0); it is required then and unused otherwise.
+    """
     ex_cfg = from_dict(ExamplesConfig, cfg.examples)
     assignments = index.to_frame()
     tok = GenTokenizer.train(texts, index.sid_vocab_sizes, from_dict(TokenizerConfig, cfg.tokenizer),
                              profile_values=profiles)  # fmt: skip
     datasets: dict[str, SidDataset] = {
-        "i2sid": item_examples(items, assignments, tok),
+        "i2sid": SidDataset.concat(item_examples(items, assignments, tok),
+                                   pseudo_query_examples(items, assignments, tok, from_dict(PseudoQueryConfig, cfg.pseudo)),
+                                   kind="i2sid"),
         "q2sid": query_examples(train_log, assignments, tok, ex_cfg),
-    }
+    }  # fmt: skip
     if contexts is not None:
         datasets["uq2sid"] = user_query_examples(train_log, assignments, tok, contexts, ex_cfg)
-    model = make_generator(from_dict(GeneratorConfig, cfg.model), tok)
+    gen_cfg = from_dict(GeneratorConfig, cfg.model)
+    if tok.semantic_tokens:
+        if encode is None:
+            raise ValueError("train.tokenizer.semantic_tokens > 0 needs the sentence encoder (encode=...)")
+        datasets = {stage: ds.with_vectors(encode) for stage, ds in datasets.items()}
+        gen_cfg = dataclasses.replace(gen_cfg, semantic_dim=int(datasets["i2sid"].vectors.shape[1]))  # type: ignore[union-attr]
+    model = make_generator(gen_cfg, tok)
     configs = {s: cfg.stage_config(s) for s in STAGES if s in datasets}
     results = train_progressive(model, tok, datasets, configs, out_dir, show_progress=show_progress)
     return {
