@@ -21,7 +21,7 @@ from genrecall.pipeline.evaluate import EvaluateConfig, evaluate
 from genrecall.pipeline.features import features
 from genrecall.pipeline.generate import generate
 from genrecall.pipeline.sid import SidConfig, sid
-from genrecall.pipeline.train import TrainConfig, train
+from genrecall.pipeline.train import train, train_config
 from genrecall.pipeline.validate import validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,8 @@ TINY_PARAMS: dict[str, Any] = {
     "features": {},
     "train": {
         "test_days": 2,
-        "tokenizer": {"vocab_size": 300},
+        "tokenizer": {"vocab_size": 300, "semantic_tokens": 2},
+        "pseudo": {"per_item": 1},
         "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64},
         "i2sid": {"max_steps": 15, "batch_size": 32, "warmup_steps": 2, "num_threads": 1},
         "q2sid": {"max_steps": 15, "batch_size": 32, "warmup_steps": 2, "num_threads": 1},
@@ -73,8 +74,8 @@ def run_tiny_pipeline(root: Path, params: dict[str, Any] | None = None) -> TinyR
     sid(from_dict(SidConfig, p["sid"]), d / "validated", d / "embeddings", root / "models" / "sid", d / "sid",
         root / "reports", show_progress=False)  # fmt: skip
     features(from_dict(FeaturesConfig, p["features"]), d / "validated", d / "sid" / "cq_sid", repo, d / "feast")
-    train(from_dict(TrainConfig, p["train"]), d / "validated", d / "sid", root / "models" / "generator",
-          root / "reports", feast_repo=repo, feast_data_dir=d / "feast", show_progress=False)  # fmt: skip
+    train(train_config(p), d / "validated", d / "sid", root / "models" / "generator", root / "reports",
+          feast_repo=repo, feast_data_dir=d / "feast", cache_dir=root / "cache", show_progress=False)  # fmt: skip
     evaluate(from_dict(EvaluateConfig, p["evaluate"]), d / "validated", d / "sid", d / "embeddings",
              root / "models" / "generator", root / "reports", feast_repo=repo, feast_data_dir=d / "feast",
              preset=p["generate"].get("preset"))  # fmt: skip

@@ -8,6 +8,7 @@ only the sizes are small. Deterministic from the seeds below; about 30-60 s on o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from genrecall.data.marketplace import MarketplaceConfig, generate_marketplace
 from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, SID_ASSIGNMENTS, USERS, read_table
 from genrecall.gen.examples import SidDataset, item_examples, query_examples, user_contexts_from_log, user_query_examples
 from genrecall.gen.model import GeneratorConfig, build_model
+from genrecall.gen.semantic import SentenceEncoder
 from genrecall.gen.sft import SFTConfig, train_sft
 from genrecall.gen.tokenizer import GenTokenizer, TokenizerConfig
 from genrecall.pipeline.embed import EmbedConfig, embed
@@ -31,8 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 HASH = EmbedConfig(encoder="hash", hash_dim=32)
 SID_CFG = SidConfig(methods=("cq_sid",), epochs=3, hidden_dims=(64,), latent_dim=16,
                     codebook_sizes=("auto", 8, 8), kmeans_iters=5, batch_size=128)
+# a semantic-prompt generator (gen/semantic.py): the served bundle brings its encoder into the request path
 GEN_CFG = GeneratorConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128,
-                          max_positions=128)
+                          max_positions=128, semantic_dim=HASH.hash_dim, semantic_encoder=dataclasses.asdict(HASH))
 TINY_METRICS = {"semantic": {"cq_sid": {"hitrate@1": 0.10, "hitrate@10": 0.40, "hitrate@100": 0.80}},
                 "personalized": {"cq_sid": {"hitrate@10": 0.45, "items@1000": 0.60},
                                  "served": {"hitrate@10": 0.45, "items@1000": 0.60}}}  # what package writes
@@ -64,11 +67,12 @@ def train_tiny_generator(data_dir: Path, index_dir: Path, out_dir: Path, *, step
     sids = read_table(SID_ASSIGNMENTS, index_dir)
     index = SidIndex.load(index_dir)
     texts = list(items["title"]) + list(requests["query"]) + list(categories["name"])
-    tok = GenTokenizer.train(texts, index.sid_vocab_sizes, TokenizerConfig(vocab_size=600),
+    tok = GenTokenizer.train(texts, index.sid_vocab_sizes, TokenizerConfig(vocab_size=600, semantic_tokens=2),
                              profile_values={f: users[f].tolist() for f in ("gender", "age_band", "price_tier")})
     contexts = user_contexts_from_log(requests, users, sids, items=items, categories=categories)
     data = SidDataset.concat(item_examples(items, sids, tok), query_examples(requests, sids, tok),
                              user_query_examples(requests, sids, tok, contexts))
+    data = data.with_vectors(SentenceEncoder(HASH, data_dir.parent / "cache"))
     model = build_model(GeneratorConfig(**{**GEN_CFG.__dict__, "seed": seed}), len(tok), tokenizer=tok)
     cfg = SFTConfig(stage="uq2sid", max_steps=steps, batch_size=32, lr=5e-3, warmup_steps=10, seed=seed,
                     checkpoint_every=0, num_threads=1)

@@ -207,19 +207,20 @@ def train_sft(
     reports_dir: Annotated[Path, typer.Option(help="train.json")] = Path("reports"),
     feast_repo: FeastRepoOpt = Path("feature_repo"),
     feast_data: FeastDataOpt = Path("data/feast"),
+    cache_dir: Annotated[Path, typer.Option(help="embedding cache, for a semantic prompt")] = Path(".state/embed-cache"),
     nproc: NprocOpt = 1,
     params: ParamsOpt = None,
 ) -> None:
     """Progressive SFT (I2SID -> Q2SID -> UQ2SID) of the generator for each SID method."""
     from genrecall.config import from_dict
-    from genrecall.pipeline.train import TrainConfig
     from genrecall.pipeline.train import train as run
+    from genrecall.pipeline.train import train_config
 
     if _torchrun(nproc):
         return
     p = _params(params)
     with _ranked(p, out, reports_dir) as (main, (out, reports_dir)):
-        res = run(from_dict(TrainConfig, p.get("train")), data_dir, sid_dir, out, reports_dir,
+        res = run(train_config(p), data_dir, sid_dir, out, reports_dir, cache_dir=cache_dir,
                   feast_repo=feast_repo, feast_data_dir=feast_data)
     if not main:
         return

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from genrecall.data.text import normalize_query
 from genrecall.gen.tokenizer import GenTokenizer
+from genrecall.sid.encoder import item_texts
 
 Sid = tuple[int, ...]
 
@@ -178,8 +179,7 @@ def item_examples(items: pd.DataFrame, sid_assignments: pd.DataFrame, tokenizer:
     rows = items[items["item_id"].isin(list(lookup))].sort_values("item_id")
     prompts = [tokenizer.encode_prompt(t, kind="item") for t in rows["title"]]
     targets = np.array([lookup[int(i)] for i in rows["item_id"]], dtype=np.int64).reshape(len(rows), tokenizer.sid_depth)
-    return SidDataset(prompts, targets, "i2sid", rows["item_id"].to_numpy(dtype=np.int64),
-                      [str(t) for t in rows["title"]])
+    return SidDataset(prompts, targets, "i2sid", rows["item_id"].to_numpy(dtype=np.int64), item_texts(rows))
 
 
 def query_examples(

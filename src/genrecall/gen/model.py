@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -51,6 +51,7 @@ class GeneratorConfig:
     # width of the sentence vectors fed to <sem> placeholders (gen/semantic.py); 0 = the trainer fills it
     # from the encoder (384 for MiniLM). Used only when the tokenizer has semantic_tokens > 0.
     semantic_dim: int = 0
+    semantic_encoder: dict[str, Any] = field(default_factory=dict)  # its EncoderConfig, saved in config.json
     seed: int = 0  # weight initialisation seed
 
 
@@ -88,7 +89,7 @@ def qwen2_config(cfg: GeneratorConfig, vocab_size: int, tokenizer: GenTokenizer 
     """The `transformers` config for ``cfg`` (special token ids filled in when a tokenizer is given)."""
     if cfg.hidden_size % cfg.num_heads or cfg.num_heads % cfg.num_kv_heads:
         raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
-    extra: dict[str, int] = {}
+    extra: dict[str, Any] = {}
     if tokenizer is not None:
         extra = {"pad_token_id": tokenizer.pad_id, "bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
         extra |= semantic_fields(cfg, tokenizer)
@@ -109,14 +110,14 @@ def qwen2_config(cfg: GeneratorConfig, vocab_size: int, tokenizer: GenTokenizer 
     )
 
 
-def semantic_fields(cfg: GeneratorConfig, tokenizer: GenTokenizer) -> dict[str, int]:
+def semantic_fields(cfg: GeneratorConfig, tokenizer: GenTokenizer) -> dict[str, Any]:
     """Config entries of a semantic-prompt model ({} when the tokenizer has no <sem> placeholders)."""
     if not tokenizer.semantic_tokens:
         return {}
     if cfg.semantic_dim < 1:
         raise ValueError("the tokenizer has <sem> placeholders: set GeneratorConfig.semantic_dim (the encoder's width)")
     return {"semantic_dim": cfg.semantic_dim, "semantic_tokens": tokenizer.semantic_tokens,
-            "semantic_token_id": int(tokenizer.semantic_id)}  # fmt: skip
+            "semantic_token_id": int(tokenizer.semantic_id), "semantic_encoder": dict(cfg.semantic_encoder)}  # fmt: skip
 
 
 def model_class(config: object) -> type[Qwen2ForCausalLM]:

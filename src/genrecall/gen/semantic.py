@@ -18,16 +18,25 @@ tokens stay after them: brands, model numbers and sizes are lexical and the enco
   placeholders keep their own learned embedding: a model still answers when the encoder is absent,
   only without the encoder's help (tests hold the two paths apart).
 - Decoding steps after the prefill carry no placeholder, so only the prefill needs ``semantic``.
+- The encoder travels with the generator: ``config.semantic_encoder`` holds its `EncoderConfig`, and
+  `SentenceEncoder.for_model` rebuilds it wherever the generator is loaded (evaluation, RL, serving).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from genrecall.config import from_dict
+from genrecall.sid.encoder import EmbeddingCache, EncoderConfig, make_encoder
+
 
 
 class SemanticQwen2ForCausalLM(Qwen2ForCausalLM):
@@ -72,3 +81,57 @@ def semantic_tensor(model: nn.Module, vectors: np.ndarray | None) -> dict[str, t
         return {}
     device = next(model.parameters()).device
     return {"semantic": torch.as_tensor(np.asarray(vectors, dtype=np.float32), device=device)}
+
+
+class SentenceEncoder:
+    """The pipeline's sentence encoder as a semantic generator needs it: ``encoder(texts) -> (n, dim)``.
+
+    With ``cache_dir`` vectors come from (and go to) the on-disk `EmbeddingCache` the embed stage
+    fills; without it, an in-memory LRU of ``memory`` texts keeps repeated queries free (serving).
+    """
+
+    def __init__(self, config: EncoderConfig, cache_dir: str | Path | None = None, *, memory: int = 10_000) -> None:
+        self.config = config
+        self.encoder = make_encoder(config)
+        self.dim = int(self.encoder.dim)
+        self.cache = EmbeddingCache(cache_dir, self.encoder) if cache_dir else None
+        self.memory = int(memory)
+        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.cache is not None:
+            return self.cache.encode(texts)[0].astype(np.float32, copy=False)
+        todo = sorted({t for t in texts if t not in self._lru})
+        if todo:
+            for t, v in zip(todo, self.encoder.encode(todo)):
+                self._lru[t] = np.asarray(v, dtype=np.float32)
+        out = np.stack([self._lru[t] for t in texts])
+        for t in texts:
+            self._lru.move_to_end(t)
+        while len(self._lru) > self.memory:
+            self._lru.popitem(last=False)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    @classmethod
+    def for_model(cls, model: nn.Module, cache_dir: str | Path | None = None, **kwargs: Any) -> "SentenceEncoder | None":
+        """The encoder recorded in a semantic model's config (None for a plain model)."""
+        if not is_semantic(model):
+            return None
+        spec = getattr(getattr(model, "module", model).config, "semantic_encoder", None)
+        if not spec:
+            raise ValueError("a semantic generator without config.semantic_encoder: which encoder fed it is unknown")
+        return cls(from_dict(EncoderConfig, dict(spec)), cache_dir, **kwargs)
+
+
+def vectors_for(model: nn.Module, texts: list[str], encoder: SentenceEncoder | None = None) -> np.ndarray | None:
+    """Sentence vectors of ``texts`` for a semantic model (its own recorded encoder unless given), else None."""
+    if not is_semantic(model):
+        return None
+    enc = encoder or SentenceEncoder.for_model(model)
+    return None if enc is None else enc(texts)

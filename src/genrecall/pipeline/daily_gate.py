@@ -31,7 +31,14 @@ from genrecall.data.split import time_split
 from genrecall.eval.metrics import evaluate_generator, personalized_metrics
 from genrecall.features.sources import log_exposure_stats
 from genrecall.gen.model import Generator
-from genrecall.pipeline.evaluate import EvaluateConfig, _prompts, generate_sids, quality_from_stats, sample_requests
+from genrecall.pipeline.evaluate import (
+    EvaluateConfig,
+    _prompts,
+    generate_sids,
+    quality_from_stats,
+    query_texts,
+    sample_requests,
+)
 from genrecall.pipeline.train import feast_contexts
 from genrecall.sid.index import SidIndex
 
@@ -97,7 +104,7 @@ def gate_metrics(gen: Generator, index: SidIndex, sample: GateSample, *, method:
     for name, rows, ctx in (("semantic", sample.semantic, None), ("personalized", sample.personalized, sample.contexts)):
         targets = [list(c) for c in rows["clicked"]]
         run = generate_sids(gen, index.trie, _prompts(tok, rows["query"], ctx, rows["request_id"]), max(cfg.beams),
-                            beam_batch)  # fmt: skip
+                            beam_batch, texts=query_texts(rows["query"]))  # fmt: skip
         block = evaluate_generator(run, index, targets, sample.quality, **kw).to_dict(cfg.report_beams)
         if name == "personalized":
             block.update(personalized_metrics(run, index, targets, [list(e) for e in rows["exposed"]], ks=cfg.ks,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,12 @@ from genrecall.eval.inputs import GeneratorRun, as_sid_lookup
 from genrecall.eval.metrics import GeneratorMetrics, evaluate_generator, evaluate_ranked_items
 from genrecall.eval.report import build_metrics, metrics_block, print_summary, write_metrics
 from genrecall.gen.model import load_generator
+from genrecall.gen.semantic import SentenceEncoder
 from genrecall.pipeline.evaluate import EvaluateConfig, generate_sids
 from genrecall.pipeline.sid import SidConfig, fit_method
 from genrecall.pipeline.train import TrainConfig, train_method
 from genrecall.sid.beam import tokenizer_beam
-from genrecall.sid.encoder import EmbeddingCache, EncoderConfig, make_encoder
+from genrecall.sid.encoder import EncoderConfig
 from genrecall.sid.health import sid_health
 from genrecall.sid.index import SidIndex
 from genrecall.sid.tokenizer import QueryPairs, SidTokenizer
@@ -82,7 +82,7 @@ class JudgedRun:
     test_vectors: np.ndarray  # query vectors of ``test_log``
     pairs: QueryPairs  # training (query, relevant item) pairs for CQ-SID's InfoNCE
     query_vectors: np.ndarray  # rows indexed by ``pairs.query_index``
-    encode: Callable[[list[str]], np.ndarray]  # the cached encoder, for prompts of any text
+    encode: SentenceEncoder  # the cached encoder, for prompts of any text
 
     @property
     def targets(self) -> list[list[int]]:
@@ -115,10 +115,7 @@ def load_run(cfg: EvalRealConfig, products: str | Path, train: str | Path, test:
         test_log = test_log.sample(n=ev.max_requests, random_state=ev.seed)
     test_log = test_log.sort_values("request_id").reset_index(drop=True)
 
-    cache = EmbeddingCache(cfg.cache_dir, make_encoder(from_dict(EncoderConfig, cfg.embed)))
-
-    def encode(texts: list[str]) -> np.ndarray:
-        return cache.encode(list(texts))[0]
+    encode = SentenceEncoder(from_dict(EncoderConfig, cfg.embed), cfg.cache_dir)
 
     x = encode(items["title"].astype(str).tolist())
     queries = sorted(set(train_log["query"]))
@@ -144,11 +141,11 @@ def run_method(cfg: EvalRealConfig, method: str, run: JudgedRun, work: Path) -> 
     index.save(work / "index" / method)
     texts = [*run.items["title"].astype(str), *run.train_log["query"]]
     train_method(train_cfg, index, run.items, run.train_log, work / "generator" / method, texts=texts,
-                 encode=run.encode)  # fmt: skip
+                 encoder=run.encode)  # fmt: skip
     gen = load_generator(work / "generator" / method / "q2sid" / "final")
     prompts = [gen.tokenizer.encode_prompt(q) for q in run.test_log["query"]]
-    semantic = run.test_vectors if gen.tokenizer.semantic_tokens else None
-    return tok, index, generate_sids(gen, index.trie, prompts, max(ev.beams), ev.beam_batch, semantic=semantic)
+    return tok, index, generate_sids(gen, index.trie, prompts, max(ev.beams), ev.beam_batch,
+                                     texts=run.test_log["query"].tolist(), encoder=run.encode)  # fmt: skip
 
 
 def eval_real(

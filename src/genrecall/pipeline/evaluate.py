@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from genrecall.features.sources import exposure_stats, log_ctr, quality_score
 from genrecall.gen.beam import beam_search
 from genrecall.gen.examples import encode_user_query, normalize_query
 from genrecall.gen.model import Generator, load_generator
+from genrecall.gen.semantic import SentenceEncoder, is_semantic, vectors_for
 from genrecall.pipeline.embed import load_embeddings
 from genrecall.pipeline.train import feast_contexts
 from genrecall.sid.encoder import item_texts
@@ -88,22 +90,29 @@ def sample_requests(test: pd.DataFrame, *, known_users: bool, cfg: EvaluateConfi
 
 
 def generate_sids(gen: Generator, trie: Any, prompts: list[list[int]], beams: int, batch: int,
-                  *, semantic: np.ndarray | None = None) -> GeneratorRun:  # fmt: skip
+                  *, texts: Sequence[str] | None = None, encoder: SentenceEncoder | None = None) -> GeneratorRun:  # fmt: skip
     """Beam search every prompt with a loaded generator (identical prompts are searched once).
 
-    ``semantic``: the sentence vector of each prompt's text (a function of that text, so identical
-    prompts share it) for a semantic-prompt generator."""
+    ``texts``: the text each prompt was made from; a semantic-prompt generator gets their sentence
+    vectors (from ``encoder``, by default the one recorded in the model; gen/semantic.py)."""
     model, tok = gen
     model.eval()
     unique: dict[tuple[int, ...], int] = {}
     keys = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
     vectors = None
-    if semantic is not None:
-        first = {k: i for i, k in reversed(list(enumerate(keys)))}
-        vectors = np.asarray(semantic)[[first[k] for k in range(len(unique))]]
+    if is_semantic(model):
+        if texts is None or len(texts) != len(prompts):
+            raise ValueError("a semantic-prompt generator needs the text of every prompt (texts=...)")
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # identical prompts share their text
+        vectors = vectors_for(model, [str(texts[first[k]]) for k in range(len(unique))], encoder)
     results = beam_search(model, tok, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True,
                           semantic=vectors)  # fmt: skip
     return GeneratorRun.from_sids([results[k].sids for k in keys])
+
+
+def query_texts(queries: pd.Series) -> list[str]:
+    """The normalised query texts prompts are made from (and a semantic prompt encodes)."""
+    return [normalize_query(q) for q in queries]
 
 
 def _prompts(tok: Any, queries: pd.Series, contexts: dict[int, Any] | None, request_ids: pd.Series) -> list[list[int]]:
@@ -148,7 +157,7 @@ def evaluate(
     for method in cfg.semantic_methods:
         gen = load_generator(gen_dir / method / "q2sid" / "final")
         run = generate_sids(gen, indexes[method].trie, _prompts(gen.tokenizer, sem["query"], None, sem["request_id"]),
-                            max(cfg.beams), cfg.beam_batch)  # fmt: skip
+                            max(cfg.beams), cfg.beam_batch, texts=query_texts(sem["query"]))  # fmt: skip
         sem_gens[method] = evaluate_generator(run, indexes[method], sem_targets, quality, beams=cfg.beams, **metric_kw)
     sem_rank = {name: evaluate_ranked_items(fn(sem["query"]), sem_targets, n_items=cfg.n_items)
                 for name, fn in rankers.items()}  # fmt: skip
@@ -166,7 +175,7 @@ def evaluate(
     for name, path, ctx in personalized_generators(cfg, gen_dir, rl_dir, contexts):
         gen = load_generator(path)
         run = generate_sids(gen, indexes["cq_sid"].trie, _prompts(gen.tokenizer, per["query"], ctx, per["request_id"]),
-                            max(per_beams), cfg.beam_batch)  # fmt: skip
+                            max(per_beams), cfg.beam_batch, texts=query_texts(per["query"]))  # fmt: skip
         per_gens[name] = evaluate_generator(run, indexes["cq_sid"], per_targets, quality, beams=per_beams, **metric_kw)
         per_pers[name] = personalized_metrics(run, indexes["cq_sid"], per_targets, exposed, ks=cfg.ks, pvr_k=cfg.pvr_k)
     per_rank = {name: evaluate_ranked_items(fn(per["query"]), per_targets, n_items=cfg.n_items)

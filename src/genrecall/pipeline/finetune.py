@@ -31,10 +31,13 @@ from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, USERS, read_table
 from genrecall.data.split import time_split
 from genrecall.gen.examples import ExamplesConfig, SidDataset, item_examples, query_examples, user_query_examples
 from genrecall.gen.model import load_generator
+from genrecall.gen.semantic import SentenceEncoder
+from genrecall.gen.tokenizer import TokenizerConfig
+from genrecall.sid.encoder import EncoderConfig
 from genrecall.gen.sft import SFTConfig, train_sft
 from genrecall.pipeline.daily_state import daily_methods, day_mode, fresh
 from genrecall.pipeline.lineage import LINEAGE, retrain_rl, warm_start
-from genrecall.pipeline.train import TrainConfig, method_contexts, train
+from genrecall.pipeline.train import method_contexts, train, train_config
 from genrecall.sid.index import SidIndex
 
 
@@ -110,11 +113,14 @@ def _stage_order(stage_dir: Any) -> int:
 def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune into ``ws.stage(day, generator)`` (warm start from the live generator), or retrain on a
     full-rebuild day. Returns ``{"mode", "runs": {"<method>/<stage>": FinetuneRun}}``."""
-    train_cfg = from_dict(TrainConfig, params.get("train"))
+    train_cfg = train_config(params)
     data, out = ws.stage(day, ws.validated), fresh(ws.stage(day, ws.generator))
     if day_mode(ws, day) == "full":
+        encoder = None
+        if from_dict(TokenizerConfig, train_cfg.tokenizer).semantic_tokens:
+            encoder = SentenceEncoder(from_dict(EncoderConfig, train_cfg.embed), ws.path("cache"))
         res = train(train_cfg, data, ws.stage(day, ws.sid), out, ws.stage(day, ws.reports), feast_repo=ws.path("repo"),
-                    feast_data_dir=ws.stage(day, ws.feast), show_progress=False)  # fmt: skip
+                    feast_data_dir=ws.stage(day, ws.feast), encoder=encoder, show_progress=False)  # fmt: skip
         runs = {f"{m}/{s}": {"examples": v["examples"], "replay": 0, "steps": v["steps"], "final_loss": v["final_loss"],
                              "seconds": v["seconds"]} for m, st in res.stages.items() for s, v in st.items()}  # fmt: skip
         return {"mode": "full", "runs": runs, "rl": retrain_rl(ws, day, params, out, train_cfg)}
@@ -171,6 +177,9 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
             if len(dataset) == 0:
                 shutil.copytree(warm, target / "final")
                 continue
+            encoder = SentenceEncoder.for_model(model, cache_dir=ws.path("cache"))  # the day's embed cache
+            if encoder is not None:
+                dataset = dataset.with_vectors(encoder)
             res = train_sft(model, tok, dataset, cfg.sft(stage, day), target, show_progress=False)
             shutil.rmtree(target / "checkpoints", ignore_errors=True)  # the day's final is what matters
             runs[f"{method}/{stage}"] = dataclasses.asdict(FinetuneRun(

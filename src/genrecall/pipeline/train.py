@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from genrecall.config import from_dict
@@ -40,6 +38,8 @@ from genrecall.gen.examples import (
 )
 from genrecall.gen.model import GeneratorConfig, make_generator
 from genrecall.gen.pseudo import PseudoQueryConfig, pseudo_query_examples
+from genrecall.gen.semantic import SentenceEncoder
+from genrecall.sid.encoder import EncoderConfig
 from genrecall.gen.sft import STAGES, SFTConfig, train_progressive
 from genrecall.gen.tokenizer import PROFILE_FIELDS, GenTokenizer, TokenizerConfig
 from genrecall.sid.index import SidIndex
@@ -56,6 +56,7 @@ class TrainConfig:
     tokenizer: dict[str, Any] = field(default_factory=dict)  # TokenizerConfig
     model: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig
     examples: dict[str, Any] = field(default_factory=dict)  # ExamplesConfig
+    embed: dict[str, Any] = field(default_factory=dict)  # EncoderConfig of a semantic prompt (= the embed stage's)
     pseudo: dict[str, Any] = field(default_factory=dict)  # PseudoQueryConfig: extra I2SID rows per item (DSI-QG)
     i2sid: dict[str, Any] = field(default_factory=dict)  # SFTConfig of each stage
     q2sid: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +64,13 @@ class TrainConfig:
 
     def stage_config(self, stage: str) -> SFTConfig:
         return from_dict(SFTConfig, {"stage": stage, **getattr(self, stage)})
+
+
+def train_config(params: dict[str, Any]) -> TrainConfig:
+    """params.yaml ``train``, its semantic prompt's encoder taken from ``embed`` (one encoder for both)."""
+    block = dict(params.get("train") or {})
+    block.setdefault("embed", params.get("embed") or {})
+    return from_dict(TrainConfig, block)
 
 
 @dataclass
@@ -112,9 +120,16 @@ def train(
     *,
     feast_repo: str | Path = "feature_repo",
     feast_data_dir: str | Path = "data/feast",
+    encoder: SentenceEncoder | None = None,
+    cache_dir: str | Path | None = None,
     show_progress: bool = True,
 ) -> TrainResult:
-    """Train the generator of every method on the training period of the log."""
+    """Train the generator of every method on the training period of the log.
+
+    ``encoder``: the pipeline's sentence encoder, for a semantic-prompt generator; by default the
+    ``embed`` stage's encoder through its cache ``cache_dir`` when ``cfg.tokenizer`` asks."""
+    if encoder is None and from_dict(TokenizerConfig, cfg.tokenizer).semantic_tokens:
+        encoder = SentenceEncoder(from_dict(EncoderConfig, cfg.embed), cache_dir)
     items = read_table(ITEMS, data_dir)
     listed = items[items["delisted_at"].isna()]
     users = read_table(USERS, data_dir)
@@ -132,7 +147,7 @@ def train(
             contexts = method_contexts(cfg, method, train_log, users, items, categories, index.to_frame(),
                                        feast_repo, feast_data_dir, ex_cfg)  # fmt: skip
         summary[method] = train_method(cfg, index, listed, train_log, Path(out_dir) / method, texts=texts,
-                                       profiles=profile_values(users), contexts=contexts,
+                                       profiles=profile_values(users), contexts=contexts, encoder=encoder,
                                        show_progress=show_progress)  # fmt: skip
     result = TrainResult(str(out_dir), summary)
     Path(reports_dir).mkdir(parents=True, exist_ok=True)
@@ -150,13 +165,13 @@ def train_method(
     texts: list[str],
     profiles: dict[str, list[str]] | None = None,
     contexts: dict[int, UserContext] | None = None,
-    encode: Callable[[list[str]], np.ndarray] | None = None,
+    encoder: SentenceEncoder | None = None,
     show_progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Tokenizer + generator for one SID space, trained I2SID -> Q2SID (-> UQ2SID when ``contexts``).
 
-    ``encode`` (texts -> sentence vectors, the pipeline's cached encoder) feeds a semantic-prompt
-    generator (``tokenizer.semantic_tokens`` > 0); it is required then and unused otherwise.
+    ``encoder`` (the pipeline's cached sentence encoder) feeds a semantic-prompt generator
+    (``tokenizer.semantic_tokens`` > 0) and is recorded in its config; required then, unused otherwise.
     """
     ex_cfg = from_dict(ExamplesConfig, cfg.examples)
     assignments = index.to_frame()
@@ -172,10 +187,10 @@ def train_method(
         datasets["uq2sid"] = user_query_examples(train_log, assignments, tok, contexts, ex_cfg)
     gen_cfg = from_dict(GeneratorConfig, cfg.model)
     if tok.semantic_tokens:
-        if encode is None:
-            raise ValueError("train.tokenizer.semantic_tokens > 0 needs the sentence encoder (encode=...)")
-        datasets = {stage: ds.with_vectors(encode) for stage, ds in datasets.items()}
-        gen_cfg = dataclasses.replace(gen_cfg, semantic_dim=int(datasets["i2sid"].vectors.shape[1]))  # type: ignore[union-attr]
+        if encoder is None:
+            raise ValueError("train.tokenizer.semantic_tokens > 0 needs the sentence encoder (encoder=...)")
+        datasets = {stage: ds.with_vectors(encoder) for stage, ds in datasets.items()}
+        gen_cfg = dataclasses.replace(gen_cfg, semantic_dim=encoder.dim, semantic_encoder=encoder.to_dict())
     model = make_generator(gen_cfg, tok)
     configs = {s: cfg.stage_config(s) for s in STAGES if s in datasets}
     results = train_progressive(model, tok, datasets, configs, out_dir, show_progress=show_progress)

@@ -16,6 +16,7 @@ reward, zero-variance share, unique SIDs per group, KL, loss) and ``<reports_dir
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from genrecall.config import from_dict
 from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, USERS, read_table
@@ -30,6 +32,7 @@ from genrecall.data.split import time_split
 from genrecall.data.text import normalize_query
 from genrecall.gen.examples import ExamplesConfig, UserContext, encode_user_query, sid_lookup
 from genrecall.gen.model import load_generator
+from genrecall.gen.semantic import is_semantic, vectors_for
 from genrecall.gen.tokenizer import GenTokenizer
 from genrecall.pipeline.train import TrainConfig, method_contexts
 from genrecall.rl.grpo import GRPOConfig, RLDataset, train_grpo, write_log_csv
@@ -91,6 +94,12 @@ def rl_dataset(
     return RLDataset(prompts, requests_sids(rows, lookup), rows["request_id"].to_numpy(np.int64))
 
 
+def with_query_vectors(data: RLDataset, rows: pd.DataFrame, model: torch.nn.Module) -> RLDataset:
+    """``data`` with the sentence vectors of its queries when ``model`` reads them (gen/semantic.py)."""
+    vectors = vectors_for(model, [normalize_query(q) for q in rows["query"]])
+    return dataclasses.replace(data, vectors=vectors)
+
+
 def train_rl(
     cfg: TrainRLConfig,
     data_dir: str | Path,
@@ -135,6 +144,8 @@ def train_rl(
     for name, overrides in cfg.variants.items():
         gcfg = from_dict(GRPOConfig, {**cfg.grpo, **(overrides or {})})
         gen = load_generator(init, device=gcfg.device)
+        if is_semantic(gen.model) and data.vectors is None:
+            data = with_query_vectors(data, rows, gen.model)
         res = train_grpo(gen.model, gen.tokenizer, index.trie, data, gcfg, Path(out_dir) / cfg.method / name,
                          reward_cfg=reward_cfg, ranker=ranker, show_progress=show_progress)  # fmt: skip
         write_log_csv(reports / "train_rl" / f"{name}.csv", res.logs)

@@ -31,7 +31,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from genrecall.gen.beam import beam_search, cache_keyword, left_pad
+from genrecall.gen.beam import beam_search, cache_keyword, left_pad, result_cache
+from genrecall.gen.semantic import semantic_tensor
 from genrecall.gen.tokenizer import GenTokenizer
 from genrecall.rl.reward import RankerReward, RequestSids, RewardConfig, Sid, rewards
 from genrecall.sid.trie import SidTrie
@@ -90,15 +91,19 @@ def sample_sids(
     *,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    semantic: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``n`` trie-constrained samples per prompt: (len(prompts), n, D) int64, every row a real SID."""
+    """``n`` trie-constrained samples per prompt: (len(prompts), n, D) int64, every row a real SID.
+
+    ``semantic``: one sentence vector per prompt for a semantic-prompt model (gen/semantic.py)."""
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (use group_mode='beams' for greedy members)")
     depth, device, b = tokenizer.sid_depth, next(model.parameters()).device, len(prompts)
     ids, attn = left_pad(prompts, tokenizer.pad_id, device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-    cache = res.cache if hasattr(res, "cache") else res.past_key_values
+    res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
+                **semantic_tensor(model, semantic))  # fmt: skip
+    cache = result_cache(res)
     rows = torch.arange(b, device=device).repeat_interleave(n)
     cache.reorder_cache(rows)  # prompt prefilled once, its cache copied to the n samples
     logits = res.logits[:, -1, :].index_select(0, rows)
@@ -121,18 +126,19 @@ def sample_sids(
         attn = torch.cat([attn, torch.ones((b * n, 1), dtype=attn.dtype, device=device)], dim=1)
         res = model(input_ids=code + offset, attention_mask=attn, position_ids=next_pos, use_cache=True,
                     logits_to_keep=1, **{cache_keyword(model): cache})  # fmt: skip
-        cache = res.cache if hasattr(res, "cache") else res.past_key_values
+        cache = result_cache(res)
         logits, next_pos = res.logits[:, -1, :], next_pos + 1
     return prefixes.reshape(b, n, depth)
 
 
 def beam_sids(
-    model: torch.nn.Module, tokenizer: GenTokenizer, trie: SidTrie, prompts: Sequence[Sequence[int]], n: int
+    model: torch.nn.Module, tokenizer: GenTokenizer, trie: SidTrie, prompts: Sequence[Sequence[int]], n: int,
+    semantic: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` distinct beams per prompt, (B, n, D), and which slots hold a beam (a tiny trie may hold fewer)."""
     out = np.zeros((len(prompts), n, tokenizer.sid_depth), dtype=np.int64)
     ok = np.zeros((len(prompts), n), dtype=bool)
-    for i, r in enumerate(beam_search(model, tokenizer, trie, prompts, n, batch_size=max(1, 256 // n))):
+    for i, r in enumerate(beam_search(model, tokenizer, trie, prompts, n, batch_size=max(1, 256 // n), semantic=semantic)):
         k = len(r)
         if k:
             out[i, :k], ok[i, :k] = r.sids, True
@@ -206,6 +212,7 @@ def build_groups(
     rng: np.random.Generator | None = None,
     generator: torch.Generator | None = None,
     eps: float = 1e-4,
+    semantic: np.ndarray | None = None,
 ) -> Groups:
     """G policy members (``mode``) + K experts per prompt, rewarded, with group-normalised advantages."""
     if mode not in MODES:
@@ -216,9 +223,10 @@ def build_groups(
     reward_cfg = reward_cfg or RewardConfig()
     b, g, k, depth = len(prompts), group_size, experts, tokenizer.sid_depth
     if mode == "sample":
-        pol, pol_ok = sample_sids(model, tokenizer, trie, prompts, g, temperature=temperature, generator=generator), np.ones((b, g), bool)
+        pol = sample_sids(model, tokenizer, trie, prompts, g, temperature=temperature, generator=generator, semantic=semantic)
+        pol_ok = np.ones((b, g), bool)
     else:
-        pol, pol_ok = beam_sids(model, tokenizer, trie, prompts, g)
+        pol, pol_ok = beam_sids(model, tokenizer, trie, prompts, g, semantic)
     sids = np.concatenate([pol, np.repeat(pol[:, :1], k, axis=1)], axis=1)  # expert slots start as inactive filler
     active = np.concatenate([pol_ok, np.zeros((b, k), bool)], axis=1)
     is_expert = np.zeros((b, g + k), bool)

@@ -47,7 +47,8 @@ from genrecall import dist
 from genrecall.gen.model import save_generator
 from genrecall.gen.sft import SFTConfig, epoch_order, make_optimizer
 from genrecall.gen.tokenizer import GenTokenizer
-from genrecall.gen.beam import cache_keyword, left_pad
+from genrecall.gen.beam import cache_keyword, left_pad, result_cache
+from genrecall.gen.semantic import semantic_tensor
 from genrecall.rl.group import Groups, build_groups
 from genrecall.rl.reward import RankerReward, RequestSids, RewardConfig
 from genrecall.sid.trie import SidTrie
@@ -91,6 +92,7 @@ class RLDataset:
     prompts: list[list[int]]
     requests: list[RequestSids]
     request_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    vectors: np.ndarray | None = None  # (n, dim) sentence vectors of the queries, for a semantic-prompt model
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -120,7 +122,8 @@ class GRPOResult:
 
 
 def member_log_probs(
-    model: torch.nn.Module, tokenizer: GenTokenizer, prompts: Sequence[Sequence[int]], sids: np.ndarray, rows: np.ndarray
+    model: torch.nn.Module, tokenizer: GenTokenizer, prompts: Sequence[Sequence[int]], sids: np.ndarray, rows: np.ndarray,
+    semantic: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Per-token log-probs (N, D) of SIDs ``sids`` (N, D) after prompt ``prompts[rows[n]]``.
 
@@ -130,8 +133,9 @@ def member_log_probs(
     device, depth = next(model.parameters()).device, tokenizer.sid_depth
     ids, attn = left_pad(prompts, tokenizer.pad_id, device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-    cache = res.cache if hasattr(res, "cache") else res.past_key_values
+    res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
+                **semantic_tensor(model, semantic))  # fmt: skip
+    cache = result_cache(res)
     idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device)
     cache.reorder_cache(idx)
     tokens = torch.from_numpy(np.asarray(sids, dtype=np.int64) + tokenizer.sid_offsets[None, :depth]).to(device)
@@ -208,15 +212,17 @@ def train_grpo(
             step_idx = epoch_order(len(data), cfg.seed, epoch)[j * cfg.prompts_per_step:(j + 1) * cfg.prompts_per_step]
             idx = dist.shard(step_idx, ctx)  # this rank's prompts of the step (all of them in one process)
             prompts = [data.prompts[i] for i in idx]
+            vectors = None if data.vectors is None else data.vectors[idx]
             model.eval()
             groups = build_groups(model, tokenizer, trie, prompts, [data.requests[i] for i in idx],
                                   group_size=cfg.group_size, experts=cfg.experts, mode=cfg.group_mode,
                                   temperature=cfg.temperature, duplicates=cfg.expert_duplicates, reward_cfg=reward_cfg,
-                                  ranker=ranker, request_ids=ids[idx], rng=rng, generator=gen, eps=cfg.adv_eps)  # fmt: skip
+                                  ranker=ranker, request_ids=ids[idx], rng=rng, generator=gen, eps=cfg.adv_eps,
+                                  semantic=vectors)  # fmt: skip
             lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss, kl = _update(model, ref, opt, tokenizer, prompts, groups, cfg)
+            loss, kl = _update(model, ref, opt, tokenizer, prompts, groups, cfg, vectors)
             stats = {k: dist.global_mean(v, len(idx), len(step_idx)) for k, v in groups.stats().items()}
             logs.append({"step": step + 1, **stats, "kl": kl, "loss": loss, "lr": lr})
             if (step + 1) % max(1, cfg.log_every) == 0 or step + 1 == cfg.steps:
@@ -236,7 +242,8 @@ def train_grpo(
     return result
 
 
-def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], groups: Groups, cfg: GRPOConfig) -> tuple[float, float]:
+def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], groups: Groups, cfg: GRPOConfig,
+            semantic: np.ndarray | None = None) -> tuple[float, float]:  # fmt: skip
     """``updates_per_batch`` clipped-surrogate steps on one batch of groups; returns (last loss, KL)."""
     b_idx, m_idx = np.nonzero(groups.active)
     sids = groups.sids[b_idx, m_idx]
@@ -245,16 +252,16 @@ def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], 
     ref_logp = None
     if ref is not None:
         with torch.no_grad():
-            ref_logp = member_log_probs(ref, tokenizer, prompts, sids, b_idx)
+            ref_logp = member_log_probs(ref, tokenizer, prompts, sids, b_idx, semantic)
     n_tok = float(len(b_idx) * tokenizer.sid_depth)
     signal = dist.all_reduce_sum(torch.tensor([float(bool(adv.any())), n_tok], dtype=torch.float64))
     if not signal[0] and not cfg.beta_kl:  # every group (on every rank) has zero variance: no gradient at all
-        return 0.0, _kl_only(model, tokenizer, prompts, sids, b_idx, ref_logp) if ref_logp is not None else float("nan")
+        return 0.0, _kl_only(model, tokenizer, prompts, sids, b_idx, ref_logp, semantic) if ref_logp is not None else float("nan")
     w = dist.weight(int(n_tok), int(signal[1]))  # this rank's token-mean -> its share of the step's token-mean
     model.train()
     old, loss_v, kl_v = None, 0.0, float("nan")
     for _ in range(max(1, cfg.updates_per_batch)):
-        logp = member_log_probs(model, tokenizer, prompts, sids, b_idx)
+        logp = member_log_probs(model, tokenizer, prompts, sids, b_idx, semantic)
         old = logp.detach() if old is None else old
         loss, kl = grpo_loss(logp, old, adv, clip_eps=cfg.clip_eps, ref_logp=ref_logp, beta_kl=cfg.beta_kl)
         opt.zero_grad(set_to_none=True)
@@ -269,8 +276,9 @@ def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], 
 
 
 @torch.no_grad()
-def _kl_only(model, tokenizer: GenTokenizer, prompts, sids: np.ndarray, rows: np.ndarray, ref_logp: torch.Tensor) -> float:
-    d = ref_logp - member_log_probs(model, tokenizer, prompts, sids, rows)
+def _kl_only(model, tokenizer: GenTokenizer, prompts, sids: np.ndarray, rows: np.ndarray, ref_logp: torch.Tensor,
+             semantic: np.ndarray | None = None) -> float:  # fmt: skip
+    d = ref_logp - member_log_probs(model, tokenizer, prompts, sids, rows, semantic)
     return float((torch.exp(d) - d - 1).mean())
 
 

@@ -29,6 +29,7 @@ import torch
 from genrecall.data.schema import sid_to_str
 from genrecall.gen.beam import BeamResult, beam_search
 from genrecall.gen.examples import UserContext, context_from_features, encode_user_query
+from genrecall.gen.semantic import SentenceEncoder
 from genrecall.serving.bundle import Bundle
 
 ITEM_ORDERS = ("beam", "quality")
@@ -121,6 +122,9 @@ class Retriever:
         self.model, self.tokenizer = bundle.generator
         self.model.eval()
         self._depth = self.tokenizer.sid_depth
+        # a semantic-prompt generator brings its sentence encoder: one encode call per request batch,
+        # repeated queries served from an in-memory LRU (no disk cache on the request path)
+        self.encoder = SentenceEncoder.for_model(self.model, cache_dir=None)
 
     @classmethod
     def load(cls, source: str | Path, cfg: ServeConfig | None = None, features: UserFeatureSource | None = None) -> "Retriever":
@@ -167,8 +171,13 @@ class Retriever:
         return context_from_features(feats, self.bundle.category_names, max_history=self.cfg.max_history,
                                      max_categories=self.cfg.max_categories, valid_sid=valid)  # fmt: skip
 
+    @staticmethod
+    def text(query: str) -> str:
+        """The normalised query text a prompt (and its sentence vector) is made from."""
+        return " ".join(query.lower().split())
+
     def prompt(self, query: str, context: UserContext | None) -> list[int]:
-        return encode_user_query(self.tokenizer, " ".join(query.lower().split()), context)
+        return encode_user_query(self.tokenizer, self.text(query), context)
 
     # -- search ------------------------------------------------------------------------------------------
     def search(self, query: str, user_id: str | None = None, *, k: int | None = None,
@@ -181,11 +190,13 @@ class Retriever:
         reqs = [self.check(r) for r in requests]
         contexts = self.contexts([r.user_id for r in reqs])
         prompts = [self.prompt(r.query, c) for r, c in zip(reqs, contexts)]
+        vectors = None if self.encoder is None else self.encoder([self.text(r.query) for r in reqs])
         beams: list[BeamResult | None] = [None] * len(reqs)
         for beam_size in sorted({r.beam_size for r in reqs}):
             rows = [i for i, r in enumerate(reqs) if r.beam_size == beam_size]
             found = beam_search(self.model, self.tokenizer, self.bundle.trie, [prompts[i] for i in rows], beam_size,
-                                batch_size=self.cfg.prompt_batch_size)
+                                batch_size=self.cfg.prompt_batch_size,
+                                semantic=None if vectors is None else vectors[rows])  # fmt: skip
             for i, b in zip(rows, found):
                 beams[i] = b
         return [self._respond(b, r.k, c is not None) for b, r, c in zip(beams, reqs, contexts)]  # type: ignore[arg-type]
