@@ -45,8 +45,8 @@ def rrf(channels: Sequence[Sequence[np.ndarray]], n: int, k: int = 60) -> list[n
     out = []
     for r in range(len(channels[0])):
         scores = fused.get(f"q{r}", {})
-        ranked = sorted(scores, key=lambda d: (-scores[d], int(d[1:])))[:n]
-        out.append(np.array([i for i in (int(d[1:]) for d in ranked) if i >= 0], dtype=np.int64))
+        ranked = [int(d[1:]) for d in sorted(scores, key=lambda d: (-scores[d], int(d[1:])))]
+        out.append(np.array([i for i in ranked if i >= 0][:n], dtype=np.int64))
     return out
 
 

@@ -81,7 +81,9 @@ class SidDataset:
     vectors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.targets = np.asarray(self.targets, dtype=np.int64).reshape(len(self.prompts), -1)
+        targets = np.asarray(self.targets, dtype=np.int64)
+        depth = targets.shape[-1] if targets.ndim == 2 else (targets.size // max(len(self.prompts), 1))
+        self.targets = targets.reshape(len(self.prompts), depth)
         if self.vectors is not None and len(self.vectors) != len(self.prompts):
             raise ValueError(f"{len(self.vectors)} vectors for {len(self.prompts)} prompts")
 
