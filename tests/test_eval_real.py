@@ -58,16 +58,19 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
                       "i2sid": {"max_steps": 10, "batch_size": 32, "num_threads": 1},
                       "q2sid": {"max_steps": 10, "batch_size": 32, "num_threads": 1}},
             "evaluate": {"max_requests": 40, "beams": [1, 5, 10, 20], "report_beams": [1, 10]},
+            "variants": {"cq_sid_plain": {"tokenizer": {"semantic_tokens": 0}, "pseudo": {"per_item": 0}}},
         }
     }  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     out = root / "judged_metrics.json"
     res = runner.invoke(app, ["eval-real", "--products", str(root / "products.csv"), "--train", str(root / "train.csv"),
-                              "--test", str(root / "test.csv"), "--out", str(out), "--params", str(root / "params.yaml")])  # fmt: skip
+                              "--test", str(root / "test.csv"), "--out", str(out), "--params", str(root / "params.yaml"),
+                              "--set", "sid.target_items_per_sid=3", "--set", "sid.min_level_size=2"])  # fmt: skip
     assert res.exit_code == 0, res.output
     m = json.loads(out.read_text())
     check_metrics(m)
-    assert set(m["judged"]) == {"cq_sid", "rq_vae", "bm25", "dense", "tokenizer_beam", "fusion"}
+    assert set(m["judged"]) == {"cq_sid", "rq_vae", "bm25", "dense", "tokenizer_beam", "fusion", "cq_sid_plain"}
+    assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]
     assert set(fusion) >= {"union_bm25@1000", "union_dense@1000", "rrf@1000", "generator_only@1000"}
     assert all(0.0 <= v <= 1.0 for v in fusion.values())
@@ -83,6 +86,8 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
     from genrecall.gen.semantic import SemanticQwen2ForCausalLM
 
     assert isinstance(load_generator(final).model, SemanticQwen2ForCausalLM)  # the prompt carried the vectors
+    plain = load_generator(root / "judged_metrics" / "generator" / "cq_sid_plain" / "q2sid" / "final")
+    assert not isinstance(plain.model, SemanticQwen2ForCausalLM)  # the ablation variant turned it off
 
 
 def test_eval_real_refuses_overlapping_splits(judged_csv: Path, tmp_path: Path) -> None:

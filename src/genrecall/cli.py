@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
+import yaml
 from rich.console import Console
 
 from genrecall.env import apply_defaults
@@ -326,14 +327,24 @@ def eval_real(
     out: Annotated[Path, typer.Option(help="metrics JSON to write (a `judged` test set)")],
     work_dir: Annotated[Optional[Path], typer.Option(help="models and indexes (default: OUT without suffix)")] = None,
     params: ParamsOpt = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override eval_real params: KEY=VALUE (YAML), "
+                                                      "e.g. --set sid.target_items_per_sid=10; repeatable")] = None,
 ) -> None:
     """Train CQ-SID, the RQ-VAE baseline and their generators on judged data; evaluate with BM25 and dense."""
     from genrecall.config import from_dict
-    from genrecall.pipeline.eval_real import EvalRealConfig
+    from genrecall.pipeline.eval_real import EvalRealConfig, merge
     from genrecall.pipeline.eval_real import eval_real as run
 
-    res = run(from_dict(EvalRealConfig, _params(params).get("eval_real")), products, train, test, out,
-              work_dir=work_dir)
+    block = _params(params).get("eval_real") or {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--set needs KEY=VALUE, got {item!r}")
+        override: dict = yaml.safe_load(value) if value else None
+        for part in reversed(key.split(".")):
+            override = {part: override}
+        block = merge(block, override)
+    res = run(from_dict(EvalRealConfig, block), products, train, test, out, work_dir=work_dir)
     console.print(f"wrote {res.out}: {res.test_queries:,} test queries, {res.test_pairs:,} relevant pairs")
 
 

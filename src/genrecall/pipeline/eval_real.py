@@ -61,6 +61,9 @@ class EvalRealConfig:
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvaluateConfig (beams, max_requests, ...)
     fusion: dict[str, Any] = field(default_factory=dict)  # FusionConfig
     tokenizer_beam: bool = True  # the training-free reference a trained generator must beat
+    # ablations on the first method's SIDs: name -> overrides of ``train`` (e.g. the semantic prompt off);
+    # they share its SID fit and embeddings, so a row costs one generator, not a whole run
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,22 +133,34 @@ def load_run(cfg: EvalRealConfig, products: str | Path, train: str | Path, test:
     return JudgedRun(items, ids, train_log, test_log, x, test_vectors, pairs, qv, encode)
 
 
-def run_method(cfg: EvalRealConfig, method: str, run: JudgedRun, work: Path) -> tuple[SidTokenizer, SidIndex, GeneratorRun]:
-    """Fit one SID method, train its generator (I2SID -> Q2SID), beam-search the test queries."""
-    ev = from_dict(EvaluateConfig, cfg.evaluate)
+def fit_sids(cfg: EvalRealConfig, method: str, run: JudgedRun, work: Path) -> tuple[SidTokenizer, SidIndex]:
+    """Fit one SID method on the products (no categories in judged data) and save it under ``work``."""
     sid_cfg = from_dict(SidConfig, {**cfg.sid, "methods": list(cfg.methods), "test_days": None})
-    train_cfg = from_dict(TrainConfig, {**cfg.train, "methods": list(cfg.methods), "personalized_methods": []})
-    cats = np.full(len(run.ids), np.nan)  # no categories in judged data
+    cats = np.full(len(run.ids), np.nan)
     tok, index, _ = fit_method(sid_cfg, method, run.ids, run.x, cats, run.query_vectors, run.pairs)
     tok.save(work / "sid" / method)
     index.save(work / "index" / method)
+    return tok, index
+
+
+def train_and_search(cfg: EvalRealConfig, train: dict[str, Any], index: SidIndex, run: JudgedRun, out_dir: Path) -> GeneratorRun:
+    """Train a generator (I2SID -> Q2SID) on ``index``'s SIDs; beam-search the test queries."""
+    ev = from_dict(EvaluateConfig, cfg.evaluate)
+    train_cfg = from_dict(TrainConfig, {**train, "methods": list(cfg.methods), "personalized_methods": []})
     texts = [*run.items["title"].astype(str), *run.train_log["query"]]
-    train_method(train_cfg, index, run.items, run.train_log, work / "generator" / method, texts=texts,
-                 encoder=run.encode)  # fmt: skip
-    gen = load_generator(work / "generator" / method / "q2sid" / "final")
+    train_method(train_cfg, index, run.items, run.train_log, out_dir, texts=texts, encoder=run.encode)
+    gen = load_generator(out_dir / "q2sid" / "final")
     prompts = [gen.tokenizer.encode_prompt(q) for q in run.test_log["query"]]
-    return tok, index, generate_sids(gen, index.trie, prompts, max(ev.beams), ev.beam_batch,
-                                     texts=run.test_log["query"].tolist(), encoder=run.encode)  # fmt: skip
+    return generate_sids(gen, index.trie, prompts, max(ev.beams), ev.beam_batch,
+                         texts=run.test_log["query"].tolist(), encoder=run.encode)  # fmt: skip
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
 
 
 def eval_real(
@@ -174,7 +189,8 @@ def eval_real(
     lists: dict[str, list[np.ndarray]] = {}
     health: dict[str, Any] = {}
     for method in cfg.methods:
-        tok, index, gen_run = run_method(cfg, method, run, work)
+        tok, index = fit_sids(cfg, method, run, work)
+        gen_run = train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
         health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
         gens[method] = score(gen_run, index)
         lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None,
@@ -183,6 +199,10 @@ def eval_real(
             ref = GeneratorRun.from_sids(tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams),
                                                         index.sid_vocab_sizes))  # fmt: skip
             gens[REFERENCE] = score(ref, index)
+        if method == cfg.methods[0]:
+            for name, overrides in cfg.variants.items():
+                variant = train_and_search(cfg, merge(cfg.train, overrides or {}), index, run, work / "generator" / name)
+                gens[name] = score(variant, index)
 
     k = max(max(ev.n_items), fcfg.n)
     bm25 = BM25Retriever().fit(run.ids, run.items["title"].astype(str).tolist())
