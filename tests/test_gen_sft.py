@@ -122,3 +122,24 @@ def test_rejects_mismatched_dataset(data, tmp_path) -> None:
     bad = type(bad)(bad.prompts, bad.targets[:, :3], "bad")
     with pytest.raises(ValueError):
         train_sft(build_model(TINY, len(tok), tokenizer=tok), tok, bad, SFTConfig(max_steps=1), tmp_path, show_progress=False)
+
+
+def test_validation_split_holds_out_whole_texts_and_keeps_the_best_weights(data, tmp_path) -> None:
+    from genrecall.gen.sft import validation_loss, validation_split
+
+    _, tok, datasets = data
+    ds = datasets["q2sid"]
+    train_rows, val_rows = validation_split(ds, 0.3, seed=0)
+    assert len(val_rows) and len(train_rows) and len(train_rows) + len(val_rows) == len(ds)
+    assert not {ds.texts[i] for i in train_rows} & {ds.texts[i] for i in val_rows}  # a held-out query is unseen
+    model = build_model(TINY, len(tok), tokenizer=tok)
+    cfg = SFTConfig(stage="q2sid", max_steps=120, batch_size=8, lr=2e-2, warmup_steps=2, val_share=0.3, eval_every=5,
+                    patience=2, seed=0)  # fmt: skip
+    res = train_sft(model, tok, ds, cfg, tmp_path, show_progress=False)
+    assert res.val_losses and (tmp_path / "val.csv").exists()
+    best_step, best_loss = min(res.val_losses, key=lambda sv: sv[1])
+    assert res.best_step == best_step
+    assert res.stopped_early == (res.steps < 120)
+    final = load_generator(res.final_dir)  # the saved model is the best one, not the last
+    val = ds.subset(val_rows)
+    assert validation_loss(final.model, val, tok, torch.device("cpu")) == pytest.approx(best_loss, rel=1e-4)
