@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from genrecall.config import from_dict
 from genrecall.data.judged import load_judged, relevant_pairs
@@ -175,8 +176,10 @@ def eval_real(
     """Train tokenizers and generators on ``train_path`` judgments; evaluate on ``test_path``'s queries."""
     out = Path(out)
     work = Path(work_dir) if work_dir else out.with_suffix("")
-    run = load_run(cfg, products_path, train_path, test_path)
     ev = from_dict(EvaluateConfig, cfg.evaluate)
+    if ev.num_threads:  # every step (SID fit included) on this many torch threads: 1 on a shared 2-core box
+        torch.set_num_threads(ev.num_threads)
+    run = load_run(cfg, products_path, train_path, test_path)
     fcfg = from_dict(FusionConfig, cfg.fusion)
     quality = pd.Series(np.zeros(len(run.ids)), index=run.ids)  # no popularity signal: beam order only
     targets = run.targets
