@@ -119,6 +119,19 @@
     if (!res.data.items.length) list.append(el("li", "note", "No title shares a word with the query."));
   }
 
+  // Items both channels found get a mark; the BM25 header says how many.
+  function markShared() {
+    const lexical = new Set([...$("bm25-items").querySelectorAll(".item")].map((li) => li.dataset.itemId));
+    const generative = new Set([...$("clusters").querySelectorAll(".item")].map((li) => li.dataset.itemId));
+    let shared = 0;
+    for (const li of document.querySelectorAll(".item")) {
+      const both = lexical.has(li.dataset.itemId) && generative.has(li.dataset.itemId);
+      li.classList.toggle("shared", both);
+      if (both && li.closest("#bm25-items")) shared += 1;
+    }
+    if (lexical.size) $("bm25-stats").textContent += ` · ${shared} also in generative recall (\u25CF)`;
+  }
+
   function numberOrRaw(text) {
     const trimmed = text.trim();
     if (trimmed === "") return undefined; // the server's default
@@ -153,6 +166,7 @@
     }
     renderClusters(gen.data, gen.ms);
     renderBM25(lex);
+    markShared();
     if (window.genrecall.firstResultMs === null) window.genrecall.firstResultMs = performance.now();
     document.body.dataset.state = "done";
   }
