@@ -17,11 +17,12 @@ export PREFECT_HOME := $(CURDIR)/.state/prefect
 export BENTOML_HOME := $(CURDIR)/.state/bentoml
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.state/dvc-site
 
-.PHONY: help venv run pipeline test test-fast serve schedule backfill constraints clean
+.PHONY: help venv run pipeline report test test-fast serve schedule backfill constraints clean
 
 help:
 	@echo "make run    - create .venv, install, run the pipeline (dvc repro), print results, serve on 127.0.0.1:$(PORT)"
-	@echo "make serve  - serve the production bundle (PORT=3000)"
+	@echo "make serve  - serve the production bundle (PORT=3000); the search page is http://127.0.0.1:$(PORT)/"
+	@echo "make report - write reports/report.html (one self-contained file) and print its path"
 	@echo "make test   - create .venv if missing and run the test suite"
 	@echo "make constraints - re-freeze constraints.txt from the current venv"
 
@@ -38,10 +39,16 @@ pipeline: venv
 	$(BIN)/dvc repro
 	$(BIN)/dvc push --quiet || echo "dvc push failed: outputs stay in the local cache only"
 
-# The whole pipeline, the results table, then serve the promoted bundle (Ctrl-C stops it).
+# The whole pipeline, the results table, the HTML report's path, then serve the promoted bundle and
+# its search page (Ctrl-C stops it).
 run: pipeline
 	@$(BIN)/genrecall summary
+	@$(BIN)/genrecall report
 	$(BIN)/genrecall serve --port $(PORT)
+
+# reports/report.html from what the pipeline (and the daily rebuild) wrote; prints its path.
+report: venv
+	$(BIN)/genrecall report
 
 # Serve the current production bundle without rebuilding anything.
 serve: venv

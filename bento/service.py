@@ -1,4 +1,5 @@
-"""The genrecall HTTP service: ``POST /search`` over the production bundle, with adaptive batching.
+"""The genrecall HTTP service: ``POST /search`` over the production bundle, with adaptive batching,
+``POST /bm25`` over the same bundle's titles, and the search page for people at ``GET /``.
 
 One BentoML service, one worker process:
 
@@ -9,6 +10,10 @@ One BentoML service, one worker process:
   while a beam search runs are merged into the next ``search_batch`` call: concurrent requests share
   one beam search (per distinct beam size), and an idle server answers a lone request at once. More
   than ``serve.max_queue`` waiting requests get a 503 with ``Retry-After`` (backpressure).
+- ``bm25`` answers from a BM25 index over the bundle's titles (``genrecall.serving.lexical``), built at
+  start-up (``serve.bm25: false`` leaves it out); same query bounds as ``search``.
+- ``GET /`` is the search page (``genrecall.serving.page``: static HTML/CSS/JS that calls ``/search``
+  and ``/bm25``); BentoML's Swagger UI moves to ``GET /docs``.
 
 Which bundle: ``$GENRECALL_BUNDLE`` (a store tag or a directory), else ``serve.bundle`` in params.yaml,
 else the production pointer (``genrecall promote`` / ``genrecall rollback`` move it; restart to pick it
@@ -33,6 +38,7 @@ import bentoml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator  # noqa: E402
 
 from genrecall.config import stage_config  # noqa: E402
+from genrecall.serving.page import page_app  # noqa: E402
 from genrecall.serving.retriever import ServeConfig  # noqa: E402
 
 log = logging.getLogger("genrecall.service")
@@ -45,6 +51,12 @@ def _home_path(p: str) -> Path:
     return path if path.is_absolute() else Path(os.environ.get("GENRECALL_HOME", ".")) / path
 
 
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("query must contain a non-space character")
+    return v
+
+
 class SearchBody(BaseModel):
     """The request body of ``POST /search`` (DESIGN.md section 4)."""
 
@@ -55,12 +67,18 @@ class SearchBody(BaseModel):
     k: StrictInt = Field(default=CFG.default_k, ge=1, le=CFG.max_k, description="items to return")
     beam_size: StrictInt = Field(default=CFG.default_beam_size, ge=1, le=CFG.max_beam_size, description="SIDs to generate")
 
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("query must contain a non-space character")
-        return v
+    query_not_blank = field_validator("query")(_not_blank)
+
+
+class BM25Body(BaseModel):
+    """The request body of ``POST /bm25``: the same query bounds as ``/search``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: StrictStr = Field(min_length=1, max_length=CFG.max_query_chars, description="what the shopper typed")
+    k: StrictInt = Field(default=CFG.default_k, ge=1, le=CFG.max_k, description="items to return")
+
+    query_not_blank = field_validator("query")(_not_blank)
 
 
 def _feature_client() -> Any | None:
@@ -91,16 +109,22 @@ def _load_retriever() -> Any:
 
 @bentoml.service(name="genrecall", workers=1, threads=4, http={"host": CFG.host, "port": CFG.port},
                  traffic={"timeout": 30})
+@bentoml.asgi_app(page_app(), path="/")
 class Search:
     """The public API; the model runs on the batcher's thread, requests wait on the event loop."""
 
     def __init__(self) -> None:
         from genrecall.serving.batcher import MicroBatcher
+        from genrecall.serving.lexical import TitleBM25
+        from genrecall.serving.page import promotion_date
 
         self.retriever = _load_retriever()
         self.batcher = MicroBatcher(self.retriever.search_batch, max_batch_size=CFG.max_batch_size,
                                     max_queue=CFG.max_queue, max_wait_ms=CFG.batch_wait_ms)
-        log.info("serving bundle %s (personalised: %s)", self.retriever.version, self.retriever.features is not None)
+        self.lexical = TitleBM25.from_bundle(self.retriever.bundle) if CFG.bm25 else None
+        self.promoted_at = promotion_date(self.retriever.bundle.tag)
+        log.info("serving bundle %s (personalised: %s, BM25 column: %s)", self.retriever.version,
+                 self.retriever.features is not None, self.lexical is not None)
 
     @bentoml.api(input_spec=SearchBody)
     async def search(self, query: str, user_id: str | None, k: int, beam_size: int) -> dict[str, Any]:
@@ -119,16 +143,24 @@ class Search:
             return JSONResponse({"error": str(e)}, status_code=400)  # type: ignore[return-value]
         return response.to_dict()
 
+    @bentoml.api(route="/bm25", input_spec=BM25Body)
+    def bm25(self, query: str, k: int) -> dict[str, Any]:
+        """BM25 over the served bundle's titles: ``{"items": [{"item_id", "title", "score"}], "bundle", "ms"}``."""
+        from starlette.responses import JSONResponse
+
+        if self.lexical is None:
+            return JSONResponse({"error": "BM25 is off on this server (serve.bm25: false)"},  # type: ignore[return-value]
+                                status_code=404)
+        return self.lexical.search(query.strip(), k).to_dict()
+
     @bentoml.api(route="/bundle")
     def bundle(self) -> dict[str, Any]:
-        """What is being served: bundle version, data version, params hash, sizes, batching counters."""
-        m = self.retriever.bundle.manifest
-        stats = self.batcher.stats
-        return {"bundle": self.retriever.version, "created_at": m.created_at, "data_version": m.data_version,
-                "params_hash": m.params_hash, "items": m.items, "sids": m.sids,
-                "personalized": self.retriever.features is not None,
-                "batching": {"batches": stats.batches, "requests": stats.requests, "largest": stats.largest,
-                             "shed": stats.shed}}
+        """What is being served: bundle version, data version, promotion date, params hash, sizes, request
+        bounds, example users and queries (for the search page), batching counters."""
+        from genrecall.serving.page import bundle_info
+
+        return bundle_info(self.retriever, batching=self.batcher.stats, lexical=self.lexical is not None,
+                           promoted_at=self.promoted_at, cfg=CFG)
 
     def __is_ready__(self) -> bool:
         return getattr(self, "retriever", None) is not None

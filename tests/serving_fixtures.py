@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +155,59 @@ def make_bundle(tiny: TinyPipeline, out_dir: Path, *, metrics: dict | None = Non
                  items=item_quality(tiny.data_dir), categories=read_table(CATEGORIES, tiny.data_dir),
                  metrics=TINY_METRICS if metrics is None else metrics, data_version="test", params_hash="test", **kwargs)
     return out_dir
+
+
+# -- a real `bentoml serve` of bento/service.py on a free loopback port --------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``bentoml serve`` in its own process group, with ``env`` (PYTHONPATH and all: the test's own)."""
+    cmd = [sys.executable, "-m", "bentoml", "serve", "service:Search", "--working-dir", str(REPO_ROOT / "bento"),
+           "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)  # the server's own process group (start_new_session): its workers go too
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def served_tiny_env(tiny: TinyPipeline, tmp: Path) -> dict[str, str]:
+    """Package and promote the tiny pipeline's bundle; the environment a server of it runs with."""
+    from genrecall.pipeline.package import PackageConfig, package
+
+    result = package(PackageConfig(), **tiny.package_kwargs())
+    assert result.production == result.tag
+    return {**os.environ, "GENRECALL_FEAST_REPO": str(tiny.feast_repo), "GENRECALL_FEAST_DATA": str(tiny.feast_data_dir),
+            "GENRECALL_PARAMS": str(tmp / "none.yaml"), "OMP_NUM_THREADS": "1", "BENTOML_DO_NOT_TRACK": "True",
+            "GENRECALL_EXPECTED_BUNDLE": result.tag}  # fmt: skip
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A running server's base URL (``http://127.0.0.1:<port>``) until the block ends."""
+    import bentoml
+
+    port = free_port()
+    proc = start_server(port, env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with bentoml.SyncHTTPClient(url, server_ready_timeout=90):
+            pass
+    except Exception:
+        stop(proc)
+        raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}") from None
+    try:
+        yield url
+    finally:
+        stop(proc)

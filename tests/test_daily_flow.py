@@ -28,9 +28,11 @@ def days(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dic
 
     root = day0_workspace(tmp_path_factory.mktemp("daily-flow") / "ws", BUNDLE)
     before = read_table(ITEMS, root / "data/validated")
+    reports0 = {f: json.loads((root / "reports" / f).read_text()) for f in ("metrics.json", "sid_health.json")}
     results = backfill(2, workspace=str(root), params=daily_params(BUNDLE), layout=LAYOUT)
+    incremental = {f: json.loads((root / "reports" / f).read_text()) for f in reports0}
     results.append(daily_rebuild(workspace=str(root), params=daily_params(BUNDLE, force_full=True), layout=LAYOUT))
-    return {"root": root, "results": results, "items0": before}
+    return {"root": root, "results": results, "items0": before, "reports0": reports0, "incremental": incremental}
 
 
 def _day_items(root: Path, day: int) -> pd.DataFrame:
@@ -78,8 +80,10 @@ def test_metrics_report_and_dvc_version_per_day(days: dict) -> None:
     root = days["root"]
     for r in days["results"]:
         rec = root / f"daily/day-{r['day']:04d}"
-        metrics = json.loads((rec / "reports/metrics.json").read_text())
+        metrics = json.loads((rec / "reports/daily_metrics.json").read_text())
         assert "cq_sid" in metrics["semantic"] and r["metrics"]["semantic/cq_sid/hitrate@10"] >= 0
+        assert metrics["data"]["day"] == r["day"] and metrics["data"]["mode"] == r["mode"]
+        assert metrics["data"]["new_items"] == r["ingest"]["new_items"]
         summary = (rec / "reports/summary.md").read_text()
         assert f"items added **{r['ingest']['new_items']}**" in summary and "promoted" in summary
         assert r["versioned"]["versioned"] and r["versioned"]["pushed"]
@@ -88,6 +92,18 @@ def test_metrics_report_and_dvc_version_per_day(days: dict) -> None:
     assert log.stdout.split("\n")[:3] == ["daily rebuild: day 7", "daily rebuild: day 6", "daily rebuild: day 5"]
     assert any((root.parent / "dvc-remote").rglob("*")), "dvc push filled the local remote"
     assert (root / "reports/metrics.json").read_text() == (root / "daily/day-0007/reports/metrics.json").read_text()
+    assert not (root / "daily/day-0005/reports/metrics.json").exists(), "an incremental day runs no full evaluation"
+
+
+def test_incremental_days_keep_the_pipelines_full_metrics(days: dict) -> None:
+    """An incremental day's gate numbers go to daily_metrics.json: metrics.json keeps every method (BM25,
+    dense, the RQ-VAE baseline) and sid_health keeps the baseline's entry, for `dvc metrics show`."""
+    before, after = days["reports0"], days["incremental"]
+    assert after["metrics.json"] == before["metrics.json"]
+    assert {"bm25", "dense", "rq_vae"} <= set(after["metrics.json"]["semantic"]) and "sid_health" in after["metrics.json"]
+    assert set(after["sid_health.json"]) == set(before["sid_health.json"]) == {"cq_sid", "rq_vae"}
+    assert after["sid_health.json"]["rq_vae"] == before["sid_health.json"]["rq_vae"]
+    assert after["sid_health.json"]["cq_sid"]["items"] != before["sid_health.json"]["cq_sid"]["items"]
 
 
 def test_drift_day_rebuilds_and_aligns_codes(days: dict) -> None:

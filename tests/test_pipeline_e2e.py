@@ -49,3 +49,17 @@ def test_curves_and_plots_are_written(tiny: TinyRun) -> None:
     curves = pd.read_csv(tiny.reports / "curves.csv")
     assert set(curves["test_set"]) == {"semantic", "personalized"}
     assert (tiny.reports / "hitrate_vs_beams.png").stat().st_size > 0
+
+
+def test_report_html_from_the_pipeline_outputs(tiny: TinyRun) -> None:
+    from genrecall.eval.report_html import write_report
+
+    res = write_report(tiny.reports, tiny.reports / "report.html", sid_dir=tiny.root / "data/sid",
+                       daily_dir=tiny.root / "daily")  # fmt: skip
+    assert res.sections == ["recall", "items", "sid-health", "rl", "validation"]  # no train_rl, no daily run here
+    assert {"hitrate-semantic", "hitrate-personalized", "items-at-1000", "cluster-sizes", "sid-levels",
+            "validation"} == set(res.charts)  # fmt: skip
+    html = res.path.read_text()
+    chart = html[html.index('data-chart="items-at-1000"'):html.index('data-chart="cluster-sizes"')]
+    assert all(f">{m}<" in chart for m in ("cq_sid", "rq_vae", "bm25", "dense"))
+    assert "No EG-GRPO variant in metrics.json" in html

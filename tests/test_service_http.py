@@ -7,11 +7,7 @@ and must refuse to start.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,34 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genrecall.pipeline.package import PackageConfig, package
-from tests.serving_fixtures import known_user, shared_tiny_pipeline, titled_items
+from tests.serving_fixtures import free_port, known_user, served_tiny_env, shared_tiny_pipeline, start_server, stop
+from tests.serving_fixtures import serving, titled_items
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "bentoml", "serve", "service:Search", "--working-dir", str(REPO / "bento"),
-           "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)  # the server's own process group (start_new_session): its workers go too
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -56,30 +28,13 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def server_env(tiny, tmp_path_factory) -> dict[str, str]:
-    result = package(PackageConfig(), **tiny.package_kwargs())
-    assert result.production == result.tag
-    env = {**os.environ, "GENRECALL_FEAST_REPO": str(tiny.feast_repo), "GENRECALL_FEAST_DATA": str(tiny.feast_data_dir),
-           "GENRECALL_PARAMS": str(tmp_path_factory.mktemp("p") / "none.yaml"), "OMP_NUM_THREADS": "1",
-           "BENTOML_DO_NOT_TRACK": "True", "GENRECALL_EXPECTED_BUNDLE": result.tag}
-    return env
+    return served_tiny_env(tiny, tmp_path_factory.mktemp("p"))
 
 
 @pytest.fixture(scope="module")
 def url(server_env, tmp_path_factory):
-    import bentoml
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    proc = start_server(port, server_env, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with bentoml.SyncHTTPClient(url, server_ready_timeout=90):
-            pass
-    except Exception:
-        stop(proc)
-        raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}") from None
-    yield url
-    stop(proc)
+    with serving(server_env, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url
 
 
 def post(url: str, body) -> httpx.Response:
@@ -187,3 +142,45 @@ def test_tampered_bundle_refuses_to_start(server_env: dict[str, str], tmp_path: 
         assert r is None or r.status_code != 200
     finally:
         stop(proc)
+
+
+def test_the_search_page_and_its_assets_are_served_by_the_service(url: str) -> None:
+    page = httpx.get(f"{url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="search-form"' in page.text and '"static/search.js"' in page.text
+    assert httpx.get(f"{url}/static/search.js").status_code == 200
+    assert httpx.get(f"{url}/static/search.css").status_code == 200
+    assert httpx.get(f"{url}/docs").status_code == 200, "BentoML's Swagger UI moved to /docs"
+    assert httpx.get(f"{url}/healthz").status_code == 200, "the page's mount at / shadows no API route"
+
+
+def test_openapi_documents_bm25_beside_search(url: str) -> None:
+    spec = httpx.get(f"{url}/docs.json").json()
+    assert {"/search", "/bm25", "/bundle"} <= set(spec["paths"])
+    body = spec["paths"]["/bm25"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {"query", "k"} and body["required"] == ["query"]
+    assert body["additionalProperties"] is False and body["properties"]["k"]["maximum"] == 1000
+
+
+def test_bm25_answers_from_the_bundles_titles(url: str, tiny, server_env: dict[str, str]) -> None:
+    for row in titled_items(tiny, n=5, seed=3).itertuples():
+        r = httpx.post(f"{url}/bm25", json={"query": row.title, "k": 10}, timeout=30)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["bundle"] == server_env["GENRECALL_EXPECTED_BUNDLE"] and 0 < len(body["items"]) <= 10
+        assert set(body["items"][0]) == {"item_id", "title", "score"}
+        assert row.item_id in [i["item_id"] for i in body["items"]], "an item's own title finds it"
+    for bad, field in (({"query": "  "}, "query"), ({"query": "kettle", "k": 0}, "k"),
+                       ({"query": "kettle", "beam_size": 5}, "beam_size")):  # fmt: skip
+        r = httpx.post(f"{url}/bm25", json=bad)
+        assert r.status_code == 400 and any(d["loc"][-1] == field for d in r.json()["detail"]), r.text
+
+
+def test_bundle_tells_the_page_what_it_serves(url: str) -> None:
+    info = httpx.post(f"{url}/bundle").json()
+    assert info["promoted_at"] and info["data_version"] and info["bm25"] is True
+    assert info["limits"]["max_beam_size"] == 200 and info["examples"]["queries"]
+    users = info["examples"]["users"]
+    assert users, "the bundle offers known users"
+    r = post(url, {"query": info["examples"]["queries"][0], "user_id": users[0], "k": 10, "beam_size": 20})
+    assert r.status_code == 200 and r.json()["personalized"], "an offered user is known to the feature store"

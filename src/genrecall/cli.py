@@ -299,6 +299,23 @@ def summary(
     print_summary(read_metrics(metrics), console)
 
 
+@app.command()
+def report(
+    reports_dir: Annotated[Path, typer.Option(help="what the pipeline wrote: metrics.json, curves.csv, ...")] = Path("reports"),
+    sid_dir: Annotated[Path, typer.Option(help="SID assignments per method (cluster sizes)")] = Path("data/sid"),
+    daily_dir: Annotated[Path, typer.Option(help="the daily rebuild's per-day records")] = Path("daily"),
+    out: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("reports/report.html"),
+    params: ParamsOpt = None,
+) -> None:
+    """Write one self-contained HTML report (charts inline, no network needed to open it)."""
+    from genrecall.eval.report_html import write_report
+
+    t_max = (_params(params).get("sid") or {}).get("t_max", 50)  # clusters above it were split (drawn as a line)
+    res = write_report(reports_dir, out, sid_dir=sid_dir, daily_dir=daily_dir, t_max=t_max)
+    console.print(f"report: {len(res.charts)} charts in {len(res.sections)} sections, {res.bytes / 1024:.0f} KB")
+    print(res.path.resolve().as_uri())  # plain print: the path must not wrap; open it in a browser
+
+
 @app.command("split-judged")
 def split_judged(
     judgments: Annotated[Path, typer.Option(help="query,item_id,relevance CSV")],

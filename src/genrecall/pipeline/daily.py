@@ -67,6 +67,7 @@ from genrecall.pipeline.daily_state import (  # noqa: F401 (the daily rebuild's 
 from genrecall.pipeline.finetune import finetune_day
 
 log = logging.getLogger(__name__)
+DAY_METRICS = "daily_metrics.json"  # the day's gate-sample numbers (reports/ and daily/day-d/reports/)
 
 
 # -- ingest + validate -----------------------------------------------------------------------------
@@ -137,6 +138,7 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
         delta = S.read_table(S.ITEMS, ws.record(day, "validated"))
         res = sid_update(data, emb, ws.path("models_sid"), out, methods=daily_methods(params), reports_dir=reports,
                          changed=_changed_texts(ws.path("validated"), delta))  # fmt: skip
+        _keep_other_health(ws.path("reports") / "sid_health.json", reports / "sid_health.json")
         return {"mode": "incremental", **as_result(res)}
     models, out = fresh(ws.stage(day, ws.models_sid)), fresh(ws.stage(day, ws.sid))
     res = sid(cfg, data, emb, models, out, reports, show_progress=False)
@@ -150,6 +152,13 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     write_json(models / FIT_RECORD, fit_record(out / main, models / main, data, emb))
     write_json(reports / "sid_alignment.json", alignment)
     return {"mode": "full", "sids": {m: s.sids for m, s in res.methods.items()}, "alignment": alignment}
+
+
+def _keep_other_health(live: Path, staged: Path) -> None:
+    """An incremental day measures only the methods it updated: the others (the RQ-VAE baseline, whose
+    index is refreshed by full rebuilds) keep their entries, which still describe their live index."""
+    if live.exists() and staged.exists():
+        write_json(staged, {**json.loads(live.read_text()), **json.loads(staged.read_text())})
 
 
 def _changed_texts(live_dir: Path, delta_items: pd.DataFrame) -> list[int]:
@@ -208,10 +217,15 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
                                production=Bundle.load(prod) if prod else None, feast_repo=ws.path("repo"),
                                feast_data_dir=ws.stage(day, ws.feast), method=method)  # fmt: skip
     write_json(reports / "daily_gate.json", paired)
-    if not full:  # the bundle's manifest carries the day's (gate-sample) numbers
-        warm = load_state(ws, day)["steps"]["finetune"]["result"].get("warm_start") or {}
-        write_json(reports / "metrics.json", {**paired["candidate"], "data": {
-            "daily_gate": paired["sample"], "generator": "served", "day": day, "warm_start": warm}})
+    # The day's numbers get their own file: metrics.json keeps the pipeline's full block (every method, the
+    # RL variants, sid_health), which only a full evaluation rewrites. An incremental day's bundle manifest
+    # carries these gate-sample numbers (package_day); the report's daily history reads them.
+    steps = load_state(ws, day)["steps"]
+    ingest = steps["ingest"]["result"]
+    write_json(reports / DAY_METRICS, {**paired["candidate"], "data": {
+        "daily_gate": paired["sample"], "generator": "served", "day": day, "mode": day_mode(ws, day),
+        "new_items": ingest.get("new_items"), "delisted": ingest.get("delisted"),
+        "warm_start": steps["finetune"]["result"].get("warm_start") or {}}})  # fmt: skip
     head = headline_metrics(paired["candidate"])
     return {**head, **{f"production/{k}": v for k, v in headline_metrics(paired["production"] or {}).items()}}
 
@@ -238,9 +252,11 @@ def package_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, An
                               name=config_of(DailyConfig, params, "daily").bundle_name)  # fmt: skip
     method = main_method(params)
     models = ws.stage(day, ws.models_sid) if day_mode(ws, day) == "full" else ws.path("models_sid")
+    reports = ws.stage(day, ws.reports)  # a full evaluation's metrics.json when the day ran one, else the day's
+    metrics = reports / "metrics.json" if (reports / "metrics.json").exists() else reports / DAY_METRICS
     res = package(cfg, generator_dir=_served_generator(ws.stage(day, ws.generator), method),
                   sid_model_dir=models / method, index_dir=ws.stage(day, ws.sid) / method,
-                  data_dir=ws.stage(day, ws.validated), metrics_path=ws.stage(day, ws.reports) / "metrics.json",
+                  data_dir=ws.stage(day, ws.validated), metrics_path=metrics,
                   params=params, dvc_lock=ws.root / "dvc.lock")  # fmt: skip
     return {"tag": res.tag, "version": res.version, "items": res.items, "sids": res.sids}
 

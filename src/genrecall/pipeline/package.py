@@ -30,6 +30,7 @@ from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, read_table
 from genrecall.features.sources import log_ctr, log_exposure_stats, quality_score
 from genrecall.serving.bundle import BUNDLE_NAME, data_version, save_to_store, write_bundle
 from genrecall.serving.gate import GateConfig, ProductionPointer, gate
+from genrecall.serving.showcase import showcase
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ def package(
             Path(tmp) / "bundle", generator_dir=generator_dir, sid_model_dir=sid_model_dir, index_dir=index_dir,
             items=items, categories=categories, metrics=metrics, data_version=data_version(data_dir, dvc_lock=dvc_lock),
             params_hash=params_hash(load_params() if params is None else params), parent=previous,
+            examples=showcase(data_dir).to_dict(),
         )
         tag = save_to_store(Path(tmp) / "bundle", name=cfg.name)
     if cfg.run_gate:

@@ -9,6 +9,7 @@ A bundle is a directory (and, once saved, one model in the BentoML model store):
     index/                 sid_assignments.parquet, index.json (SID -> items; the trie is rebuilt from it)
     items.parquet          item_id, title, quality (smoothed CTR), category_id
     categories.parquet     category_id, name (renders a user's recent categories into the prompt)
+    examples.json          optional: known users and frequent queries the search page offers (showcase.py)
 
 Generator and index are only ever served together (DESIGN.md section 2). ``Bundle.load`` refuses a
 bundle whose files do not match their hashes, that has files the manifest does not list, whose index
@@ -39,6 +40,7 @@ from genrecall.sid.tokenizer import SidTokenizer
 BUNDLE_NAME = "genrecall-bundle"  # the BentoML model name of every bundle
 FORMAT, FORMAT_VERSION = "genrecall-bundle", 1
 MANIFEST = "manifest.json"
+EXAMPLES = "examples.json"  # optional; written by package (genrecall.serving.showcase)
 STORE_FILES = frozenset({"model.yaml"})  # written by the BentoML store itself, outside the manifest
 SAFE_SUFFIXES = (".json", ".safetensors", ".parquet")  # no pickle-capable format ever enters a bundle
 
@@ -176,12 +178,13 @@ def write_bundle(
     params_hash: str = "",
     parent: str | None = None,
     version: str | None = None,
+    examples: dict[str, Any] | None = None,
 ) -> Manifest:
     """Assemble a bundle directory from pipeline outputs and write its manifest (last, atomically).
 
     ``items`` needs ``item_id``, ``title``, ``quality`` (and optionally ``category_id``); rows are
     kept for indexed items only, and an indexed item without a row is an error. ``version`` defaults
-    to ``<UTC time>-<content digest>``.
+    to ``<UTC time>-<content digest>``. ``examples`` (``Showcase.to_dict()``) becomes ``examples.json``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,6 +216,8 @@ def write_bundle(
     cats = categories if categories is not None else pd.DataFrame({"category_id": [], "name": []})
     pd.DataFrame({"category_id": cats["category_id"].astype(np.int64).to_numpy(),
                   "name": cats["name"].astype(str).to_numpy()}).to_parquet(out / "categories.parquet", index=False)
+    if examples is not None:
+        (out / EXAMPLES).write_text(json.dumps(examples, indent=2, sort_keys=True))
 
     files = {rel: sha256_file(out / rel) for rel in _bundle_files(out)}
     manifest = Manifest(
@@ -293,6 +298,7 @@ class Bundle:
     items: ItemTable
     category_names: dict[int, str]
     tag: str | None = None  # "genrecall-bundle:<version>" when it came from the BentoML store
+    examples: dict[str, Any] = field(default_factory=dict)  # examples.json (empty for bundles without it)
 
     @property
     def version(self) -> str:
@@ -322,7 +328,8 @@ class Bundle:
             raise BundleError(f"bundle {manifest.version}: items table and index hold different items")
         cats = pd.read_parquet(path / "categories.parquet")
         names = {int(c): str(n) for c, n in zip(cats["category_id"], cats["name"])}
-        return cls(path, manifest, generator, sid_tok, index, items, names, tag)
+        examples = json.loads((path / EXAMPLES).read_text()) if (path / EXAMPLES).exists() else {}
+        return cls(path, manifest, generator, sid_tok, index, items, names, tag, examples)
 
 
 # -- the BentoML model store ------------------------------------------------------------------------------

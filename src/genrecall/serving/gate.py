@@ -139,6 +139,20 @@ class ProductionPointer:
         """The production tag, or None before the first promotion."""
         return self.read().get("production")
 
+    def promoted_at(self, tag: str) -> str | None:
+        """When ``tag`` last became production (``<name>.events.jsonl``: a promotion or a rollback to it),
+        or None when it never was."""
+        events = self.root / f"{self.name}.events.jsonl"
+        last = None
+        for line in events.read_text().splitlines() if events.exists() else []:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:  # a torn last line after a crash: the rest still counts
+                continue
+            if event.get("production") == tag:
+                last = event.get("at")
+        return last
+
     def history(self) -> list[str]:
         """Earlier production tags, newest last (what ``rollback`` walks back through)."""
         return list(self.read().get("history", []))

@@ -59,6 +59,7 @@ class ServeConfig:
     bundle: str = ""  # a store tag or directory to serve; "" = the production pointer ($GENRECALL_BUNDLE wins)
     feast_repo: str = "feature_repo"  # Feast repo for user features; a missing repo/store = non-personalised
     feast_data_dir: str = "data/feast"  # the features stage's data dir (registry + online store)
+    bm25: bool = True  # POST /bm25 (the search page's lexical column): BM25 over the bundle's titles, built at start
     host: str = "127.0.0.1"  # loopback by default: expose it on purpose, behind your own gateway
     port: int = 3000  # DESIGN.md: make run serves on 127.0.0.1:3000
 
