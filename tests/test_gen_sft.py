@@ -143,3 +143,15 @@ def test_validation_split_holds_out_whole_texts_and_keeps_the_best_weights(data,
     final = load_generator(res.final_dir)  # the saved model is the best one, not the last
     val = ds.subset(val_rows)
     assert validation_loss(final.model, val, tok, torch.device("cpu")) == pytest.approx(best_loss, rel=1e-4)
+
+
+def test_replay_mixes_earlier_stages_rows_in(data) -> None:
+    from genrecall.gen.sft import with_replay
+
+    _, _, datasets = data
+    q, i = datasets["q2sid"], datasets["i2sid"]
+    mixed = with_replay(q, [i], 0.5, seed=1)
+    n = min(len(i), round(0.5 * len(q)))
+    assert len(mixed) == len(q) + n and mixed.kind == "q2sid"
+    assert mixed.prompts[: len(q)] == q.prompts and all(p in i.prompts for p in mixed.prompts[len(q):])
+    assert with_replay(q, [i], 0.0) is q and with_replay(q, [], 1.0) is q

@@ -77,6 +77,10 @@ class SFTConfig:
     # unseen in training; training stops when the validation loss has not improved for ``patience``
     # evaluations, and the best weights are kept. 0 = off (train the full schedule).
     val_share: float = 0.0
+    # rows of the earlier stages mixed into this one, as a share of its own rows (sampled from ``seed``):
+    # a Q2SID stage on a few thousand logged queries otherwise forgets the I2SID map of the whole
+    # catalog (measured on Home Depot; docs/BENCHMARKS.md). 0 = the paper's plain progressive order.
+    replay: float = 0.0
     eval_every: int = 200  # optimizer steps between validation losses
     patience: int = 3  # evaluations without improvement before stopping
     num_threads: int = 0  # torch CPU threads for this process; 0 keeps torch's default. On a busy shared
@@ -384,9 +388,22 @@ def train_progressive(
     """Run the stages of STAGES present in ``datasets`` in order, each warm-started from the last."""
     results: dict[str, SFTResult] = {}
     prev = init_from
+    earlier: list[SidDataset] = []
     for stage in (s for s in STAGES if s in datasets):
         cfg = configs.get(stage, SFTConfig(stage=stage))
-        results[stage] = train_sft(model, tokenizer, datasets[stage], cfg, Path(out_dir) / stage, init_from=prev,
+        data = with_replay(datasets[stage], earlier, cfg.replay, cfg.seed)
+        results[stage] = train_sft(model, tokenizer, data, cfg, Path(out_dir) / stage, init_from=prev,
                                    resume=resume, show_progress=show_progress)
         prev = results[stage].final_dir
+        earlier.append(datasets[stage])
     return results
+
+
+def with_replay(dataset: SidDataset, earlier: list[SidDataset], share: float, seed: int = 0) -> SidDataset:
+    """``dataset`` plus ``share`` x its size rows drawn (without replacement) from the ``earlier`` stages."""
+    if share <= 0 or not earlier:
+        return dataset
+    pool = SidDataset.concat(*earlier, kind="replay")
+    n = min(len(pool), int(round(share * len(dataset))))
+    rows = np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=False))
+    return SidDataset.concat(dataset, pool.subset(rows), kind=dataset.kind)
