@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,7 @@ def eval_real(
     ev = from_dict(EvaluateConfig, cfg.evaluate)
     if ev.num_threads:  # every step (SID fit included) on this many torch threads: 1 on a shared 2-core box
         torch.set_num_threads(ev.num_threads)
+    start = time.perf_counter()
     run = load_run(cfg, products_path, train_path, test_path)
     fcfg = from_dict(FusionConfig, cfg.fusion)
     quality = pd.Series(np.zeros(len(run.ids)), index=run.ids)  # no popularity signal: beam order only
@@ -191,9 +194,17 @@ def eval_real(
     gens: dict[str, GeneratorMetrics] = {}
     lists: dict[str, list[np.ndarray]] = {}
     health: dict[str, Any] = {}
+    seconds = {"load_and_embed": round(time.perf_counter() - start, 1)}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        return out
+
     for method in cfg.methods:
-        tok, index = fit_sids(cfg, method, run, work)
-        gen_run = train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
+        tok, index = timed(f"sid/{method}", lambda: fit_sids(cfg, method, run, work))
+        gen_run = timed(f"generator/{method}", lambda: train_and_search(cfg, cfg.train, index, run, work / "generator" / method))
         health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
         gens[method] = score(gen_run, index)
         lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None,
@@ -204,7 +215,8 @@ def eval_real(
             gens[REFERENCE] = score(ref, index)
         if method == cfg.methods[0]:
             for name, overrides in cfg.variants.items():
-                variant = train_and_search(cfg, merge(cfg.train, overrides or {}), index, run, work / "generator" / name)
+                variant = timed(f"generator/{name}", lambda: train_and_search(
+                    cfg, merge(cfg.train, overrides or {}), index, run, work / "generator" / name))
                 gens[name] = score(variant, index)
 
     k = max(max(ev.n_items), fcfg.n)
@@ -221,6 +233,7 @@ def eval_real(
     n_pairs = sum(len(set(t)) for t in targets)
     data = {"preset": "judged", "items": len(run.ids), "requests": len(run.train_log), "test_pairs": n_pairs,
             "test_queries": len(run.test_log), "relevant_threshold": cfg.relevant_threshold, "fusion_of": main,
+            "seconds": seconds | {"total": round(time.perf_counter() - start, 1)},
             "source": {"products": Path(products_path).name, "train": Path(train_path).name,
                        "test": Path(test_path).name}}  # fmt: skip
     metrics = build_metrics(judged=block, sid_health=health, data=data)
