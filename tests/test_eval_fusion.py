@@ -37,3 +37,13 @@ def test_generator_items_follow_the_truncation_rule() -> None:
     items = generator_items([np.array([[0], [1]])], groups.__getitem__, {20: 5.0}, beam=2, n=3)
     assert items[0].tolist() == [20, 10, 30]  # quality first, then first SID rank, then item id
     assert generator_items([np.array([[0], [1]])], groups.__getitem__, None, beam=1, n=5)[0].tolist() == [10, 30]
+
+
+def test_cluster_oracle_orders_clusters_by_their_best_item() -> None:
+    from genrecall.eval.oracle import cluster_oracle
+
+    items = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6]], dtype=np.float32)
+    ids = np.array([10, 11, 12, 13])
+    sids = np.array([[0, 0], [1, 0], [1, 0], [2, 0]])  # clusters: {10}, {11, 12}, {13}
+    got = cluster_oracle(np.array([[0.0, 1.0]], dtype=np.float32), items, ids, sids, n=3)[0]
+    assert got.tolist() == [11, 12, 13]  # cluster {11,12} first (cos 1.0), then {13} (0.6), cut at 3

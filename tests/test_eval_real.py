@@ -69,7 +69,8 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
     assert res.exit_code == 0, res.output
     m = json.loads(out.read_text())
     check_metrics(m)
-    assert set(m["judged"]) == {"cq_sid", "rq_vae", "bm25", "dense", "tokenizer_beam", "fusion", "cq_sid_plain"}
+    assert set(m["judged"]) == {"cq_sid", "rq_vae", "bm25", "dense", "tokenizer_beam", "fusion", "cq_sid_plain",
+                               "cluster_oracle"}
     assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]
     assert set(fusion) >= {"union_bm25@1000", "union_dense@1000", "rrf@1000", "generator_only@1000"}

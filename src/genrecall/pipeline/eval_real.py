@@ -34,6 +34,7 @@ from genrecall.data.judged import load_judged, relevant_pairs
 from genrecall.data.text import normalize_query
 from genrecall.eval.baselines import BM25Retriever, DenseRetriever
 from genrecall.eval.fusion import FusionConfig, fusion_metrics, generator_items
+from genrecall.eval.oracle import cluster_oracle
 from genrecall.eval.inputs import GeneratorRun, as_sid_lookup
 from genrecall.eval.metrics import GeneratorMetrics, evaluate_generator, evaluate_ranked_items
 from genrecall.eval.report import build_metrics, metrics_block, print_summary, write_metrics
@@ -49,6 +50,8 @@ from genrecall.sid.index import SidIndex
 from genrecall.sid.tokenizer import QueryPairs, SidTokenizer
 
 REFERENCE = "tokenizer_beam"  # the training-free reference, on the first method's (CQ-SID's) tokenizer
+ORACLE = "cluster_oracle"  # the recall ceiling of the first method's clusters (eval/oracle.py)
+
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ def eval_real(
     gens: dict[str, GeneratorMetrics] = {}
     lists: dict[str, list[np.ndarray]] = {}
     health: dict[str, Any] = {}
+    oracles: dict[str, Any] = {}
     seconds = {"load_and_embed": round(time.perf_counter() - start, 1)}
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
@@ -209,6 +213,9 @@ def eval_real(
         gens[method] = score(gen_run, index)
         lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None,
                                         gens[method].items_beam[fcfg.n], fcfg.n)  # fmt: skip
+        if method == cfg.methods[0]:  # the recall ceiling of these clusters (a diagnostic, not a method)
+            ceiling = cluster_oracle(run.test_vectors, run.x, run.ids, index.sid_of(run.ids), max(ev.n_items))
+            oracles[ORACLE] = evaluate_ranked_items(ceiling, targets, n_items=ev.n_items)
         if cfg.tokenizer_beam and REFERENCE not in gens:
             ref = GeneratorRun.from_sids(tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams),
                                                         index.sid_vocab_sizes))  # fmt: skip
@@ -224,7 +231,7 @@ def eval_real(
     dense = DenseRetriever().fit(run.ids, run.x)
     ranked = {"bm25": bm25.search(run.test_log["query"].tolist(), k).items,
               "dense": dense.search(run.test_vectors, k).items}  # fmt: skip
-    rankers = {name: evaluate_ranked_items(r, targets, n_items=ev.n_items) for name, r in ranked.items()}
+    rankers = {name: evaluate_ranked_items(r, targets, n_items=ev.n_items) for name, r in ranked.items()} | oracles
     block, _ = metrics_block(gens, rankers, baseline=ev.baseline, target_frac=ev.target_frac,
                              report_beams=ev.report_beams)  # fmt: skip
     main = cfg.methods[0]
