@@ -16,6 +16,8 @@ export TRANSFORMERS_OFFLINE := 1
 export PREFECT_HOME := $(CURDIR)/.state/prefect
 export BENTOML_HOME := $(CURDIR)/.state/bentoml
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.state/dvc-site
+# dvc.yaml's stages call `genrecall`: the venv's bin comes first on PATH, activated or not.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv run pipeline test test-fast serve schedule backfill constraints clean
 
