@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 3000
+PREFECT_PORT ?= 4200
 
 # Telemetry of every tool off; tool state inside the workspace (see src/genrecall/env.py).
 export DO_NOT_TRACK := 1
@@ -16,6 +17,8 @@ export TRANSFORMERS_OFFLINE := 1
 export PREFECT_HOME := $(CURDIR)/.state/prefect
 export BENTOML_HOME := $(CURDIR)/.state/bentoml
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.state/dvc-site
+# dvc.yaml's stages call `genrecall`: the venv's bin comes first on PATH, activated or not.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv run pipeline report test test-fast serve schedule backfill constraints clean
 
@@ -24,6 +27,7 @@ help:
 	@echo "make serve  - serve the production bundle (PORT=3000); the search page is http://127.0.0.1:$(PORT)/"
 	@echo "make report - write reports/report.html (one self-contained file) and print its path"
 	@echo "make test   - create .venv if missing and run the test suite"
+	@echo "make schedule - Prefect server on 127.0.0.1:$(PREFECT_PORT) + the daily rebuild on its 03:00 cron (Ctrl-C stops both)"
 	@echo "make constraints - re-freeze constraints.txt from the current venv"
 
 # The venv is rebuilt when the dependency list or the constraints change.
@@ -54,9 +58,11 @@ report: venv
 serve: venv
 	$(BIN)/genrecall serve --port $(PORT)
 
-# Prefect deployment of the daily rebuild on a daily cron (03:00 UTC); Ctrl-C stops it.
+# The daily rebuild as a Prefect deployment on a daily cron (03:00 UTC). Starts a Prefect server on
+# 127.0.0.1:$(PREFECT_PORT) (database in .state/prefect; UI at that address) unless PREFECT_API_URL
+# names one, and runs the scheduled flow runs. Ctrl-C stops the runner, then the server.
 schedule: venv
-	$(BIN)/python -m flows.serve_schedule --workspace . --cron "0 3 * * *"
+	$(BIN)/python -m flows.serve_schedule --workspace . --cron "0 3 * * *" --port $(PREFECT_PORT)
 
 # Run the daily rebuild for the next DAYS simulated days (after `make run`'s pipeline).
 DAYS ?= 1
