@@ -221,7 +221,8 @@ def train_sft(
         return
     p = _params(params)
     with _ranked(p, out, reports_dir) as (main, (out, reports_dir)):
-        res = run(train_config(p), data_dir, sid_dir, out, reports_dir, cache_dir=cache_dir,
+        res = run(train_config({"train": p.get("train"), "embed": p.get("embed")}), data_dir, sid_dir, out, reports_dir,
+                  cache_dir=cache_dir,
                   feast_repo=feast_repo, feast_data_dir=feast_data)
     if not main:
         return
