@@ -93,3 +93,22 @@ def test_load_pretrained_grows_embeddings_and_keeps_old_rows(tok: GenTokenizer, 
 def _bigger_backend():
     return GenTokenizer.train(TEXTS * 4 + ["a whole lot more words to learn merges from"] * 5, SIZES,
                               TokenizerConfig(vocab_size=400, min_frequency=1)).text
+
+
+def test_a_pretrained_checkpoint_takes_the_semantic_prompt(tok: GenTokenizer, tmp_path) -> None:
+    """The GPU path (a local Qwen2.5) with the sentence-vector prompt: the projection is new, the rest loaded."""
+    from genrecall.gen.semantic import SemanticQwen2ForCausalLM
+
+    ckpt = tmp_path / "qwen-like"
+    base = Qwen2ForCausalLM(Qwen2Config(vocab_size=tok.n_text + 3, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
+    base.save_pretrained(ckpt)
+    tok.text.save(str(ckpt / "tokenizer.json"))
+    ptok = GenTokenizer.from_pretrained(ckpt, SIZES, semantic_tokens=2)
+    model = make_generator(GeneratorConfig(pretrained_dir=str(ckpt), semantic_dim=8), ptok)
+    assert isinstance(model, SemanticQwen2ForCausalLM) and model.semantic_proj.in_features == 8
+    torch.testing.assert_close(model.get_input_embeddings().weight[: tok.n_text + 3], base.get_input_embeddings().weight,
+                               atol=0, rtol=0)  # fmt: skip
+    trie = SidTrie.from_sids(np.array([[0, 0, 0, 0], [4, 3, 2, 1]]))
+    res = beam_search(model.eval(), ptok, trie, [ptok.encode_prompt("red kettle")], 2, semantic=np.ones((1, 8), np.float32))
+    assert sorted(res[0].as_tuples()) == [(0, 0, 0, 0), (4, 3, 2, 1)]

@@ -148,13 +148,16 @@ def load_pretrained(
     """
     cfg = cfg or GeneratorConfig()
     semantic = semantic_fields(cfg, tokenizer)  # the projection is new: initialised, then trained
+    config = Qwen2Config.from_pretrained(str(local_dir), local_files_only=True)
+    for key, value in semantic.items():
+        setattr(config, key, value)
     with _quiet():
-        model = (SemanticQwen2ForCausalLM if semantic else Qwen2ForCausalLM).from_pretrained(
+        model = model_class(config).from_pretrained(
             str(local_dir),
+            config=config,
             local_files_only=True,
             dtype=resolve_dtype(cfg.dtype),
             attn_implementation=cfg.attn_implementation,
-            **semantic,
         )
     old = model.get_input_embeddings().weight.shape[0]
     if tokenizer.n_text > old:
