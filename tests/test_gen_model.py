@@ -65,14 +65,18 @@ def test_save_load_round_trip(tok: GenTokenizer, tmp_path) -> None:
     assert gen.tokenizer.encode_prompt("red kettle") == ids[0].tolist()
 
 
-def test_load_pretrained_grows_embeddings_and_keeps_old_rows(tok: GenTokenizer, tmp_path) -> None:
-    # A stand-in for a local Qwen2.5 checkpoint: a Qwen2 model over the text vocabulary + its tokenizer.json.
+def _qwen_like(tok: GenTokenizer, tmp_path) -> tuple:
+    """A stand-in for a local Qwen2.5 checkpoint: a Qwen2 model over the text vocabulary + its tokenizer.json."""
     ckpt = tmp_path / "qwen-like"
     base = Qwen2ForCausalLM(Qwen2Config(vocab_size=tok.n_text + 3, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
     base.save_pretrained(ckpt)
     tok.text.save(str(ckpt / "tokenizer.json"))
+    return ckpt, base
 
+
+def test_load_pretrained_grows_embeddings_and_keeps_old_rows(tok: GenTokenizer, tmp_path) -> None:
+    ckpt, base = _qwen_like(tok, tmp_path)
     ptok = GenTokenizer.from_pretrained(ckpt, SIZES, profile_values={"gender": ["f", "m"]})
     model = make_generator(GeneratorConfig(pretrained_dir=str(ckpt)), ptok)
     emb = model.get_input_embeddings().weight
@@ -99,11 +103,7 @@ def test_a_pretrained_checkpoint_takes_the_semantic_prompt(tok: GenTokenizer, tm
     """The GPU path (a local Qwen2.5) with the sentence-vector prompt: the projection is new, the rest loaded."""
     from genrecall.gen.semantic import SemanticQwen2ForCausalLM
 
-    ckpt = tmp_path / "qwen-like"
-    base = Qwen2ForCausalLM(Qwen2Config(vocab_size=tok.n_text + 3, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
-    base.save_pretrained(ckpt)
-    tok.text.save(str(ckpt / "tokenizer.json"))
+    ckpt, base = _qwen_like(tok, tmp_path)
     ptok = GenTokenizer.from_pretrained(ckpt, SIZES, semantic_tokens=2)
     model = make_generator(GeneratorConfig(pretrained_dir=str(ckpt), semantic_dim=8), ptok)
     assert isinstance(model, SemanticQwen2ForCausalLM) and model.semantic_proj.in_features == 8
