@@ -375,6 +375,8 @@ def package(
     report: Annotated[Path, typer.Option(help="what happened (JSON)")] = Path("reports/package.json"),
     rl_dir: Annotated[Optional[Path], typer.Option(help="train_rl output: its variants may be served (package.select_*)")] = Path("models/rl"),
     params: ParamsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="promote even if the gate fails or production's "
+                                        "metrics cannot be read (the decision says 'forced')")] = False,
 ) -> None:
     """Save the bundle to the BentoML store and promote it if it passes the gate."""
     from genrecall.config import from_dict
@@ -386,7 +388,7 @@ def package(
     cfg = from_dict(PackageConfig, p.get("package"))
     gate_cfg = from_dict(GateConfig, {"name": cfg.name, **(p.get("gate") or {})})
     res = run(cfg, gate_cfg, generator_dir=generator_dir, sid_model_dir=sid_model_dir, index_dir=index_dir,
-              data_dir=data_dir, metrics_path=metrics, params=p, report=report, rl_dir=rl_dir)
+              data_dir=data_dir, metrics_path=metrics, params=p, report=report, rl_dir=rl_dir, force=force)
     console.print(f"serving the {res.served} generator (package.select_*)")
     verdict = "[green]promoted[/]" if res.promoted else "[yellow]kept the current production bundle[/]"
     console.print(f"bundle {res.tag}: {res.items:,} items, {res.sids:,} SIDs; {verdict} (production: {res.production})")

@@ -56,31 +56,21 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
     """The gate: the day's bundle becomes production only if no worse than production, both measured on
     the same sample of today's requests (``evaluate`` step). Falls back to ``gate.py``'s manifest
     comparison when there was no production to measure, or production moved since."""
-    from genrecall.serving.gate import GateConfig, GateDecision, ProductionPointer, compare, gate
+    from genrecall.serving.gate import GateConfig, gate
 
     name = D.config_of(D.DailyConfig, params, "daily").bundle_name
     cfg = dataclasses.replace(D.config_of(GateConfig, params, "gate"), name=name)
     tag = D.load_state(ws, day)["steps"]["package"]["result"]["tag"]
     paired_path = ws.record(day, "reports/daily_gate.json")
     paired = json.loads(paired_path.read_text()) if paired_path.exists() else {}
-    pointer = ProductionPointer(name)
-    production = pointer.current()
-    if paired.get("production") is None or production != paired.get("production_tag") or production == tag:
-        decision = gate(tag, cfg)
-        basis = "bundle manifests"
-    else:
-        decision = GateDecision(tag, production, promoted=False)
-        decision.checks = compare(paired["candidate"], paired["production"], cfg)
-        failed = [c for c in decision.checks if not c.passed]
-        decision.reasons = [f"{c.metric}: {c.candidate} vs production {c.production} ({c.note}, allowed drop "
-                            f"{c.allowed_drop:.4g})" for c in failed]  # fmt: skip
-        decision.promoted = not failed
-        if decision.promoted:
-            pointer.set(tag, reason=f"daily gate, same sample {paired['sample']['request_ids_sha']}: passed")
-        (pointer.root / "decisions").mkdir(parents=True, exist_ok=True)
-        D.write_json(pointer.root / "decisions" / f"{tag.split(':', 1)[-1]}.json", decision.to_dict())
-        basis = f"same sample of today's requests ({paired['sample']['semantic_requests']} semantic, " \
-                f"{paired['sample']['personalized_requests']} personalized)"
+    measured = (paired["candidate"], paired["production"]) if paired.get("production") is not None else None
+    sample = paired.get("sample") or {}
+    # gate() reads production, compares and moves the pointer under one lock; the paired numbers are used
+    # only if production is still the bundle they measured, else the manifests are compared.
+    decision = gate(tag, cfg, measured=measured, expected_production=paired.get("production_tag"),
+                    basis=f"same sample of today's requests ({sample.get('semantic_requests')} semantic, "
+                          f"{sample.get('personalized_requests')} personalized; {sample.get('request_ids_sha')})")
+    basis = decision.basis
     result = {"tag": tag, "promoted": decision.promoted, "production": decision.production if not decision.promoted
               else tag, "reasons": decision.reasons, "basis": basis}  # fmt: skip
     D.write_json(ws.record(day, "reports/publish.json"), result)
