@@ -140,6 +140,11 @@ def summary_markdown(state: dict[str, Any], published: dict[str, Any]) -> str:
              f"- mode **{dr.get('mode')}** ({'; '.join(dr.get('reasons') or []) or 'no drift'}); new-item share "
              f"{dr.get('new_share')}, quantization error ratio {dr.get('qerr_ratio')}",
              f"- SIDs: added {sids.get('added', '-')}, removed {sids.get('removed', '-')}, total {sids.get('sids')}"]
+    unseen = dr.get("unseen_categories") or {}
+    if unseen:  # below the rebuild threshold they are served from another category's level-1 code: say so
+        listed = ", ".join(f"{c} ({n} items)" for c, n in sorted(unseen.items(), key=lambda x: -x[1]))
+        lines.append(f"- **categories the tokenizer never saw**: {listed}; share of listed items "
+                     f"{dr.get('unseen_category_share')} (full rebuild above daily.max_unseen_category_share)")
     warm = steps.get("finetune", {}).get("warm_start") or {}
     for key, ft in (steps.get("finetune", {}).get("runs") or {}).items():
         lines.append(f"- fine-tune `{key}`: {ft['examples']} examples ({ft['replay']} replayed), {ft['steps']} steps, "

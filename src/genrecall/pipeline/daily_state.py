@@ -30,6 +30,10 @@ class DailyConfig:
     max_new_share: float = 0.20  # items new since the last full fit / items at that fit; above -> full rebuild
     max_qerr_ratio: float = 1.5  # today's new items' mean quantization error / the fit's; above -> full rebuild
     min_new_items: int = 20  # fewer new items than this: the error ratio is noise, not drift
+    # listed items whose category the tokenizer never saw (CQ-SID forces level 1 to the category: these fall
+    # back to the nearest level-1 code, i.e. into another category's clusters) / listed items; above -> full
+    # rebuild (the refit gives each new category its own code); below, the day's report lists them
+    max_unseen_category_share: float = 0.01
     force_full: bool = False  # rebuild the tokenizer and retrain every day (a reference for benchmarks)
     bundle_name: str = "genrecall-bundle"  # BentoML model name (must match package.name and gate.name)
     dvc: bool = True  # version each day's record with DVC when the workspace is a DVC + git repo
