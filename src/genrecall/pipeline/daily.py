@@ -211,11 +211,13 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
 
         torch.set_num_threads(gcfg.num_threads)
     prod = production_tag(cfg.bundle_name)
+    own = _production_feast(ws, day, params, prod) if prod and day_mode(ws, day) == "full" else None
     paired = compare_on_sample(gcfg, ecfg, data_dir=ws.stage(day, ws.validated),
                                candidate=load_generator(_served_generator(ws.stage(day, ws.generator), method)),
                                candidate_index=SidIndex.load(ws.stage(day, ws.sid) / method),
                                production=Bundle.load(prod) if prod else None, feast_repo=ws.path("repo"),
-                               feast_data_dir=ws.stage(day, ws.feast), method=method)  # fmt: skip
+                               feast_data_dir=ws.stage(day, ws.feast), method=method,
+                               production_feast_data_dir=own)  # fmt: skip
     write_json(reports / "daily_gate.json", paired)
     # The day's numbers get their own file: metrics.json keeps the pipeline's full block (every method, the
     # RL variants, sid_health), which only a full evaluation rewrites. An incremental day's bundle manifest
@@ -228,6 +230,19 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
         "warm_start": steps["finetune"]["result"].get("warm_start") or {}}})  # fmt: skip
     head = headline_metrics(paired["candidate"])
     return {**head, **{f"production/{k}": v for k, v in headline_metrics(paired["production"] or {}).items()}}
+
+
+def _production_feast(ws: Workspace, day: int, params: dict[str, Any], tag: str) -> Path:
+    """After a refit: a Feast build of today's data with *production's* SID assignments (scratch), so
+    production is prompted with recent SIDs in its own code space (``daily_gate.py``)."""
+    from genrecall.features.sources import FeaturesConfig
+    from genrecall.pipeline.features import features
+    from genrecall.serving.bundle import resolve
+
+    out = fresh(ws.stage(day, "gate/production-feast"))  # pruned with the day's stage
+    features(config_of(FeaturesConfig, params, "features"), ws.stage(day, ws.validated), resolve(tag)[0] / "index",
+             ws.path("repo"), out)  # fmt: skip
+    return out
 
 
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
