@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genrecall.faults import crashpoint
 from genrecall.pipeline import daily_state as D
 
 log = logging.getLogger("genrecall.pipeline.daily")  # one logger for the whole daily rebuild
@@ -37,8 +38,10 @@ def commit(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
             continue  # nothing staged (e.g. tokenizers on an incremental day), or already swapped
         if dst.exists() and not old.exists():
             os.replace(dst, old)
+        crashpoint("commit:after-live-moved")  # drill: live moved aside, stage not moved in (no live dir!)
         os.replace(src, dst)
         swapped.append(name)
+    crashpoint("commit:before-cleanup")  # drill: every swap done, the .old copies still there
     for name in LIVE:
         dst = ws.path(name)
         shutil.rmtree(dst.with_name(f"{dst.name}.old-day{day:04d}"), ignore_errors=True)
@@ -48,6 +51,7 @@ def commit(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
             ws.path("reports").mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, ws.path("reports") / f.name)
             shutil.copy2(f, ws.record(day, "reports") / f.name)
+    crashpoint("commit:before-apply")  # drill: data swapped and reports copied, Feast registry not re-pointed
     apply(ws.path("repo"), ws.path("feast"))  # the registry names source paths: point them at the live dir
     return {"swapped": swapped}
 
@@ -71,6 +75,7 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
                     basis=f"same sample of today's requests ({sample.get('semantic_requests')} semantic, "
                           f"{sample.get('personalized_requests')} personalized; {sample.get('request_ids_sha')})")
     basis = decision.basis
+    crashpoint("publish:after-gate")  # drill: the pointer moved (or not), publish.json and summary.md not written
     result = {"tag": tag, "promoted": decision.promoted, "production": decision.production if not decision.promoted
               else tag, "reasons": decision.reasons, "basis": basis}  # fmt: skip
     D.write_json(ws.record(day, "reports/publish.json"), result)
@@ -101,12 +106,14 @@ def version(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
     target = ws.record(day).relative_to(root).as_posix()
     dvc = str(Path(sys.executable).with_name("dvc"))  # the venv's dvc, not whatever is on PATH
     _git(ws, dvc, "add", "--quiet", target)
+    crashpoint("version:after-dvc-add")  # drill: the day is in the DVC cache, not committed to git
     pointer, ignore = f"{target}.dvc", (Path(target).parent / ".gitignore").as_posix()
     _git(ws, "git", "add", pointer, ignore)
     staged = _git(ws, "git", "diff", "--cached", "--name-only", "--", pointer, ignore)
     if staged:
         _git(ws, "git", "commit", "--quiet", "-m", f"daily rebuild: day {day}", "--", pointer, ignore)
     sha = _git(ws, "git", "rev-parse", "HEAD")
+    crashpoint("version:after-git-commit")  # drill: committed, not pushed
     pushed = False
     if cfg.dvc_push:
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from genrecall.config import from_dict
+from genrecall.faults import crashpoint
 
 STEPS: tuple[str, ...] = ("ingest", "validate", "embed", "drift", "sids", "features", "finetune", "evaluate",
                           "package", "commit", "publish", "version")  # fmt: skip
@@ -135,6 +136,7 @@ def run_step(ws: Workspace, day: int, name: str, fn: Callable[..., dict[str, Any
         raise InjectedFailure(f"injected failure at step {name!r} of day {day}")
     start, tracked = time.perf_counter(), reset_peak_rss()
     result = fn(ws, day, params)
+    crashpoint(f"{name}:done-unrecorded")  # drill: the step's work is done, its record is not written
     state = load_state(ws, day)  # re-read: the step may not keep the dict
     state["steps"][name] = {"inputs": key, "result": result, "seconds": round(time.perf_counter() - start, 2),
                             "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
