@@ -18,7 +18,8 @@ One BentoML service, one worker process:
 Which bundle: ``$GENRECALL_BUNDLE`` (a store tag or a directory), else ``serve.bundle`` in params.yaml,
 else the production pointer (``genrecall promote`` / ``genrecall rollback`` move it; restart to pick it
 up). ``GET /healthz`` and ``GET /readyz`` answer 200 only once the bundle is loaded. Binds 127.0.0.1:3000
-unless ``serve.host``/``serve.port`` (or ``bentoml serve --host/--port``) say otherwise. All logic lives in
+unless ``serve.host``/``serve.port`` (or ``bentoml serve --host/--port``) say otherwise. The OpenAPI document
+(``GET /docs.json``) describes the 400 bodies as they are (``genrecall.serving.openapi``). All logic lives in
 ``genrecall.serving``; this file only wires it to HTTP.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ import bentoml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator  # noqa: E402
 
 from genrecall.config import stage_config  # noqa: E402
+from genrecall.serving.json_only import JsonOnly  # noqa: E402
+from genrecall.serving.openapi import publish_error_schema  # noqa: E402
 from genrecall.serving.page import page_app  # noqa: E402
 from genrecall.serving.retriever import ServeConfig  # noqa: E402
 
@@ -51,8 +55,14 @@ def _home_path(p: str) -> Path:
     return path if path.is_absolute() else Path(os.environ.get("GENRECALL_HOME", ".")) / path
 
 
+# a character that is not whitespace in Python's sense (str.isspace, what strip() removes), spelled out so that
+# every regex engine reads the published pattern the same way (\S differs between Python and ECMA/Rust)
+NOT_BLANK = "[^" + "".join(f"\\u{i:04x}" for i in range(0x10000) if chr(i).isspace()) + "]"
+QUERY_SCHEMA = {"pattern": NOT_BLANK}
+
+
 def _not_blank(v: str) -> str:
-    if not v.strip():
+    if not re.search(NOT_BLANK, v):
         raise ValueError("query must contain a non-space character")
     return v
 
@@ -62,7 +72,8 @@ class SearchBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: StrictStr = Field(min_length=1, max_length=CFG.max_query_chars, description="what the shopper typed")
+    query: StrictStr = Field(min_length=1, max_length=CFG.max_query_chars, description="what the shopper typed",
+                             json_schema_extra=QUERY_SCHEMA)
     user_id: StrictStr | None = Field(default=None, max_length=CFG.max_user_id_chars, description="null = anonymous")
     k: StrictInt = Field(default=CFG.default_k, ge=1, le=CFG.max_k, description="items to return")
     beam_size: StrictInt = Field(default=CFG.default_beam_size, ge=1, le=CFG.max_beam_size, description="SIDs to generate")
@@ -75,7 +86,8 @@ class BM25Body(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: StrictStr = Field(min_length=1, max_length=CFG.max_query_chars, description="what the shopper typed")
+    query: StrictStr = Field(min_length=1, max_length=CFG.max_query_chars, description="what the shopper typed",
+                             json_schema_extra=QUERY_SCHEMA)
     k: StrictInt = Field(default=CFG.default_k, ge=1, le=CFG.max_k, description="items to return")
 
     query_not_blank = field_validator("query")(_not_blank)
@@ -167,3 +179,7 @@ class Search:
 
     def __is_alive__(self) -> bool:  # /healthz: answers 200 only once the bundle is loaded
         return self.__is_ready__()
+
+
+publish_error_schema(Search)  # /docs.json documents the 400 bodies as they are: detail = pydantic's error list
+Search.add_asgi_middleware(JsonOnly, paths=("/search", "/bm25", "/bundle"))  # non-JSON bodies: a 400, not a 500

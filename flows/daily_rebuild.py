@@ -90,7 +90,8 @@ def daily_rebuild(
     ``<workspace>/params.yaml``); ``layout`` overrides ``Workspace`` paths; ``fail_at`` drills a crash."""
     logger = get_run_logger()
     root = Path(workspace).resolve()
-    p = params if params is not None else load_params(params_path or root / "params.yaml")
+    p = params if params is not None else (load_params(params_path) if params_path
+                                           else load_params(root / "params.yaml", missing_ok=True))
     ws = Workspace(root, **(layout or {}))
     d = next_day_number(ws) if day is None else day
     logger.info("daily rebuild of day %d in %s", d, root)

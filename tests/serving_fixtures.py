@@ -188,8 +188,9 @@ def served_tiny_env(tiny: TinyPipeline, tmp: Path) -> dict[str, str]:
 
     result = package(PackageConfig(), **tiny.package_kwargs())
     assert result.production == result.tag
+    (tmp / "empty-params.yaml").write_text("{}\n")  # all defaults (a path that does not exist is an error)
     return {**os.environ, "GENRECALL_FEAST_REPO": str(tiny.feast_repo), "GENRECALL_FEAST_DATA": str(tiny.feast_data_dir),
-            "GENRECALL_PARAMS": str(tmp / "none.yaml"), "OMP_NUM_THREADS": "1", "BENTOML_DO_NOT_TRACK": "True",
+            "GENRECALL_PARAMS": str(tmp / "empty-params.yaml"), "OMP_NUM_THREADS": "1", "BENTOML_DO_NOT_TRACK": "True",
             "GENRECALL_EXPECTED_BUNDLE": result.tag}  # fmt: skip
 
 

@@ -31,7 +31,23 @@ def test_stage_config_reads_params_file(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("GENRECALL_PARAMS", str(p))
     assert stage_config(_Cfg, "mystage") == _Cfg(alpha=2.0, name="y")
     assert stage_config(_Cfg, "absent") == _Cfg()
-    assert load_params(tmp_path / "missing.yaml") == {}
+    assert load_params(tmp_path / "missing.yaml", missing_ok=True) == {}
+
+
+def test_a_params_path_that_does_not_exist_is_an_error(tmp_path, monkeypatch) -> None:
+    """A mistyped $GENRECALL_PARAMS (or --params) must not silently mean all defaults."""
+    from genrecall.config import ParamsNotFound
+
+    monkeypatch.setenv("GENRECALL_PARAMS", str(tmp_path / "typo.yaml"))
+    with pytest.raises(ParamsNotFound, match=r"\$GENRECALL_PARAMS .*typo.yaml does not exist"):
+        load_params()
+    with pytest.raises(ParamsNotFound):
+        stage_config(_Cfg, "mystage")  # what the service and every stage call
+    with pytest.raises(ParamsNotFound, match="missing.yaml"):
+        load_params(tmp_path / "missing.yaml")
+    monkeypatch.delenv("GENRECALL_PARAMS")
+    monkeypatch.chdir(tmp_path)
+    assert load_params() == {}, "no params.yaml in the cwd and nothing named: all defaults"
 
 
 def test_params_hash_is_order_independent() -> None:

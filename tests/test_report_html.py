@@ -97,7 +97,8 @@ def test_cli_writes_the_report_and_prints_its_path(workspace: Path, monkeypatch:
     from genrecall.cli import app
 
     monkeypatch.chdir(workspace)
-    monkeypatch.setenv("GENRECALL_PARAMS", str(workspace / "no-params.yaml"))
+    (workspace / "empty-params.yaml").write_text("{}\n")
+    monkeypatch.setenv("GENRECALL_PARAMS", str(workspace / "empty-params.yaml"))
     out = workspace / "reports/report.html"
     out.unlink(missing_ok=True)
     result = CliRunner().invoke(app, ["report"])

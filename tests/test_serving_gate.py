@@ -125,3 +125,79 @@ def test_package_stage_saves_and_gates(tiny, tmp_path: Path) -> None:
     assert second.tag != first.tag and second.tag in list_bundles("package-test")
     skipped = package(PackageConfig(name="package-test", run_gate=False), **{**tiny.package_kwargs(), "params": {"x": 1}})
     assert not skipped.promoted and skipped.production == first.tag
+
+
+def test_unreadable_production_refuses_promotion_unless_forced(tiny, tmp_path: Path) -> None:
+    """Nothing compared is nothing passed: a production bundle whose metrics cannot be read (deleted from
+    the store, a dangling pointer) blocks the gate; ``force`` promotes and the decision says so."""
+    import bentoml
+
+    name = "gate-unreadable"
+    cfg = GateConfig(name=name)
+    pointer = ProductionPointer(name)
+    first = _stored(tiny, tmp_path, name, "first", TINY_METRICS)
+    assert gate(first, cfg).promoted
+    bentoml.models.delete(first)  # production vanished from the store
+    cand = _stored(tiny, tmp_path, name, "cand", _metrics(semantic__cq_sid__hitrate_at_10=0.99))
+    refused = gate(cand, cfg)
+    assert not refused.promoted and pointer.current() == first
+    assert any("unreadable" in r and "--force" in r for r in refused.reasons), refused.reasons
+    forced = gate(cand, cfg, force=True)
+    assert forced.promoted and pointer.current() == cand and forced.reasons[-1] == "forced"
+    saved = json.loads((pointer.root / "decisions" / f"{cand.split(':')[1]}.json").read_text())
+    assert saved["promoted"] and "forced" in saved["reasons"]
+
+
+def test_gate_reads_compares_and_writes_under_one_lock(tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A promotion racing the gate waits until the gate has written: it cannot land between the gate's
+    read of production and its write (which would promote a bundle compared against a stale production)."""
+    import importlib
+
+    G = importlib.import_module("genrecall.serving.gate")  # the module (the package re-exports gate())
+    name = "gate-lock"
+    cfg = GateConfig(name=name)
+    first = _stored(tiny, tmp_path, name, "first", TINY_METRICS)
+    assert gate(first, cfg).promoted
+    cand = _stored(tiny, tmp_path, name, "cand", _metrics(semantic__cq_sid__hitrate_at_10=0.41))
+    real = G.bundle_metrics
+    racer: dict[str, threading.Thread] = {}
+
+    def slow_metrics(tag: str) -> dict:  # while the gate compares, someone else promotes
+        racer["t"] = threading.Thread(target=lambda: ProductionPointer(name).set(f"{name}:racer", reason="racer"))
+        racer["t"].start()
+        racer["t"].join(timeout=1.0)
+        assert racer["t"].is_alive(), "the racing promotion must wait for the gate's lock"
+        return real(tag)
+
+    monkeypatch.setattr(G, "bundle_metrics", slow_metrics)
+    decision = gate(cand, cfg)
+    racer["t"].join(timeout=10)
+    assert decision.promoted and decision.production == first
+    events = [json.loads(e) for e in (ProductionPointer(name).events).read_text().splitlines()]
+    assert [e["production"] for e in events] == [first, cand, f"{name}:racer"], "gate's write came first"
+
+
+@pytest.mark.slow
+def test_a_kill_between_pointer_write_and_audit_record_is_repaired(tmp_path: Path) -> None:
+    """SIGKILL after the pointer's rename, before its event is logged: the pointer is whole, and the next
+    writer appends the missing audit record (marked recovered) before its own."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    pointer = ProductionPointer("killed", root=tmp_path)
+    pointer.set("killed:a")
+    code = (f"from genrecall.serving.gate import ProductionPointer; "
+            f"ProductionPointer('killed', root={str(tmp_path)!r}).set('killed:b', reason='about to die')")
+    env = {**os.environ, "GENRECALL_KILL_AT": "pointer:before-audit",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    assert pointer.current() == "killed:b"
+    assert [json.loads(e)["production"] for e in pointer.events.read_text().splitlines()] == ["killed:a"]
+    pointer.set("killed:c")
+    events = [json.loads(e) for e in pointer.events.read_text().splitlines()]
+    assert [(e["production"], e.get("recovered", False)) for e in events] == [
+        ("killed:a", False), ("killed:b", True), ("killed:c", False)]
+    assert events[1]["reason"] == "about to die" and pointer.promoted_at("killed:b") == events[1]["at"]

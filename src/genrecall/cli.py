@@ -325,16 +325,24 @@ def split_judged(
     test_share: Annotated[float, typer.Option(help="share of queries held out")] = 0.5,
     seed: Annotated[int, typer.Option(help="split seed")] = 0,
 ) -> None:
-    """Split judgments by query (no query in both halves) for `genrecall eval-real`."""
+    """Split judgments by query (no query in both halves) for `genrecall eval-real`.
+
+    Every row of the input lands in one half as it was read, malformed ones included: their
+    ``_parse_error`` column goes along, so `eval-real` quarantines them instead of seeing clean rows."""
     from genrecall.data.judged import read_judgments, split_judgments
+    from genrecall.data.validate import PARSE_ERROR_COLUMN
 
     raw = read_judgments(judgments)
     split = split_judgments(raw, test_share=test_share, seed=seed)
     for frame, path in ((split.train, train_out), (split.test, test_out)):
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame[["query", "item_id", "relevance"]].to_csv(path, index=False)
+        frame[["query", "item_id", "relevance", PARSE_ERROR_COLUMN]].to_csv(path, index=False)
     console.print(f"train: {len(split.train):,} judgments ({split.train['query'].nunique():,} queries) -> {train_out}")
     console.print(f"test:  {len(split.test):,} judgments ({split.test['query'].nunique():,} queries) -> {test_out}")
+    broken = int(raw[PARSE_ERROR_COLUMN].notna().sum())
+    if broken:
+        console.print(f"[yellow]{broken:,} malformed line(s) kept with their {PARSE_ERROR_COLUMN} note "
+                      "(eval-real quarantines them)[/]")
 
 
 @app.command("eval-real")
@@ -376,6 +384,8 @@ def package(
     report: Annotated[Path, typer.Option(help="what happened (JSON)")] = Path("reports/package.json"),
     rl_dir: Annotated[Optional[Path], typer.Option(help="train_rl output: its variants may be served (package.select_*)")] = Path("models/rl"),
     params: ParamsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="promote even if the gate fails or production's "
+                                        "metrics cannot be read (the decision says 'forced')")] = False,
 ) -> None:
     """Save the bundle to the BentoML store and promote it if it passes the gate."""
     from genrecall.config import from_dict
@@ -387,7 +397,7 @@ def package(
     cfg = from_dict(PackageConfig, p.get("package"))
     gate_cfg = from_dict(GateConfig, {"name": cfg.name, **(p.get("gate") or {})})
     res = run(cfg, gate_cfg, generator_dir=generator_dir, sid_model_dir=sid_model_dir, index_dir=index_dir,
-              data_dir=data_dir, metrics_path=metrics, params=p, report=report, rl_dir=rl_dir)
+              data_dir=data_dir, metrics_path=metrics, params=p, report=report, rl_dir=rl_dir, force=force)
     console.print(f"serving the {res.served} generator (package.select_*)")
     verdict = "[green]promoted[/]" if res.promoted else "[yellow]kept the current production bundle[/]"
     console.print(f"bundle {res.tag}: {res.items:,} items, {res.sids:,} SIDs; {verdict} (production: {res.production})")

@@ -21,10 +21,26 @@ T = TypeVar("T")
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-def load_params(path: str | Path | None = None) -> dict[str, Any]:
-    """Read params.yaml (or ``$GENRECALL_PARAMS``); a missing file means all defaults."""
-    path = Path(path or os.environ.get("GENRECALL_PARAMS", DEFAULT_PARAMS))
+PARAMS_ENV = "GENRECALL_PARAMS"
+
+
+class ParamsNotFound(FileNotFoundError):
+    """A params file that was named (argument or ``$GENRECALL_PARAMS``) does not exist."""
+
+
+def load_params(path: str | Path | None = None, *, missing_ok: bool = False) -> dict[str, Any]:
+    """Read ``path``, else ``$GENRECALL_PARAMS``, else ``./params.yaml``.
+
+    A file that was named (``path`` or the environment variable) and does not exist is an error: a
+    mistyped path must not silently mean "all defaults". Only the implicit ``./params.yaml`` may be
+    absent (all defaults), or any file when the caller says ``missing_ok`` (a workspace default).
+    """
+    named = path or os.environ.get(PARAMS_ENV) or None
+    where = f"${PARAMS_ENV}" if not path and named else "params file"
+    path = Path(named or DEFAULT_PARAMS)
     if not path.exists():
+        if named and not missing_ok:
+            raise ParamsNotFound(f"{where} {path} does not exist (unset it, or point it at a params.yaml)")
         return {}
     with path.open() as f:
         data = yaml.safe_load(f) or {}

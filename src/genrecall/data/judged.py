@@ -2,10 +2,16 @@
 
 Input files: ``products`` = ``item_id,title[,category]`` and ``judgments`` = ``query,item_id,relevance``
 (the Kaggle column names ``product_uid``, ``product_title``, ``search_term`` are accepted too).
-Reading is forgiving about the file (utf-8, else latin-1; stray whitespace; lines with too many
-fields) and strict about the rows: every row goes through ``validate_tables`` with the same
-machinery as the marketplace tables, so an empty title, a duplicate ``item_id``, a relevance outside
-[1, 3] or not a number, or a judgment for an unknown product lands in quarantine with its reasons.
+Reading accounts for every line (``csv_lines.py``): each non-blank line below the header is one row,
+and a line that does not parse (an unterminated quote, a field over 128 KiB, a NUL byte, bytes that
+are not UTF-8 in a UTF-8 file, more fields than the header) is still a row, carrying a
+``_parse_error`` note that validation quarantines as ``row:parses``; every row carries its file line
+in ``_line``. BOMs (UTF-8/16/32), CRLF line ends and latin-1 files read as they should. A header
+that cannot be used (two columns meaning the same thing, e.g. ``item_id`` and its Kaggle alias
+``product_uid``; a required column missing) fails with the file and line. Rows are then strict:
+every row goes through ``validate_tables`` with the same machinery as the marketplace tables, so an
+empty title, a duplicate ``item_id``, a relevance outside [1, 3] or not a number, or a judgment for
+an unknown product lands in quarantine with its reasons. Rows in = good + quarantined.
 
 ``split_judgments`` makes a deterministic query-disjoint split (queries compared lower-cased with
 whitespace collapsed); ``relevant_pairs`` gives query -> relevant item ids for evaluation.
@@ -13,14 +19,13 @@ whitespace collapsed); ``relevant_pairs`` gives query -> relevant item ids for e
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from genrecall.data.csv_lines import CsvFormatError, read_csv_lines
 from genrecall.data.text import normalize_query
 from genrecall.data import schema as S
 from genrecall.data.validate import (
@@ -32,6 +37,7 @@ from genrecall.data.validate import (
 )
 
 ALIASES = {"product_uid": "item_id", "product_title": "title", "search_term": "query"}  # Kaggle names
+LINE_COLUMN = "_line"  # the row's line in the file it was read from (kept in the quarantine)
 
 
 @dataclass
@@ -66,44 +72,53 @@ def _clean_text(v: object) -> object:
     return " ".join(v.split()) if isinstance(v, str) else v
 
 
-def _decode(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")  # every byte decodes; the Kaggle originals are latin-1
+def read_judged_csv(path: str | Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A judged CSV as strings, whitespace-cleaned, with exactly ``columns`` (+ ``_parse_error``, ``_line``).
 
-
-def read_judged_csv(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    """A judged CSV as strings, whitespace-cleaned, with exactly ``columns`` (missing ones null).
-
-    A line with more fields than the header is not dropped: it becomes a row holding its first
-    fields and a ``_parse_error`` note, which validation quarantines as ``row:parses``.
+    One row per non-blank line below the header, nothing merged or dropped (see the module
+    docstring). A line with more fields than the header keeps its first fields and gets a
+    ``_parse_error``; a short line has its missing trailing fields empty. A ``_parse_error`` column in
+    the file (``genrecall split-judged`` writes one) is carried over, so a malformed line of the
+    original file stays malformed after a split. ``optional`` columns may be absent (then null).
     """
-    rows = list(csv.reader(io.StringIO(_decode(Path(path)))))
-    if not rows:
-        raise ValueError(f"{path}: empty file, expected a header with {', '.join(columns)}")
-    header = [ALIASES.get(c.strip().lower(), c.strip().lower()) for c in rows[0]]
+    f = read_csv_lines(path)
+    names = [c.strip().lower() for c in f.header]
+    header = [ALIASES.get(c, c) for c in names]
+    seen: dict[str, str] = {}
+    for raw, c in zip(names, header):
+        if c and c in seen:
+            also = f" (an alias of {c!r})" if raw != c or seen[c] != c else ""
+            raise CsvFormatError(f"{path}: line 1 (the header): columns {seen[c]!r} and {raw!r} both give {c!r}{also}")
+        seen[c] = raw
+    missing = [c for c in columns if c not in seen and c not in optional]
+    if missing:
+        raise CsvFormatError(f"{path}: line 1 (the header): no {', '.join(map(repr, missing))} column "
+                             f"(found {f.header}; expected {', '.join(columns)})")
     width = len(header)
+    carried = header.index(PARSE_ERROR_COLUMN) if PARSE_ERROR_COLUMN in header else None
     records, errors = [], []
-    for fields in rows[1:]:
-        if not any(f.strip() for f in fields):
-            continue  # a blank line is not a row
-        errors.append(f"{len(fields)} fields for {width} columns; extra: {fields[width:]}"
-                      if len(fields) > width else None)
-        records.append((fields + [""] * width)[:width])  # short rows: missing trailing fields
-    df = pd.DataFrame(records, columns=header, dtype=object)
+    for rec in f.records:
+        notes = [f"line {rec.line}: {rec.error}"] if rec.error else []
+        if len(rec.fields) > width:
+            notes.append(f"line {rec.line}: {len(rec.fields)} fields for {width} columns; extra: {rec.fields[width:]}")
+        fields = (rec.fields + [""] * width)[:width]  # short rows: missing trailing fields
+        if carried is not None and fields[carried].strip():
+            notes.insert(0, fields[carried].strip())
+        errors.append("; ".join(notes) or None)
+        records.append(fields)
+    df = pd.DataFrame(records, columns=[c or f"_unnamed_{i}" for i, c in enumerate(header)], dtype=object)
     for c in columns:
         if c not in df.columns:
             df[c] = None
     df = df[list(columns)].apply(lambda col: col.map(lambda v: _clean_text(v) or None))  # empty = missing
     df[PARSE_ERROR_COLUMN] = errors
+    df[LINE_COLUMN] = np.array([r.line for r in f.records], dtype=np.int64)
     return df
 
 
 def read_products(path: str | Path) -> pd.DataFrame:
     """Raw products (``item_id,title[,category]``), cleaned but not yet validated."""
-    return read_judged_csv(path, ("item_id", "title", "category"))  # empty category = unknown
+    return read_judged_csv(path, ("item_id", "title", "category"), optional=("category",))  # empty category = unknown
 
 
 def read_judgments(path: str | Path) -> pd.DataFrame:
@@ -130,6 +145,7 @@ def write_raw(products_path: str | Path, judgments_path: str | Path, out_dir: st
     paths = []
     for spec, df in ((S.PRODUCTS, read_products(products_path)), (S.JUDGMENTS, read_judgments(judgments_path))):
         path = out / spec.filename()
+        df = df.drop(columns=[LINE_COLUMN])  # the parse notes name their lines; the validate stage numbers rows
         df.astype(object).where(df.notna(), None).to_parquet(path, index=False)
         paths.append(path)
     return paths

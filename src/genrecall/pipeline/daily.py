@@ -44,6 +44,7 @@ import pandas as pd
 
 from genrecall.config import from_dict
 from genrecall.data import schema as S
+from genrecall.faults import crashpoint
 from genrecall.pipeline.daily_commit import commit, publish, version
 from genrecall.pipeline.daily_drift import drift
 from genrecall.pipeline.daily_state import (  # noqa: F401 (the daily rebuild's API, re-exported)
@@ -84,6 +85,7 @@ def ingest(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     (ws.stage(day, ws.raw) / "generate.json").write_text(json.dumps(
         {"config": dataclasses.asdict(after.cfg), "days": after.days,
          "rows": {k: len(v) for k, v in after.tables().items()}}, indent=2, sort_keys=True, default=list))  # fmt: skip
+    crashpoint("ingest:mid")  # drill: the new source state is staged, the day's delta is not written
     touched = np.union1d(np.union1d(delta.new_items["item_id"], delta.delisted["item_id"]),
                          delta.price_events["item_id"])  # fmt: skip
     out = fresh(ws.record(day, "delta"))
@@ -104,6 +106,7 @@ def validate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     good, quarantine = fresh(ws.record(day, "validated")), ws.record(day, "quarantine")
     report = validate(config_of(ValidateConfig, params, "validate"), ws.record(day, "delta"), good, quarantine,
                       ws.record(day, "reports/validation.json"), reference_dir=ws.path("validated"))  # fmt: skip
+    crashpoint("validate:mid")  # drill: the delta is validated and quarantined, not merged
     out = fresh(ws.stage(day, ws.validated))
     for name, spec in S.ALL_TABLES.items():
         if (ws.path("validated") / spec.filename()).exists():  # Arrow merge: no pandas round trip
@@ -138,6 +141,7 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
         delta = S.read_table(S.ITEMS, ws.record(day, "validated"))
         res = sid_update(data, emb, ws.path("models_sid"), out, methods=daily_methods(params), reports_dir=reports,
                          changed=_changed_texts(ws.path("validated"), delta))  # fmt: skip
+        crashpoint("sids:mid")  # drill: the staged index is written, its health report is not
         _keep_other_health(ws.path("reports") / "sid_health.json", reports / "sid_health.json")
         return {"mode": "incremental", **as_result(res)}
     models, out = fresh(ws.stage(day, ws.models_sid)), fresh(ws.stage(day, ws.sid))
@@ -211,12 +215,15 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
 
         torch.set_num_threads(gcfg.num_threads)
     prod = production_tag(cfg.bundle_name)
+    own = _production_feast(ws, day, params, prod) if prod and day_mode(ws, day) == "full" else None
     paired = compare_on_sample(gcfg, ecfg, data_dir=ws.stage(day, ws.validated),
                                candidate=load_generator(_served_generator(ws.stage(day, ws.generator), method)),
                                candidate_index=SidIndex.load(ws.stage(day, ws.sid) / method),
                                production=Bundle.load(prod) if prod else None, feast_repo=ws.path("repo"),
-                               feast_data_dir=ws.stage(day, ws.feast), method=method)  # fmt: skip
+                               feast_data_dir=ws.stage(day, ws.feast), method=method,
+                               production_feast_data_dir=own)  # fmt: skip
     write_json(reports / "daily_gate.json", paired)
+    crashpoint("evaluate:mid")  # drill: the paired numbers are written, the day's metrics are not
     # The day's numbers get their own file: metrics.json keeps the pipeline's full block (every method, the
     # RL variants, sid_health), which only a full evaluation rewrites. An incremental day's bundle manifest
     # carries these gate-sample numbers (package_day); the report's daily history reads them.
@@ -228,6 +235,19 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
         "warm_start": steps["finetune"]["result"].get("warm_start") or {}}})  # fmt: skip
     head = headline_metrics(paired["candidate"])
     return {**head, **{f"production/{k}": v for k, v in headline_metrics(paired["production"] or {}).items()}}
+
+
+def _production_feast(ws: Workspace, day: int, params: dict[str, Any], tag: str) -> Path:
+    """After a refit: a Feast build of today's data with *production's* SID assignments (scratch), so
+    production is prompted with recent SIDs in its own code space (``daily_gate.py``)."""
+    from genrecall.features.sources import FeaturesConfig
+    from genrecall.pipeline.features import features
+    from genrecall.serving.bundle import resolve
+
+    out = fresh(ws.stage(day, "gate/production-feast"))  # pruned with the day's stage
+    features(config_of(FeaturesConfig, params, "features"), ws.stage(day, ws.validated), resolve(tag)[0] / "index",
+             ws.path("repo"), out)  # fmt: skip
+    return out
 
 
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:

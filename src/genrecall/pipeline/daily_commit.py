@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genrecall.faults import crashpoint
 from genrecall.pipeline import daily_state as D
 
 log = logging.getLogger("genrecall.pipeline.daily")  # one logger for the whole daily rebuild
@@ -37,8 +38,10 @@ def commit(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
             continue  # nothing staged (e.g. tokenizers on an incremental day), or already swapped
         if dst.exists() and not old.exists():
             os.replace(dst, old)
+        crashpoint("commit:after-live-moved")  # drill: live moved aside, stage not moved in (no live dir!)
         os.replace(src, dst)
         swapped.append(name)
+    crashpoint("commit:before-cleanup")  # drill: every swap done, the .old copies still there
     for name in LIVE:
         dst = ws.path(name)
         shutil.rmtree(dst.with_name(f"{dst.name}.old-day{day:04d}"), ignore_errors=True)
@@ -48,6 +51,7 @@ def commit(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
             ws.path("reports").mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, ws.path("reports") / f.name)
             shutil.copy2(f, ws.record(day, "reports") / f.name)
+    crashpoint("commit:before-apply")  # drill: data swapped and reports copied, Feast registry not re-pointed
     apply(ws.path("repo"), ws.path("feast"))  # the registry names source paths: point them at the live dir
     return {"swapped": swapped}
 
@@ -56,31 +60,22 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
     """The gate: the day's bundle becomes production only if no worse than production, both measured on
     the same sample of today's requests (``evaluate`` step). Falls back to ``gate.py``'s manifest
     comparison when there was no production to measure, or production moved since."""
-    from genrecall.serving.gate import GateConfig, GateDecision, ProductionPointer, compare, gate
+    from genrecall.serving.gate import GateConfig, gate
 
     name = D.config_of(D.DailyConfig, params, "daily").bundle_name
     cfg = dataclasses.replace(D.config_of(GateConfig, params, "gate"), name=name)
     tag = D.load_state(ws, day)["steps"]["package"]["result"]["tag"]
     paired_path = ws.record(day, "reports/daily_gate.json")
     paired = json.loads(paired_path.read_text()) if paired_path.exists() else {}
-    pointer = ProductionPointer(name)
-    production = pointer.current()
-    if paired.get("production") is None or production != paired.get("production_tag") or production == tag:
-        decision = gate(tag, cfg)
-        basis = "bundle manifests"
-    else:
-        decision = GateDecision(tag, production, promoted=False)
-        decision.checks = compare(paired["candidate"], paired["production"], cfg)
-        failed = [c for c in decision.checks if not c.passed]
-        decision.reasons = [f"{c.metric}: {c.candidate} vs production {c.production} ({c.note}, allowed drop "
-                            f"{c.allowed_drop:.4g})" for c in failed]  # fmt: skip
-        decision.promoted = not failed
-        if decision.promoted:
-            pointer.set(tag, reason=f"daily gate, same sample {paired['sample']['request_ids_sha']}: passed")
-        (pointer.root / "decisions").mkdir(parents=True, exist_ok=True)
-        D.write_json(pointer.root / "decisions" / f"{tag.split(':', 1)[-1]}.json", decision.to_dict())
-        basis = f"same sample of today's requests ({paired['sample']['semantic_requests']} semantic, " \
-                f"{paired['sample']['personalized_requests']} personalized)"
+    measured = (paired["candidate"], paired["production"]) if paired.get("production") is not None else None
+    sample = paired.get("sample") or {}
+    # gate() reads production, compares and moves the pointer under one lock; the paired numbers are used
+    # only if production is still the bundle they measured, else the manifests are compared.
+    decision = gate(tag, cfg, measured=measured, expected_production=paired.get("production_tag"),
+                    basis=f"same sample of today's requests ({sample.get('semantic_requests')} semantic, "
+                          f"{sample.get('personalized_requests')} personalized; {sample.get('request_ids_sha')})")
+    basis = decision.basis
+    crashpoint("publish:after-gate")  # drill: the pointer moved (or not), publish.json and summary.md not written
     result = {"tag": tag, "promoted": decision.promoted, "production": decision.production if not decision.promoted
               else tag, "reasons": decision.reasons, "basis": basis}  # fmt: skip
     D.write_json(ws.record(day, "reports/publish.json"), result)
@@ -111,12 +106,14 @@ def version(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
     target = ws.record(day).relative_to(root).as_posix()
     dvc = str(Path(sys.executable).with_name("dvc"))  # the venv's dvc, not whatever is on PATH
     _git(ws, dvc, "add", "--quiet", target)
+    crashpoint("version:after-dvc-add")  # drill: the day is in the DVC cache, not committed to git
     pointer, ignore = f"{target}.dvc", (Path(target).parent / ".gitignore").as_posix()
     _git(ws, "git", "add", pointer, ignore)
     staged = _git(ws, "git", "diff", "--cached", "--name-only", "--", pointer, ignore)
     if staged:
         _git(ws, "git", "commit", "--quiet", "-m", f"daily rebuild: day {day}", "--", pointer, ignore)
     sha = _git(ws, "git", "rev-parse", "HEAD")
+    crashpoint("version:after-git-commit")  # drill: committed, not pushed
     pushed = False
     if cfg.dvc_push:
         try:
@@ -150,6 +147,11 @@ def summary_markdown(state: dict[str, Any], published: dict[str, Any]) -> str:
              f"- mode **{dr.get('mode')}** ({'; '.join(dr.get('reasons') or []) or 'no drift'}); new-item share "
              f"{dr.get('new_share')}, quantization error ratio {dr.get('qerr_ratio')}",
              f"- SIDs: added {sids.get('added', '-')}, removed {sids.get('removed', '-')}, total {sids.get('sids')}"]
+    unseen = dr.get("unseen_categories") or {}
+    if unseen:  # below the rebuild threshold they are served from another category's level-1 code: say so
+        listed = ", ".join(f"{c} ({n} items)" for c, n in sorted(unseen.items(), key=lambda x: -x[1]))
+        lines.append(f"- **categories the tokenizer never saw**: {listed}; share of listed items "
+                     f"{dr.get('unseen_category_share')} (full rebuild above daily.max_unseen_category_share)")
     warm = steps.get("finetune", {}).get("warm_start") or {}
     for key, ft in (steps.get("finetune", {}).get("runs") or {}).items():
         lines.append(f"- fine-tune `{key}`: {ft['examples']} examples ({ft['replay']} replayed), {ft['steps']} steps, "

@@ -2,7 +2,9 @@
 after a refit, ``align_codes`` relabels the new codes so items keep their old ones where possible.
 
 The baseline is what the last full fit saw (``models/sid/daily_fit.json``): its items and their mean
-quantization error. Rules and thresholds: ``DailyConfig`` (``max_new_share``, ``max_qerr_ratio``).
+quantization error. Rules and thresholds: ``DailyConfig`` (``max_new_share``, ``max_qerr_ratio``,
+``max_unseen_category_share``). Categories the tokenizer never saw are counted every day: an item of
+such a category is forced to no level-1 code and lands in the nearest one, another category's.
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ def fit_record(index_dir: Path, tok_dir: Path, data_dir: Path, emb_dir: Path) ->
             "qerr": float(err.mean()) if len(err) else 0.0}
 
 
+def unseen_categories(tok: Any, categories: np.ndarray) -> dict[int, int]:
+    """Category id -> number of items, for the known categories the tokenizer has no level-1 code for
+    (empty when the tokenizer does not force level 1 to the category)."""
+    if not tok.cfg.forcing:
+        return {}
+    cats = np.asarray(categories, dtype=np.float64)
+    ids = cats[~np.isnan(cats)].astype(np.int64)
+    unseen = ids[~np.isin(ids, tok.category_ids)]
+    values, counts = np.unique(unseen, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts)}
+
+
 def drift(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Incremental or full rebuild today? (DESIGN.md: rebuild the tokenizer only past a threshold.)"""
     from genrecall.pipeline.embed import load_embeddings
@@ -67,13 +81,25 @@ def drift(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     err = quantization_error(tok, emb.items[emb.item_rows(ids[today])], categories_of(items[today]))
     share = new_since_fit / max(fit["items"], 1)
     ratio = float(err.mean()) / fit["qerr"] if len(err) and fit["qerr"] > 0 else 0.0
-    reasons = (["forced (daily.force_full)"] if cfg.force_full else []) + \
-        ([f"new-item share {share:.3f} > {cfg.max_new_share}"] if share > cfg.max_new_share else []) + \
-        ([f"quantization error ratio {ratio:.2f} > {cfg.max_qerr_ratio}"]
-         if len(err) >= cfg.min_new_items and ratio > cfg.max_qerr_ratio else [])  # fmt: skip
+    unseen = unseen_categories(tok, categories_of(items))
+    unseen_share = sum(unseen.values()) / max(len(items), 1)
+    reasons = drift_reasons(cfg, share=share, ratio=ratio, n_err=len(err), unseen_share=unseen_share, unseen=unseen)
     return {"mode": "full" if reasons else "incremental", "reasons": reasons, "new_share": round(share, 4),
             "new_today": int(today.sum()), "qerr_new": float(err.mean()) if len(err) else None,
-            "qerr_fit": fit["qerr"], "qerr_ratio": round(ratio, 3), "fit": fit}
+            "qerr_fit": fit["qerr"], "qerr_ratio": round(ratio, 3), "fit": fit,
+            "unseen_categories": {str(k): v for k, v in unseen.items()}, "unseen_category_items": sum(unseen.values()),
+            "unseen_category_share": round(unseen_share, 4)}  # fmt: skip
+
+
+def drift_reasons(cfg: D.DailyConfig, *, share: float, ratio: float, n_err: int, unseen_share: float,
+                  unseen: dict[int, int]) -> list[str]:  # fmt: skip
+    """Why today is a full rebuild (empty: it is not)."""
+    return (["forced (daily.force_full)"] if cfg.force_full else []) + \
+        ([f"new-item share {share:.3f} > {cfg.max_new_share}"] if share > cfg.max_new_share else []) + \
+        ([f"quantization error ratio {ratio:.2f} > {cfg.max_qerr_ratio}"]
+         if n_err >= cfg.min_new_items and ratio > cfg.max_qerr_ratio else []) + \
+        ([f"items of categories the tokenizer never saw: share {unseen_share:.4f} > {cfg.max_unseen_category_share} "
+          f"({len(unseen)} categories)"] if unseen_share > cfg.max_unseen_category_share else [])  # fmt: skip
 
 
 def align_codes(old: Any, tok: Any, new: Any) -> tuple[Any, dict[str, Any]]:

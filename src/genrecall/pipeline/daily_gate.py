@@ -11,6 +11,14 @@ training period) and the same point-in-time user contexts:
 - ``semantic``: requests with a click, query only (what the service does for an anonymous user);
 - ``personalized``: requests of known users, with their Feast context, plus clk@k / exp@k / pvr@10.
 
+User contexts carry recent *SIDs*, which only mean something in the code space of the index that
+assigned them. On an incremental day both bundles share it (the frozen tokenizer), so one context
+per request serves both. After a tokenizer refit they do not: the candidate's contexts come from the
+day's Feast build (new codes) and production's from a Feast build of the same data with production's
+own SID assignments (``production_feast_data_dir``), so each side is prompted as its own server would
+prompt it. Giving production the new codes (as before) fed it SIDs from another code space and
+biased the gate towards the candidate.
+
 Metric names follow ``reports/metrics.json`` (``semantic/cq_sid/hitrate@10`` ...), so ``gate.metrics``
 applies unchanged; the block says ``"generator": "served"`` so nobody mistakes it for the Q2SID row.
 """
@@ -62,13 +70,15 @@ class GateSample:
 
     semantic: pd.DataFrame
     personalized: pd.DataFrame
-    contexts: dict[int, Any]
+    contexts: dict[int, Any]  # the candidate's (and production's, when they share a SID space)
     quality: pd.Series
     eval_cfg: EvaluateConfig
+    production_contexts: dict[int, Any] | None = None  # production's own, after a tokenizer refit
 
     def describe(self) -> dict[str, Any]:
         return {"semantic_requests": len(self.semantic), "personalized_requests": len(self.personalized),
-                "request_ids_sha": _ids_digest(self.semantic, self.personalized), "beams": list(self.eval_cfg.beams)}  # fmt: skip
+                "request_ids_sha": _ids_digest(self.semantic, self.personalized), "beams": list(self.eval_cfg.beams),
+                "contexts": "shared SID space" if self.production_contexts is None else "each side's own SID space"}  # fmt: skip
 
 
 def _ids_digest(*frames: pd.DataFrame) -> str:
@@ -79,8 +89,9 @@ def _ids_digest(*frames: pd.DataFrame) -> str:
 
 
 def gate_sample(cfg: DailyGateConfig, eval_cfg: EvaluateConfig, data_dir: Path, item_ids: np.ndarray,
-                feast_repo: Path, feast_data_dir: Path) -> GateSample:  # fmt: skip
-    """Sample today's held-out requests; item quality for every item either index can return."""
+                feast_repo: Path, feast_data_dir: Path, production_feast_data_dir: Path | None = None) -> GateSample:  # fmt: skip
+    """Sample today's held-out requests; item quality for every item either index can return;
+    production's own contexts from ``production_feast_data_dir`` when given (another SID space)."""
     ecfg = dataclasses.replace(eval_cfg, max_requests=cfg.max_requests, seed=cfg.seed, beams=tuple(cfg.beams),
                                report_beams=tuple(b for b in (1, 10, 100) if b in cfg.beams), items_beam=None)  # fmt: skip
     # whole rows for the test window only; the training period is needed for its click counts alone
@@ -88,20 +99,25 @@ def gate_sample(cfg: DailyGateConfig, eval_cfg: EvaluateConfig, data_dir: Path, 
     test = read_table(REQUESTS, data_dir, filters=[("ts", ">=", pa.scalar(cutoff, type=TS))])
     sem = sample_requests(test, known_users=False, cfg=ecfg)
     per = sample_requests(test, known_users=True, cfg=ecfg)
-    contexts = feast_contexts(per, read_table(CATEGORIES, data_dir), feast_repo, feast_data_dir)
+    categories = read_table(CATEGORIES, data_dir)
+    contexts = feast_contexts(per, categories, feast_repo, feast_data_dir)
+    own = (feast_contexts(per, categories, feast_repo, production_feast_data_dir)
+           if production_feast_data_dir is not None else None)  # fmt: skip
     quality = quality_from_stats(log_exposure_stats(data_dir, before=cutoff), np.unique(item_ids),
                                  ecfg.quality_prior_strength)  # fmt: skip
-    return GateSample(sem, per, contexts, quality, ecfg)
+    return GateSample(sem, per, contexts, quality, ecfg, production_contexts=own)
 
 
 def gate_metrics(gen: Generator, index: SidIndex, sample: GateSample, *, method: str = "cq_sid",
-                 beam_batch: int = 16) -> dict[str, Any]:  # fmt: skip
-    """``{"semantic": {method: {...}}, "personalized": {method: {...}}}`` for one served generator."""
+                 beam_batch: int = 16, contexts: dict[int, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """``{"semantic": {method: {...}}, "personalized": {method: {...}}}`` for one served generator
+    (``contexts``: this side's user contexts, default the sample's)."""
     cfg, tok = sample.eval_cfg, gen.tokenizer
+    contexts = sample.contexts if contexts is None else contexts
     kw = {"beams": cfg.beams, "n_items": cfg.n_items, "truncate_n": cfg.truncate_n, "items_beam": None,
           "chunk_requests": cfg.chunk_requests, "progress": False}  # fmt: skip
     out: dict[str, Any] = {}
-    for name, rows, ctx in (("semantic", sample.semantic, None), ("personalized", sample.personalized, sample.contexts)):
+    for name, rows, ctx in (("semantic", sample.semantic, None), ("personalized", sample.personalized, contexts)):
         targets = [list(c) for c in rows["clicked"]]
         run = generate_sids(gen, index.trie, _prompts(tok, rows["query"], ctx, rows["request_id"]), max(cfg.beams),
                             beam_batch, texts=query_texts(rows["query"]))  # fmt: skip
@@ -116,14 +132,17 @@ def gate_metrics(gen: Generator, index: SidIndex, sample: GateSample, *, method:
 
 def compare_on_sample(cfg: DailyGateConfig, eval_cfg: EvaluateConfig, *, data_dir: Path, candidate: Generator,
                       candidate_index: SidIndex, production: Any | None, feast_repo: Path, feast_data_dir: Path,
-                      method: str = "cq_sid") -> dict[str, Any]:  # fmt: skip
-    """Candidate and production (a loaded ``Bundle``, or None before the first) on one sample."""
+                      method: str = "cq_sid", production_feast_data_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Candidate and production (a loaded ``Bundle``, or None before the first) on one sample;
+    ``production_feast_data_dir``: a Feast store in production's SID space (after a refit)."""
     ids = [candidate_index.item_ids()] + ([production.index.item_ids()] if production is not None else [])
     listed = read_table(ITEMS, data_dir)
     ids.append(listed.loc[listed["delisted_at"].isna(), "item_id"].to_numpy(np.int64))
-    sample = gate_sample(cfg, eval_cfg, data_dir, np.concatenate(ids), feast_repo, feast_data_dir)
+    own = production_feast_data_dir if production is not None else None
+    sample = gate_sample(cfg, eval_cfg, data_dir, np.concatenate(ids), feast_repo, feast_data_dir, own)
     cand = gate_metrics(candidate, candidate_index, sample, method=method, beam_batch=cfg.beam_batch)
-    prod = (gate_metrics(production.generator, production.index, sample, method=method, beam_batch=cfg.beam_batch)
+    prod = (gate_metrics(production.generator, production.index, sample, method=method, beam_batch=cfg.beam_batch,
+                         contexts=sample.production_contexts)
             if production is not None else None)  # fmt: skip
     return {"sample": sample.describe(), "generator": "served", "candidate": cand, "production": prod,
             "production_tag": production.tag if production is not None else None}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from genrecall.config import from_dict
+from genrecall.faults import crashpoint
 
 STEPS: tuple[str, ...] = ("ingest", "validate", "embed", "drift", "sids", "features", "finetune", "evaluate",
                           "package", "commit", "publish", "version")  # fmt: skip
@@ -30,6 +31,10 @@ class DailyConfig:
     max_new_share: float = 0.20  # items new since the last full fit / items at that fit; above -> full rebuild
     max_qerr_ratio: float = 1.5  # today's new items' mean quantization error / the fit's; above -> full rebuild
     min_new_items: int = 20  # fewer new items than this: the error ratio is noise, not drift
+    # listed items whose category the tokenizer never saw (CQ-SID forces level 1 to the category: these fall
+    # back to the nearest level-1 code, i.e. into another category's clusters) / listed items; above -> full
+    # rebuild (the refit gives each new category its own code); below, the day's report lists them
+    max_unseen_category_share: float = 0.01
     force_full: bool = False  # rebuild the tokenizer and retrain every day (a reference for benchmarks)
     bundle_name: str = "genrecall-bundle"  # BentoML model name (must match package.name and gate.name)
     dvc: bool = True  # version each day's record with DVC when the workspace is a DVC + git repo
@@ -131,6 +136,7 @@ def run_step(ws: Workspace, day: int, name: str, fn: Callable[..., dict[str, Any
         raise InjectedFailure(f"injected failure at step {name!r} of day {day}")
     start, tracked = time.perf_counter(), reset_peak_rss()
     result = fn(ws, day, params)
+    crashpoint(f"{name}:done-unrecorded")  # drill: the step's work is done, its record is not written
     state = load_state(ws, day)  # re-read: the step may not keep the dict
     state["steps"][name] = {"inputs": key, "result": result, "seconds": round(time.perf_counter() - start, 2),
                             "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

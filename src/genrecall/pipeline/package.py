@@ -119,6 +119,7 @@ def package(
     dvc_lock: str | Path = "dvc.lock",
     report: str | Path | None = None,
     rl_dir: str | Path | None = None,
+    force: bool = False,
 ) -> PackageResult:
     """Build, store and gate one bundle; returns what happened.
 
@@ -151,7 +152,7 @@ def package(
         )
         tag = save_to_store(Path(tmp) / "bundle", name=cfg.name)
     if cfg.run_gate:
-        decision = gate(tag, gate_cfg, pointer=pointer)
+        decision = gate(tag, gate_cfg, pointer=pointer, force=force)
         promoted, reasons = decision.promoted, decision.reasons
     else:
         promoted, reasons = False, ["gate skipped (package.run_gate = false)"]

@@ -32,8 +32,12 @@ from genrecall.data.validate import (
 def read_raw(path: str | Path) -> pd.DataFrame:
     """A Parquet table as it is on disk (no schema enforced); list cells become Python lists, except
     cells of integer lists, which stay NumPy int arrays (typed, so no element can be anything else;
-    validation then checks them whole instead of element by element)."""
-    table = pq.read_table(path)
+    validation then checks them whole instead of element by element). A file that is not readable
+    Parquet (truncated, overwritten) fails with its path: whole-file damage cannot be quarantined."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"{path}: not a readable Parquet file ({e}); re-export it, nothing was validated") from e
     df = table.to_pandas()
     for f in table.schema:
         if pa.types.is_list(f.type) and not pa.types.is_integer(f.type.value_type):

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from genrecall.faults import crashpoint
 from genrecall.gen.model import Generator, load_generator
 from genrecall.sid.index import SidIndex
 from genrecall.sid.tokenizer import SidTokenizer
@@ -363,15 +364,21 @@ def save_to_store(bundle_dir: str | Path, *, name: str = BUNDLE_NAME, labels: di
     tag = f"{name}:{manifest.version}"
     try:
         existing = bentoml.models.get(tag)
-        if verify(existing.path).files == manifest.files:
-            return str(existing.tag)
-        raise BundleError(f"{tag} already exists in the store with different content")
+        try:
+            same = verify(existing.path).files == manifest.files
+        except BundleError:  # a save killed half-way: the same version, incomplete; replace it
+            bentoml.models.delete(tag)
+        else:
+            if same:
+                return str(existing.tag)
+            raise BundleError(f"{tag} already exists in the store with different content")
     except NotFound:
         pass
     meta = {"data_version": manifest.data_version, "params_hash": manifest.params_hash, "parent": manifest.parent or "",
             "items": manifest.items, "sids": manifest.sids, "created_at": manifest.created_at}
     with bentoml.models.create(tag, labels={"format": FORMAT, **(labels or {})}, metadata=meta) as model:
         shutil.copytree(bundle_dir, model.path, dirs_exist_ok=True)
+        crashpoint("package:store-copied")  # drill: files copied, the model not yet saved to the store
     verify(bentoml.models.get(tag).path)
     return tag
 

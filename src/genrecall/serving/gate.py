@@ -11,6 +11,14 @@ The pointer changes with one ``os.replace`` of a fully written temp file, which 
 a reader sees the old pointer or the new one, never half of one. Writers take an ``flock`` so two
 promotions cannot interleave. Every change is also appended to ``<name>.events.jsonl`` (audit trail),
 and every gate decision is kept in ``decisions/<version>.json``. A rejected bundle stays in the store.
+The pointer is written first and the audit record second; a process killed between the two leaves
+a pointer whose change the log lacks, and the next writer (under the lock) appends the missing
+record, marked ``recovered``, before doing anything else.
+
+The gate reads production, compares and moves the pointer under one lock, so a concurrent promotion
+cannot slip in between the comparison and the write. When production's metrics cannot be read (its
+bundle vanished from the store, or its manifest is unreadable) the gate refuses: nothing was
+compared, so nothing passed. ``force`` (``genrecall package --force``) overrides, and says so.
 
 Gate rule, per gated metric (a path into ``reports/metrics.json`` such as
 ``semantic/cq_sid/hitrate@10``): the candidate fails when it is worse than production by more than
@@ -24,12 +32,14 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from genrecall.faults import crashpoint
 from genrecall.serving.bundle import BUNDLE_NAME, BundleError, _write_json_atomic, bundle_metrics, resolve, verify
 
 
@@ -68,6 +78,11 @@ class GateDecision:
     promoted: bool
     reasons: list[str] = field(default_factory=list)
     checks: list[MetricCheck] = field(default_factory=list)
+    basis: str = "bundle manifests"  # what was compared: the manifests, or numbers a caller measured (daily gate)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateDecision:
+        return cls(**{**d, "checks": [MetricCheck(**c) for c in d.get("checks", [])]})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +127,9 @@ def bentoml_home() -> Path:
         return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
 
 
+_HELD = threading.local()  # lock files this thread holds -> depth (the pointer lock is re-entrant per thread)
+
+
 class ProductionPointer:
     """The atomic "which bundle is production" pointer of one bundle name."""
 
@@ -119,16 +137,58 @@ class ProductionPointer:
         self.name = name
         self.root = Path(root) if root is not None else bentoml_home() / "genrecall"
         self.path = self.root / f"{name}.production.json"
+        self.events = self.root / f"{name}.events.jsonl"
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
+        """Hold the pointer's ``flock`` (re-entrant within a thread): read-decide-write as one step.
+
+        On entry the audit log is reconciled with the pointer (see the module docstring)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{self.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        key = str((self.root / f"{self.name}.lock").resolve())
+        held: dict[str, int] = _HELD.__dict__.setdefault("depth", {})
+        if held.get(key):
+            held[key] += 1
             try:
                 yield
             finally:
+                held[key] -= 1
+            return
+        with open(key, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held[key] = 1
+            try:
+                self._reconcile()
+                yield
+            finally:
+                held[key] = 0
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    _locked = locked  # the old private name
+
+    def _reconcile(self) -> None:
+        """Append the audit record of a pointer change whose writer died before logging it."""
+        if not self.path.exists():
+            return
+        state = self.read()
+        last = None
+        for line in self.events.read_text().splitlines() if self.events.exists() else []:
+            try:
+                last = json.loads(line)
+            except json.JSONDecodeError:  # a torn last line: ignored, the record is rewritten below
+                continue
+        if last is None or (last.get("production"), last.get("at")) != (state.get("production"), state.get("updated_at")):
+            self._log(state.get("event", "promote"), state, recovered=True)
+
+    def _log(self, event: str, state: dict[str, Any], *, recovered: bool = False) -> None:
+        record = {"event": event, "production": state.get("production"), "at": state.get("updated_at"),
+                  "reason": state.get("reason")}
+        if recovered:
+            record["recovered"] = True  # written by the next writer: the original one was killed before it
+        with open(self.events, "a") as log:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
 
     def read(self) -> dict[str, Any]:
         if not self.path.exists():
@@ -142,9 +202,8 @@ class ProductionPointer:
     def promoted_at(self, tag: str) -> str | None:
         """When ``tag`` last became production (``<name>.events.jsonl``: a promotion or a rollback to it),
         or None when it never was."""
-        events = self.root / f"{self.name}.events.jsonl"
         last = None
-        for line in events.read_text().splitlines() if events.exists() else []:
+        for line in self.events.read_text().splitlines() if self.events.exists() else []:
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:  # a torn last line after a crash: the rest still counts
@@ -158,16 +217,15 @@ class ProductionPointer:
         return list(self.read().get("history", []))
 
     def _write(self, state: dict[str, Any], event: str, reason: str) -> None:
-        state = {**state, "name": self.name, "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "reason": reason}
+        state = {**state, "name": self.name, "updated_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                 "reason": reason, "event": event}
         _write_json_atomic(self.path, state)
-        with open(self.root / f"{self.name}.events.jsonl", "a") as log:
-            log.write(json.dumps({"event": event, "production": state["production"], "at": state["updated_at"],
-                                  "reason": reason}) + "\n")
+        crashpoint("pointer:before-audit")  # drill: the pointer moved, the audit record is not written yet
+        self._log(event, state)
 
     def set(self, tag: str, *, reason: str = "promoted") -> str | None:
         """Make ``tag`` production (atomically); returns the previous production tag."""
-        with self._locked():
+        with self.locked():
             state = self.read()
             previous = state.get("production")
             if previous == tag:
@@ -178,7 +236,7 @@ class ProductionPointer:
 
     def rollback(self, *, reason: str = "rollback") -> str:
         """Restore the previous production bundle; returns its tag. Raises when there is none."""
-        with self._locked():
+        with self.locked():
             state = self.read()
             history = list(state.get("history", []))
             if not history:
@@ -191,41 +249,60 @@ class ProductionPointer:
 
 # -- the gate -----------------------------------------------------------------------------------------------
 def gate(candidate: str, cfg: GateConfig | None = None, *, pointer: ProductionPointer | None = None,
-         force: bool = False) -> GateDecision:
+         force: bool = False, measured: tuple[dict[str, Any], dict[str, Any]] | None = None,
+         expected_production: str | None = None, basis: str = "") -> GateDecision:
     """Promote ``candidate`` (a store tag) to production if it passes the gate (or ``force``).
 
-    The candidate is verified first; production's metrics are read from its manifest. The decision
-    is saved beside the pointer whatever it is.
+    The candidate is verified first. Under the pointer's lock: production is read, its metrics come
+    from its manifest and the candidate's from its own, or both from ``measured`` = (candidate,
+    production) numbers a caller measured side by side for ``expected_production`` (the daily gate's
+    paired sample, described by ``basis``; ignored when production has moved since), compared, and
+    the pointer written. Unreadable production metrics refuse promotion unless ``force``. The decision
+    is saved beside the pointer whatever it is; an existing decision of a bundle that is already
+    production is kept (a rerun after a crash must not overwrite why it was promoted).
     """
     cfg = cfg or GateConfig()
     pointer = pointer or ProductionPointer(cfg.name)
     path, tag = resolve(candidate)
     tag = tag or str(candidate)
     manifest = verify(path)
-    production = pointer.current()
-    decision = GateDecision(tag, production, promoted=False)
-    if production is None:
-        decision.reasons.append("first bundle: promoted without comparison")
-    elif production == tag:
-        decision.reasons.append("already production")
-    else:
-        try:
-            prod_metrics = bundle_metrics(production)
-        except BundleError as exc:  # production vanished from the store: nothing to compare against
-            prod_metrics = {}
-            decision.reasons.append(f"production unreadable ({exc}); compared against nothing")
-        decision.checks = compare(manifest.metrics, prod_metrics, cfg)
-        failed = [c for c in decision.checks if not c.passed]
-        decision.reasons += [f"{c.metric}: {c.candidate} vs production {c.production} ({c.note}, "
-                             f"allowed drop {c.allowed_drop:.4g})" for c in failed]
-        if force and failed:
-            decision.reasons.append("forced")
-    decision.promoted = force or all(c.passed for c in decision.checks)
-    if decision.promoted and production != tag:
-        pointer.set(tag, reason="; ".join(decision.reasons) or "passed the gate")
-    decisions = pointer.root / "decisions"
-    decisions.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(decisions / f"{tag.split(':', 1)[-1]}.json", decision.to_dict())
+    saved = pointer.root / "decisions" / f"{tag.split(':', 1)[-1]}.json"
+    with pointer.locked():
+        production = pointer.current()
+        decision = GateDecision(tag, production, promoted=False)
+        if production is None:
+            decision.reasons.append("first bundle: promoted without comparison")
+            decision.promoted = True
+        elif production == tag:
+            if saved.exists():
+                return GateDecision.from_dict(json.loads(saved.read_text()))
+            decision.reasons.append("already production")
+            decision.promoted = True
+        else:
+            prod_metrics: dict[str, Any] | None = None
+            cand_metrics = manifest.metrics
+            if measured is not None and production == expected_production:
+                cand_metrics, prod_metrics = measured
+                decision.basis = basis or "numbers measured by the caller"
+            else:
+                try:
+                    prod_metrics = bundle_metrics(production)
+                except (BundleError, OSError, ValueError) as exc:  # vanished from the store, unreadable manifest
+                    decision.reasons.append(f"production {production} unreadable ({exc}): nothing to compare "
+                                            "against, promotion refused (use --force to override)")
+            if prod_metrics is not None:
+                decision.checks = compare(cand_metrics, prod_metrics, cfg)
+                failed = [c for c in decision.checks if not c.passed]
+                decision.reasons += [f"{c.metric}: {c.candidate} vs production {c.production} ({c.note}, "
+                                     f"allowed drop {c.allowed_drop:.4g})" for c in failed]
+                decision.promoted = not failed
+            if force and not decision.promoted:
+                decision.reasons.append("forced")
+                decision.promoted = True
+        if decision.promoted and production != tag:
+            pointer.set(tag, reason="; ".join(decision.reasons) or "passed the gate")
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(saved, decision.to_dict())
     return decision
 
 

@@ -24,6 +24,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from genrecall.faults import crashpoint
 import pyarrow.parquet as pq
 from rich.progress import Progress
 
@@ -219,6 +221,7 @@ class EmbeddingCache:
             new_keys = list(missing)
             new_vecs = self.encoder.encode([missing[k] for k in new_keys], show_progress=show_progress)
             self._write(new_keys, new_vecs, f"part-{self._next_shard():06d}.parquet")
+            crashpoint("embed:after-cache-shard")  # drill: the shard is in the shared cache, the stage is not done
             base = len(self._vectors)
             self._vectors = np.concatenate([self._vectors, new_vecs])
             for i, k in enumerate(new_keys):
