@@ -307,6 +307,9 @@ def train_sft(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(cfg.bf16 or ctx.bf16) and device.type == "cuda")
     ddp_model = dist.wrap(model, ctx)  # gradients all-reduced in backward; `model` stays the one saved
 
+    if val_set is not None and step == 0:  # the warm start itself is a candidate: a stage may only hurt
+        val_losses.append((0, validation_loss(model, val_set, tokenizer, device)))
+        best = (val_losses[0][1], 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
     model.train()
     start, seen = time.perf_counter(), 0
     with Progress(TextColumn(f"sft {cfg.stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
