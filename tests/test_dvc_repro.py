@@ -11,7 +11,6 @@ workspace. ``test_dvc_yaml.py`` checks the same file statically, in the fast tes
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from genrecall.config import merge_params
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -45,14 +45,6 @@ SIZE_OVERRIDES: dict[str, Any] = {
     "evaluate": {"max_requests": 30, "beams": [1, 2, 5, 10], "report_beams": [1, 10], "personalized_beams": 10,
                  "num_threads": 1},
 }  # fmt: skip
-
-
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` merged in, mapping by mapping."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -98,7 +90,7 @@ def test_dvc_repro_runs_the_committed_pipeline_to_the_end(tmp_path: Path) -> Non
     root = tmp_path / "clone"
     clone_committed(root)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    (root / "params.yaml").write_text(yaml.safe_dump(merge(params, SIZE_OVERRIDES), sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(merge_params(params, SIZE_OVERRIDES), sort_keys=False))
 
     run = dvc(root, "repro", timeout=1200)
     assert run.returncode == 0, f"dvc repro failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"

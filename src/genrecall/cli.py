@@ -357,8 +357,8 @@ def eval_real(
                                                       "e.g. --set sid.target_items_per_sid=10; repeatable")] = None,
 ) -> None:
     """Train CQ-SID, the RQ-VAE baseline and their generators on judged data; evaluate with BM25 and dense."""
-    from genrecall.config import from_dict
-    from genrecall.pipeline.eval_real import EvalRealConfig, merge
+    from genrecall.config import from_dict, merge_params
+    from genrecall.pipeline.eval_real import EvalRealConfig
     from genrecall.pipeline.eval_real import eval_real as run
 
     block = _params(params).get("eval_real") or {}
@@ -369,7 +369,7 @@ def eval_real(
         override: dict = yaml.safe_load(value) if value else None
         for part in reversed(key.split(".")):
             override = {part: override}
-        block = merge(block, override)
+        block = merge_params(block, override)
     res = run(from_dict(EvalRealConfig, block), products, train, test, out, work_dir=work_dir)
     console.print(f"wrote {res.out}: {res.test_queries:,} test queries, {res.test_pairs:,} relevant pairs")
 

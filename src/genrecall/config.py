@@ -49,6 +49,14 @@ def load_params(path: str | Path | None = None, *, missing_ok: bool = False) -> 
     return data
 
 
+def merge_params(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied, nested mappings merged key by key (neither is modified)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge_params(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
 def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
     """Build dataclass ``cls`` from ``values``; unknown keys raise, missing keys take defaults."""
     values = dict(values or {})

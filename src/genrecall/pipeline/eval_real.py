@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrecall.config import from_dict
+from genrecall.config import from_dict, merge_params
 from genrecall.data.judged import load_judged, relevant_pairs
 from genrecall.data.text import normalize_query
 from genrecall.eval.baselines import BM25Retriever, DenseRetriever
@@ -161,14 +161,6 @@ def train_and_search(cfg: EvalRealConfig, train: dict[str, Any], index: SidIndex
                          texts=run.test_log["query"].tolist(), encoder=run.encode)  # fmt: skip
 
 
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied, nested dicts merged key by key."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
-
-
 def eval_real(
     cfg: EvalRealConfig,
     products_path: str | Path,
@@ -223,7 +215,7 @@ def eval_real(
         if method == cfg.methods[0]:
             for name, overrides in cfg.variants.items():
                 variant = timed(f"generator/{name}", lambda: train_and_search(
-                    cfg, merge(cfg.train, overrides or {}), index, run, work / "generator" / name))
+                    cfg, merge_params(cfg.train, overrides or {}), index, run, work / "generator" / name))
                 gens[name] = score(variant, index)
 
     k = max(max(ev.n_items), fcfg.n)
