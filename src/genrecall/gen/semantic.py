@@ -38,7 +38,6 @@ from genrecall.config import from_dict
 from genrecall.sid.encoder import EmbeddingCache, EncoderConfig, make_encoder
 
 
-
 class SemanticQwen2ForCausalLM(Qwen2ForCausalLM):
     """Qwen2 causal LM whose ``<sem>`` placeholders take a projected sentence vector."""
 
