@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from genrecall.data.schema import sid_to_str
+from genrecall.data.text import normalize_query
 from genrecall.gen.beam import BeamResult, beam_search
 from genrecall.gen.examples import UserContext, context_from_features, encode_user_query
 from genrecall.gen.semantic import SentenceEncoder
@@ -174,8 +175,8 @@ class Retriever:
 
     @staticmethod
     def text(query: str) -> str:
-        """The normalised query text a prompt (and its sentence vector) is made from."""
-        return " ".join(query.lower().split())
+        """The normalised query text a prompt (and its sentence vector) is made from, as in training."""
+        return normalize_query(query)
 
     def prompt(self, query: str, context: UserContext | None) -> list[int]:
         return encode_user_query(self.tokenizer, self.text(query), context)
