@@ -42,11 +42,19 @@ def bench_params(preset: str, *, sft_epochs: int, ft_steps: int, threads: int) -
     p["sid"] = {"epochs": 5, "hidden_dims": [128], "latent_dim": 16, "kmeans_iters": 10, "batch_size": 128}
     model = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 128}
     stage = {"epochs": sft_epochs, "batch_size": 64, "warmup_steps": 10, "num_threads": threads}
-    p["train"] = {"test_days": 2, "tokenizer": {"vocab_size": 2000}, "model": model,
-                  "i2sid": stage, "q2sid": stage, "uq2sid": stage}
+    p["train"] = {
+        "test_days": 2,
+        "tokenizer": {"vocab_size": 2000},
+        "model": model,
+        "i2sid": stage,
+        "q2sid": stage,
+        "uq2sid": stage,
+    }
     p["evaluate"] = {**p["evaluate"], "max_requests": 200, "num_threads": threads}
-    p["daily"] = {"bundle_name": f"bench-daily-{preset}",
-                  "finetune": {"max_steps": ft_steps, "batch_size": 64, "num_threads": threads}}
+    p["daily"] = {
+        "bundle_name": f"bench-daily-{preset}",
+        "finetune": {"max_steps": ft_steps, "batch_size": 64, "num_threads": threads},
+    }
     p["gate"] = {"abs_tolerance": 1.0}
     p["package"] = {"name": f"bench-daily-{preset}"}
     return p
@@ -58,10 +66,16 @@ def build_day0(root: Path, params: dict) -> float:
 
     start = time.perf_counter()
     run_tiny_pipeline(root, params)
-    package(PackageConfig(name=params["package"]["name"]), generator_dir=root / "models/generator/cq_sid/uq2sid/final",
-            sid_model_dir=root / "models/sid/cq_sid", index_dir=root / "data/sid/cq_sid",
-            data_dir=root / "data/validated", metrics_path=root / "reports/metrics.json", params=params,
-            dvc_lock=root / "no-dvc.lock")  # fmt: skip
+    package(
+        PackageConfig(name=params["package"]["name"]),
+        generator_dir=root / "models/generator/cq_sid/uq2sid/final",
+        sid_model_dir=root / "models/sid/cq_sid",
+        index_dir=root / "data/sid/cq_sid",
+        data_dir=root / "data/validated",
+        metrics_path=root / "reports/metrics.json",
+        params=params,
+        dvc_lock=root / "no-dvc.lock",
+    )
     return time.perf_counter() - start
 
 
@@ -75,15 +89,32 @@ def run_one_day(workspace: Path, params: dict) -> dict:
     steps = {k: v["seconds"] for k, v in state["steps"].items()}
     step_rss = {k: v.get("peak_rss_mb") for k, v in state["steps"].items()}
     # run_step restarts the high-water mark per step (clear_refs): the day's peak is the largest step's
-    peak = max([m for m in step_rss.values() if m is not None], default=None) or peak_rss_mb() \
+    peak = (
+        max([m for m in step_rss.values() if m is not None], default=None)
+        or peak_rss_mb()
         or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    return {"day": state["day"], "mode": state["steps"]["drift"]["result"]["mode"],
-            "seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": peak,
-            "steps": steps, "step_peak_rss_mb": step_rss, "churn": state["steps"]["ingest"]["result"]}
+    )
+    return {
+        "day": state["day"],
+        "mode": state["steps"]["drift"]["result"]["mode"],
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": peak,
+        "steps": steps,
+        "step_peak_rss_mb": step_rss,
+        "churn": state["steps"]["ingest"]["result"],
+    }
 
 
-def compare(preset: str, *, sft_epochs: int, ft_steps: int, threads: int, out: Path | None,
-            day0_dir: Path | None = None, sides: tuple[str, ...] = ("incremental", "full")) -> dict:
+def compare(
+    preset: str,
+    *,
+    sft_epochs: int,
+    ft_steps: int,
+    threads: int,
+    out: Path | None,
+    day0_dir: Path | None = None,
+    sides: tuple[str, ...] = ("incremental", "full"),
+) -> dict:
     params = bench_params(preset, sft_epochs=sft_epochs, ft_steps=ft_steps, threads=threads)
     tmp = Path(tempfile.mkdtemp(prefix="genrecall-bench-daily-"))
     day0_dir = day0_dir or tmp / "day0"
@@ -132,16 +163,28 @@ if __name__ == "__main__":
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--out", type=Path, default=None)
     c.add_argument("--day0", type=Path, default=None, help="keep (or reuse) the day-0 workspace here")
-    c.add_argument("--sides", nargs="*", choices=("incremental", "full"), default=["incremental", "full"],
-                   help="which days to run; none (just --sides) only builds --day0")
+    c.add_argument(
+        "--sides",
+        nargs="*",
+        choices=("incremental", "full"),
+        default=["incremental", "full"],
+        help="which days to run; none (just --sides) only builds --day0",
+    )
     d = sub.add_parser("day")
     d.add_argument("--workspace", type=Path, required=True)
     d.add_argument("--params", type=Path, required=True)
     args = ap.parse_args()
     if args.cmd == "compare":
         apply_defaults(tempfile.mkdtemp(prefix="genrecall-bench-state-"))
-        compare(args.preset, sft_epochs=args.sft_epochs, ft_steps=args.ft_steps, threads=args.threads, out=args.out,
-                day0_dir=args.day0, sides=tuple(args.sides))
+        compare(
+            args.preset,
+            sft_epochs=args.sft_epochs,
+            ft_steps=args.ft_steps,
+            threads=args.threads,
+            out=args.out,
+            day0_dir=args.day0,
+            sides=tuple(args.sides),
+        )
     else:
         import logging
 

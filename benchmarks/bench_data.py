@@ -39,10 +39,17 @@ def run_one(preset: str, seed: int, out: str | None) -> dict:
     t3, c3 = time.perf_counter(), time.process_time()
     quarantined = sum(t.quarantined for t in checked.report.tables.values())
     return {
-        "preset": preset, "seed": seed, "generate_s": round(t1 - t0, 2), "generate_cpu_s": round(c1 - c0, 2), "save_s": round(t2 - t1, 2),
-        "validate_s": round(t3 - t2, 2), "validate_cpu_s": round(c3 - c2, 2), "quarantined": quarantined,
+        "preset": preset,
+        "seed": seed,
+        "generate_s": round(t1 - t0, 2),
+        "generate_cpu_s": round(c1 - c0, 2),
+        "save_s": round(t2 - t1, 2),
+        "validate_s": round(t3 - t2, 2),
+        "validate_cpu_s": round(c3 - c2, 2),
+        "quarantined": quarantined,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "parquet_mib": round(size / 2**20, 1), "rows": {k: len(v) for k, v in market.tables().items()},
+        "parquet_mib": round(size / 2**20, 1),
+        "rows": {k: len(v) for k, v in market.tables().items()},
     }
 
 
@@ -60,8 +67,10 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", "--preset", preset, "--seed", str(args.seed)]
         cmd += ["--out", args.out] if args.out else []
         res = subprocess.run(cmd, capture_output=True, text=True)
-        print(res.stdout.strip() if res.returncode == 0 else json.dumps({"preset": preset, "error": res.stderr[-2000:]}),
-              flush=True)
+        print(
+            res.stdout.strip() if res.returncode == 0 else json.dumps({"preset": preset, "error": res.stderr[-2000:]}),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -28,13 +28,19 @@ def _stand_in_sids(items: pd.DataFrame) -> pd.DataFrame:
     cat = items["category_id"].astype("Int64").fillna(0).astype(np.int64).to_numpy()
     ids = items["item_id"].to_numpy(np.int64)
     codes = np.stack([cat, ids % 16, (ids // 16) % 16, np.zeros_like(ids)], axis=1)
-    return pd.DataFrame({"item_id": ids, "sid": ["-".join(map(str, c)) for c in codes], "codes": [list(c) for c in codes]})
+    return pd.DataFrame(
+        {"item_id": ids, "sid": ["-".join(map(str, c)) for c in codes], "codes": [list(c) for c in codes]}
+    )
 
 
 def _percentiles(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms)
-    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
-            "mean_ms": round(float(a.mean()), 3), "n": len(a)}  # fmt: skip
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+        "mean_ms": round(float(a.mean()), 3),
+        "n": len(a),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -86,11 +92,21 @@ def main(argv: list[str] | None = None) -> dict:
         known = sum(client.user_context(str(u)).known for u in users[:200]) / min(len(users), 200)
 
     result = {
-        "preset": args.preset, "items": len(items), "users": len(users), "requests": len(market.requests),
-        "source_rows": {"item_features": built.item_rows, "user_profile": built.profile_rows, "user_recent": built.recent_rows},
-        "generate_s": round(t1 - t0, 2), "build_s": round(t2 - t1, 2), "known_user_share": round(known, 3),
-        "user_context": _percentiles(user_ms), f"item_features_x{args.batch}": _percentiles(item_ms),
-    }  # fmt: skip
+        "preset": args.preset,
+        "items": len(items),
+        "users": len(users),
+        "requests": len(market.requests),
+        "source_rows": {
+            "item_features": built.item_rows,
+            "user_profile": built.profile_rows,
+            "user_recent": built.recent_rows,
+        },
+        "generate_s": round(t1 - t0, 2),
+        "build_s": round(t2 - t1, 2),
+        "known_user_share": round(known, 3),
+        "user_context": _percentiles(user_ms),
+        f"item_features_x{args.batch}": _percentiles(item_ms),
+    }
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

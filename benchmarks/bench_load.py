@@ -51,15 +51,42 @@ def server_rss_mb(pgid: int) -> float:
     return round(total / 1024, 1)
 
 
-def run_locust(host: str, users: int, seconds: int, max_requests: int, queries: Path, out: Path,
-               rate_per_user: float = 0.0) -> dict[str, Any]:  # fmt: skip
+def run_locust(
+    host: str, users: int, seconds: int, max_requests: int, queries: Path, out: Path, rate_per_user: float = 0.0
+) -> dict[str, Any]:
     """One headless locust run; its aggregated row and failures."""
     prefix = out / f"u{users}-r{rate_per_user:g}"
-    env = {**os.environ, "GENRECALL_LOAD_QUERIES": str(queries), "GENRECALL_LOAD_RATE": str(rate_per_user),
-           "GENRECALL_LOAD_MAX_REQUESTS": str(max_requests)}  # fmt: skip
-    cmd = [sys.executable, "-m", "locust", "-f", str(REPO / "benchmarks/locustfile.py"), "--headless", "--host", host,
-           "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--csv", str(prefix), "--only-summary",
-           "--stop-timeout", "10", "--exit-code-on-error", "0", "--loglevel", "WARNING"]  # fmt: skip
+    env = {
+        **os.environ,
+        "GENRECALL_LOAD_QUERIES": str(queries),
+        "GENRECALL_LOAD_RATE": str(rate_per_user),
+        "GENRECALL_LOAD_MAX_REQUESTS": str(max_requests),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(REPO / "benchmarks/locustfile.py"),
+        "--headless",
+        "--host",
+        host,
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds}s",
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--stop-timeout",
+        "10",
+        "--exit-code-on-error",
+        "0",
+        "--loglevel",
+        "WARNING",
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=seconds + 120)
     wall = time.perf_counter() - start
@@ -69,9 +96,17 @@ def run_locust(host: str, users: int, seconds: int, max_requests: int, queries: 
     n = int(agg["Request Count"])
     num = lambda v: float(v) if v not in ("N/A", "") else float("nan")  # noqa: E731
     shed = sum(v for k, v in failures.items() if "503" in k)
-    return {"users": users, "requests": n, "seconds": round(wall, 1), "rps": round(float(agg["Requests/s"]), 1),
-            "p50_ms": num(agg["50%"]), "p99_ms": num(agg["99%"]), "ok": n - sum(failures.values()),
-            "shed_503": shed, "errors": {k: v for k, v in failures.items() if "503" not in k}}  # fmt: skip
+    return {
+        "users": users,
+        "requests": n,
+        "seconds": round(wall, 1),
+        "rps": round(float(agg["Requests/s"]), 1),
+        "p50_ms": num(agg["50%"]),
+        "p99_ms": num(agg["99%"]),
+        "ok": n - sum(failures.values()),
+        "shed_503": shed,
+        "errors": {k: v for k, v in failures.items() if "503" not in k},
+    }
 
 
 def main() -> None:
@@ -137,25 +172,40 @@ def main() -> None:
         rss_start = server_rss_mb(proc.pid)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        soak = run_locust(host, args.soak_users, args.soak_seconds, int(rate * args.soak_seconds * 1.5) + 100, qfile, tmp,
-                          rate_per_user=rate / args.soak_users)  # fmt: skip
+        soak = run_locust(
+            host,
+            args.soak_users,
+            args.soak_seconds,
+            int(rate * args.soak_seconds * 1.5) + 100,
+            qfile,
+            tmp,
+            rate_per_user=rate / args.soak_users,
+        )
         done.set()
         sampler.join()
-        soak.update(target_rps=round(rate, 1), rss_start_mb=rss_start, rss_end_mb=server_rss_mb(proc.pid),
-                    rss_samples=samples)  # fmt: skip
+        soak.update(
+            target_rps=round(rate, 1), rss_start_mb=rss_start, rss_end_mb=server_rss_mb(proc.pid), rss_samples=samples
+        )
         print(json.dumps({k: v for k, v in soak.items() if k != "rss_samples"}), flush=True)
     finally:
         stop(proc)
-    result = {"machine": f"{os.cpu_count()} CPUs, shared", "bundle": "tiny (tests)" if args.tiny else str(args.bundle),
-              "ramp": ramp, "soak": soak, "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
+    result = {
+        "machine": f"{os.cpu_count()} CPUs, shared",
+        "bundle": "tiny (tests)" if args.tiny else str(args.bundle),
+        "ramp": ramp,
+        "soak": soak,
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
     print("| users | requests | req/s | p50 ms | p99 ms | 503 | other errors |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in [*ramp, soak]:
-        print(f"| {r['users']} | {r['requests']} | {r['rps']} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['shed_503']} "
-              f"| {sum(r['errors'].values())} |")
+        print(
+            f"| {r['users']} | {r['requests']} | {r['rps']} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['shed_503']} "
+            f"| {sum(r['errors'].values())} |"
+        )
     print(f"soak: {soak['target_rps']} req/s target, RSS {soak['rss_start_mb']} MB -> {soak['rss_end_mb']} MB")
 
 

@@ -46,8 +46,13 @@ return rows;"""
 
 def _stats(xs: list[float]) -> dict[str, float]:
     a = np.asarray(xs, dtype=float)
-    return {"n": int(a.size), "p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "min_ms": float(a.min()), "max_ms": float(a.max())}  # fmt: skip
+    return {
+        "n": int(a.size),
+        "p50_ms": float(np.percentile(a, 50)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "min_ms": float(a.min()),
+        "max_ms": float(a.max()),
+    }
 
 
 def _wait(driver: Any, *states: str, timeout: float = 60) -> str:
@@ -92,11 +97,20 @@ def measure(url: str, queries: list[str], *, loads: int, warmup: int, beam: int)
         driver.quit()
     last = {w["name"]: w for w in weights[-1]}
     static = sum(w["bytes"] for w in last.values() if w["kind"] == "static")
-    api = {n: int(np.median([next(x["bytes"] for x in ws if x["name"] == n) for ws in weights]))
-           for n, w in last.items() if w["kind"] == "api"}  # fmt: skip
-    return {"beam": beam, "files": {n: w["bytes"] for n, w in last.items()}, "static_bytes": static,
-            "api_bytes_median": api, "total_bytes_one_query": static + sum(api.values()),
-            "first_result": _stats(first), "typed_query": _stats(typed)}  # fmt: skip
+    api = {
+        n: int(np.median([next(x["bytes"] for x in ws if x["name"] == n) for ws in weights]))
+        for n, w in last.items()
+        if w["kind"] == "api"
+    }
+    return {
+        "beam": beam,
+        "files": {n: w["bytes"] for n, w in last.items()},
+        "static_bytes": static,
+        "api_bytes_median": api,
+        "total_bytes_one_query": static + sum(api.values()),
+        "first_result": _stats(first),
+        "typed_query": _stats(typed),
+    }
 
 
 def main() -> None:
@@ -129,16 +143,25 @@ def main() -> None:
 
         info = httpx.post(f"{url}/bundle").json()
         queries = info["examples"]["queries"] or ["kettle", "running shoes", "hammer"]
-        res = {"bundle": info["bundle"], "items": info["items"], "sids": info["sids"], "queries": queries,
-               **measure(url, queries, loads=args.loads, warmup=args.warmup, beam=args.beam)}  # fmt: skip
+        res = {
+            "bundle": info["bundle"],
+            "items": info["items"],
+            "sids": info["sids"],
+            "queries": queries,
+            **measure(url, queries, loads=args.loads, warmup=args.warmup, beam=args.beam),
+        }
     print(f"bundle {res['bundle']} ({res['items']} items, {res['sids']} SIDs), beam {res['beam']}, k 100")
     for name, size in res["files"].items():
         print(f"  {name:<18} {size / 1024:7.1f} KB")
-    print(f"page weight, one query: {res['total_bytes_one_query'] / 1024:.1f} KB "
-          f"(static {res['static_bytes'] / 1024:.1f} KB + API {sum(res['api_bytes_median'].values()) / 1024:.1f} KB)")
+    print(
+        f"page weight, one query: {res['total_bytes_one_query'] / 1024:.1f} KB "
+        f"(static {res['static_bytes'] / 1024:.1f} KB + API {sum(res['api_bytes_median'].values()) / 1024:.1f} KB)"
+    )
     for key, label in (("first_result", "time to first result (cold load)"), ("typed_query", "typed query to result")):
         s = res[key]
-        print(f"{label:<34} p50 {s['p50_ms']:6.0f} ms  p90 {s['p90_ms']:6.0f} ms  (n={s['n']}, {s['min_ms']:.0f}-{s['max_ms']:.0f})")
+        print(
+            f"{label:<34} p50 {s['p50_ms']:6.0f} ms  p90 {s['p90_ms']:6.0f} ms  (n={s['n']}, {s['min_ms']:.0f}-{s['max_ms']:.0f})"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=2))

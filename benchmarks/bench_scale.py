@@ -59,30 +59,48 @@ def fit_tokenizer(data: Path, out: Path, encoder: dict, sample: int, seed: int =
     t1 = time.perf_counter()
     tok.assign(x5, cat.categories[:5000])
     t2 = time.perf_counter()
-    return {"items": len(cat.item_ids), "fit_sample": int(len(rows)), "fit_seconds": round(t0 - start, 1),
-            "codebook_sizes": list(tok.codebook_sizes), "embed_5k_one_core_s": round(t1 - t0, 2),
-            "assign_5k_one_core_s": round(t2 - t1, 3)}
+    return {
+        "items": len(cat.item_ids),
+        "fit_sample": int(len(rows)),
+        "fit_seconds": round(t0 - start, 1),
+        "codebook_sizes": list(tok.codebook_sizes),
+        "embed_5k_one_core_s": round(t1 - t0, 2),
+        "assign_5k_one_core_s": round(t2 - t1, 3),
+    }
 
 
-def run_sharded(data: Path, tok: Path, encoder: dict, workers: int, shards: int, limit: int | None) -> tuple[dict, np.ndarray]:
+def run_sharded(
+    data: Path, tok: Path, encoder: dict, workers: int, shards: int, limit: int | None
+) -> tuple[dict, np.ndarray]:
     from flows.embed_assign import run
 
-    scale = {"runner": "dask", "shards": shards,
-             "dask_cluster": {"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}}
+    scale = {
+        "runner": "dask",
+        "shards": shards,
+        "dask_cluster": {"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None},
+    }
     start = time.perf_counter()
     res = run(data, tok, encoder=encoder, scale=scale, limit=limit)
     wall = time.perf_counter() - start
     n = len(res.item_ids)
-    return {"workers": workers, "shards": res.shards, "items": n, "flow_s": round(res.seconds, 1),
-            "wall_s": round(wall, 1), "items_per_s": round(n / res.seconds, 1)}, res.codes
+    return {
+        "workers": workers,
+        "shards": res.shards,
+        "items": n,
+        "flow_s": round(res.seconds, 1),
+        "wall_s": round(wall, 1),
+        "items_per_s": round(n / res.seconds, 1),
+    }, res.codes
 
 
 def bench_assign(args: argparse.Namespace) -> dict:
     root = Path(tempfile.mkdtemp(prefix="genrecall-bench-scale-"))
     data, gen_s = build_catalog(root, args.preset)
     out: dict = {"preset": args.preset, "catalog_seconds": round(gen_s, 1)}
-    runs = (("hash", {"encoder": "hash", "hash_dim": 64}, args.hash_items, args.fit_sample),
-            ("minilm", {"encoder": "minilm"}, args.minilm_items, min(args.fit_sample, 3000)))  # fmt: skip
+    runs = (
+        ("hash", {"encoder": "hash", "hash_dim": 64}, args.hash_items, args.fit_sample),
+        ("minilm", {"encoder": "minilm"}, args.minilm_items, min(args.fit_sample, 3000)),
+    )
     for name, enc, limit, sample in runs:
         out[f"tokenizer_{name}"] = fit_tokenizer(data, root / f"tok-{name}", enc, sample)
         print(name, out[f"tokenizer_{name}"], flush=True)
@@ -121,12 +139,20 @@ def bench_sft(args: argparse.Namespace) -> dict:
     targets = np.stack([rng.integers(0, s, len(texts)) for s in sizes], axis=1)
     ds = SidDataset(prompts=prompts, targets=targets)
     model = build_model(from_dict(GeneratorConfig, train.get("model")), len(tok), tokenizer=tok)
-    cfg = SFTConfig(stage="q2sid", max_steps=args.steps, batch_size=128, warmup_steps=2, checkpoint_every=0, num_threads=1)
+    cfg = SFTConfig(
+        stage="q2sid", max_steps=args.steps, batch_size=128, warmup_steps=2, checkpoint_every=0, num_threads=1
+    )
     res = train_sft(model, tok, ds, cfg, Path(tempfile.mkdtemp(prefix="genrecall-bench-sft-")), show_progress=False)
     prompt_len = float(np.mean([len(p) for p in prompts]))
-    return {"model": train.get("model"), "steps": res.steps, "batch_size": 128, "mean_prompt_tokens": round(prompt_len, 1),
-            "seconds": round(res.seconds, 1), "examples_per_s": round(res.examples_per_s, 1),
-            "params": int(sum(p.numel() for p in model.parameters()))}
+    return {
+        "model": train.get("model"),
+        "steps": res.steps,
+        "batch_size": 128,
+        "mean_prompt_tokens": round(prompt_len, 1),
+        "seconds": round(res.seconds, 1),
+        "examples_per_s": round(res.examples_per_s, 1),
+        "params": int(sum(p.numel() for p in model.parameters())),
+    }
 
 
 def main() -> None:

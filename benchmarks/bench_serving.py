@@ -42,10 +42,27 @@ def _free_port() -> int:
 
 
 def _serve(bundle: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "bentoml", "serve", "service:Search", "--working-dir", str(REPO / "bento"),
-           "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(cmd, cwd=REPO, env={**env, "GENRECALL_BUNDLE": bundle}, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service:Search",
+        "--working-dir",
+        str(REPO / "bento"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env={**env, "GENRECALL_BUNDLE": bundle},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _run(client: httpx.Client, queries: list[str], beam: int, concurrency: int, k: int) -> dict[str, Any]:
@@ -63,13 +80,23 @@ def _run(client: httpx.Client, queries: list[str], beam: int, concurrency: int, 
         out = list(pool.map(one, queries))
     wall = time.perf_counter() - start
     lat = np.array([ms for ms, status, _ in out if status == 200] or [np.nan])
-    failures = [{"status": status, "ms": round(ms, 1), "query": q, "body": body}
-                for q, (ms, status, body) in zip(queries, out) if status != 200]
-    return {"beam": beam, "concurrency": concurrency, "requests": len(queries), "errors": len(failures),
-            "p50_ms": float(np.percentile(lat, 50)),
-            "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99)),
-            "mean_ms": float(lat.mean()), "throughput_rps": (len(queries) - len(failures)) / wall,
-            "failures": failures[:20]}  # status + body of the first failures: 503 = backpressure (serve.max_queue)
+    failures = [
+        {"status": status, "ms": round(ms, 1), "query": q, "body": body}
+        for q, (ms, status, body) in zip(queries, out)
+        if status != 200
+    ]
+    return {
+        "beam": beam,
+        "concurrency": concurrency,
+        "requests": len(queries),
+        "errors": len(failures),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "mean_ms": float(lat.mean()),
+        "throughput_rps": (len(queries) - len(failures)) / wall,
+        "failures": failures[:20],
+    }  # status + body of the first failures: 503 = backpressure (serve.max_queue)
 
 
 def _in_process(bundle: str, titles: list[str], beams: list[int], n: int, k: int, seed: int) -> list[dict[str, Any]]:
@@ -90,10 +117,21 @@ def _in_process(bundle: str, titles: list[str], beams: list[int], n: int, k: int
             t = time.perf_counter()
             retriever.search(str(q), k=k, beam_size=beam)
             lat.append((time.perf_counter() - t) * 1000)
-        rows.append({"beam": beam, "path": "in-process", "requests": n, "p50_ms": float(np.percentile(lat, 50)),
-                     "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99))})
-        print(f"beam {beam:>4}  in-process  p50 {rows[-1]['p50_ms']:7.1f} ms  p95 {rows[-1]['p95_ms']:7.1f} ms  "
-              f"p99 {rows[-1]['p99_ms']:7.1f} ms", flush=True)
+        rows.append(
+            {
+                "beam": beam,
+                "path": "in-process",
+                "requests": n,
+                "p50_ms": float(np.percentile(lat, 50)),
+                "p95_ms": float(np.percentile(lat, 95)),
+                "p99_ms": float(np.percentile(lat, 99)),
+            }
+        )
+        print(
+            f"beam {beam:>4}  in-process  p50 {rows[-1]['p50_ms']:7.1f} ms  p95 {rows[-1]['p95_ms']:7.1f} ms  "
+            f"p99 {rows[-1]['p99_ms']:7.1f} ms",
+            flush=True,
+        )
     return rows
 
 
@@ -105,8 +143,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100, help="requests per (beam, concurrency) cell")
     ap.add_argument("--k", type=int, default=100, help="items per response")
     ap.add_argument("--tiny", action="store_true", help="build and serve the tests' tiny bundle (self-check)")
-    ap.add_argument("--in-process", action="store_true",
-                    help="also time Retriever.search in this process (no HTTP), after the server stopped")
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also time Retriever.search in this process (no HTTP), after the server stopped",
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
@@ -156,8 +197,11 @@ def main() -> None:
                     queries = [str(t) for t in rng.choice(titles, args.requests)]
                     rows.append(_run(client, queries, beam, conc, args.k))
                     r = rows[-1]
-                    print(f"beam {beam:>4}  conc {conc:>3}  p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
-                          f"p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  errors {r['errors']}", flush=True)
+                    print(
+                        f"beam {beam:>4}  conc {conc:>3}  p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
+                        f"p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  errors {r['errors']}",
+                        flush=True,
+                    )
                     for f in r["failures"][:3]:
                         print(f"    {f['status']} after {f['ms']} ms: {f['body'][:200]}", flush=True)
             batching = client.post("/bundle").json().get("batching")
@@ -168,8 +212,14 @@ def main() -> None:
             proc.wait(timeout=30)
     if args.in_process:
         rows += _in_process(bundle, titles, args.beams, args.requests, args.k, seed=1)
-    result = {"bundle": info, "batching": batching, "k": args.k, "cpu_count": os.cpu_count(),
-              "load_avg": os.getloadavg(), "results": rows}
+    result = {
+        "bundle": info,
+        "batching": batching,
+        "k": args.k,
+        "cpu_count": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "results": rows,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

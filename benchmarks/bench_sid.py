@@ -37,7 +37,9 @@ def bench_embedding(n: int = 2000, batch_size: int = 64) -> dict:
     from genrecall.sid.encoder import EncoderConfig, make_encoder
 
     rng = np.random.default_rng(0)
-    words = "stainless steel electric kettle running shoes women men cotton t-shirt wireless mouse led desk lamp".split()
+    words = (
+        "stainless steel electric kettle running shoes women men cotton t-shirt wireless mouse led desk lamp".split()
+    )
     texts = [" ".join(rng.choice(words, 8)) + f" | brand: B{i % 50} | color: red | size: {i % 9}" for i in range(n)]
     t0 = time.perf_counter()
     enc = make_encoder(EncoderConfig(encoder="minilm", batch_size=batch_size))
@@ -48,12 +50,20 @@ def bench_embedding(n: int = 2000, batch_size: int = 64) -> dict:
     secs = time.perf_counter() - t0
     import torch
 
-    return {"encoder": enc.name, "items": n, "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
-            "load_s": round(load_s, 2), "seconds": round(secs, 2), "items_per_s": round(n / secs, 1)}
+    return {
+        "encoder": enc.name,
+        "items": n,
+        "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "load_s": round(load_s, 2),
+        "seconds": round(secs, 2),
+        "items_per_s": round(n / secs, 1),
+    }
 
 
-def synthetic_catalog(n: int, *, n_cat: int | None = None, d: int = 384, products_per_cat: int = 12, seed: int = 0,
-                      unknown: float = 0.03) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synthetic_catalog(
+    n: int, *, n_cat: int | None = None, d: int = 384, products_per_cat: int = 12, seed: int = 0, unknown: float = 0.03
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(item_ids, embeddings (n, d) L2-normalised, categories float with NaN) with category > product >
     variant structure, so similar items can share a SID."""
     rng = np.random.default_rng(seed)
@@ -71,10 +81,22 @@ def synthetic_catalog(n: int, *, n_cat: int | None = None, d: int = 384, product
 def _write_items(directory: Path, ids: np.ndarray, cats: np.ndarray, delisted: np.ndarray) -> None:
     cat = pd.array(np.where(np.isnan(cats), 0, cats).astype(int), dtype="Int32")
     cat[np.isnan(cats)] = pd.NA
-    df = pd.DataFrame({"item_id": ids, "title": [f"item {i}" for i in ids], "brand": "B", "category_id": cat,
-                       "color": None, "material": None, "size": None, "style": None, "price": 1.0, "listed_at": TS,
-                       "delisted_at": pd.Series(np.where(np.isin(ids, delisted), TS, pd.NaT), dtype="datetime64[us, UTC]"),
-                       "updated_at": TS})
+    df = pd.DataFrame(
+        {
+            "item_id": ids,
+            "title": [f"item {i}" for i in ids],
+            "brand": "B",
+            "category_id": cat,
+            "color": None,
+            "material": None,
+            "size": None,
+            "style": None,
+            "price": 1.0,
+            "listed_at": TS,
+            "delisted_at": pd.Series(np.where(np.isin(ids, delisted), TS, pd.NaT), dtype="datetime64[us, UTC]"),
+            "updated_at": TS,
+        }
+    )
     write_table(df, ITEMS, directory)
 
 
@@ -117,12 +139,21 @@ def bench_incremental(items: int = 100_000, new_share: float = 0.01, epochs: int
         core_s = time.perf_counter() - t0
         health = json.loads((root / "reports" / "sid_health.json").read_text())
     return {
-        "items": items, "new_items": n_new, "delisted": n_new, "epochs": cfg.epochs,
-        "full_sid_stage_s": round(full_s, 2), "fit_s": {m: round(s.fit_seconds, 2) for m, s in res.methods.items()},
-        "sid_update_s": round(update_s, 2), "sid_update_per_method_s": {m: round(s, 2) for m, s in upd.seconds.items()},
+        "items": items,
+        "new_items": n_new,
+        "delisted": n_new,
+        "epochs": cfg.epochs,
+        "full_sid_stage_s": round(full_s, 2),
+        "fit_s": {m: round(s.fit_seconds, 2) for m, s in res.methods.items()},
+        "sid_update_s": round(update_s, 2),
+        "sid_update_per_method_s": {m: round(s, 2) for m, s in upd.seconds.items()},
         "assign_and_index_core_s": round(core_s, 4),
-        "ratio_update_over_full": round(update_s / full_s, 4), "ratio_core_over_full": round(core_s / full_s, 5),
-        "health": {m: {k: h[k] for k in ("codebook_sizes", "utilisation", "items_per_sid", "collision_rate", "category_match")} for m, h in health.items()},
+        "ratio_update_over_full": round(update_s / full_s, 4),
+        "ratio_core_over_full": round(core_s / full_s, 5),
+        "health": {
+            m: {k: h[k] for k in ("codebook_sizes", "utilisation", "items_per_sid", "collision_rate", "category_match")}
+            for m, h in health.items()
+        },
     }
 
 
@@ -135,7 +166,9 @@ def bench_health(items: int = 20_000, epochs: int | None = None, seed: int = 0) 
         tok = SidTokenizer(cfg.tokenizer_config(method))
         report = tok.fit(x, cats, show_progress=True)
         sids = make_sids(tok.assign(x, cats), ClusterConfig(suffix_mode="group" if method == "cq_sid" else "dedup"))
-        h = sid_health(sids, tok.codebook_sizes, categories=cats, category_ids=tok.category_ids if tok.cfg.forcing else None)
+        h = sid_health(
+            sids, tok.codebook_sizes, categories=cats, category_ids=tok.category_ids if tok.cfg.forcing else None
+        )
         out[method] = h.to_dict() | {"fit_s": round(report.seconds, 1), "restarts": report.restarts}
     return out
 

@@ -72,11 +72,17 @@ class SearchBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: StrictStr = Field(min_length=1, max_length=CFG.max_query_chars, description="what the shopper typed",
-                             json_schema_extra=QUERY_SCHEMA)
+    query: StrictStr = Field(
+        min_length=1,
+        max_length=CFG.max_query_chars,
+        description="what the shopper typed",
+        json_schema_extra=QUERY_SCHEMA,
+    )
     user_id: StrictStr | None = Field(default=None, max_length=CFG.max_user_id_chars, description="null = anonymous")
     k: StrictInt = Field(default=CFG.default_k, ge=1, le=CFG.max_k, description="items to return")
-    beam_size: StrictInt = Field(default=CFG.default_beam_size, ge=1, le=CFG.max_beam_size, description="SIDs to generate")
+    beam_size: StrictInt = Field(
+        default=CFG.default_beam_size, ge=1, le=CFG.max_beam_size, description="SIDs to generate"
+    )
 
     query_not_blank = field_validator("query")(_not_blank)
 
@@ -86,8 +92,12 @@ class BM25Body(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: StrictStr = Field(min_length=1, max_length=CFG.max_query_chars, description="what the shopper typed",
-                             json_schema_extra=QUERY_SCHEMA)
+    query: StrictStr = Field(
+        min_length=1,
+        max_length=CFG.max_query_chars,
+        description="what the shopper typed",
+        json_schema_extra=QUERY_SCHEMA,
+    )
     k: StrictInt = Field(default=CFG.default_k, ge=1, le=CFG.max_k, description="items to return")
 
     query_not_blank = field_validator("query")(_not_blank)
@@ -119,8 +129,9 @@ def _load_retriever() -> Any:
     return Retriever.load(source, CFG, features=_feature_client())
 
 
-@bentoml.service(name="genrecall", workers=1, threads=4, http={"host": CFG.host, "port": CFG.port},
-                 traffic={"timeout": 30})
+@bentoml.service(
+    name="genrecall", workers=1, threads=4, http={"host": CFG.host, "port": CFG.port}, traffic={"timeout": 30}
+)
 @bentoml.asgi_app(page_app(), path="/")
 class Search:
     """The public API; the model runs on the batcher's thread, requests wait on the event loop."""
@@ -131,12 +142,20 @@ class Search:
         from genrecall.serving.page import promotion_date
 
         self.retriever = _load_retriever()
-        self.batcher = MicroBatcher(self.retriever.search_batch, max_batch_size=CFG.max_batch_size,
-                                    max_queue=CFG.max_queue, max_wait_ms=CFG.batch_wait_ms)
+        self.batcher = MicroBatcher(
+            self.retriever.search_batch,
+            max_batch_size=CFG.max_batch_size,
+            max_queue=CFG.max_queue,
+            max_wait_ms=CFG.batch_wait_ms,
+        )
         self.lexical = TitleBM25.from_bundle(self.retriever.bundle) if CFG.bm25 else None
         self.promoted_at = promotion_date(self.retriever.bundle.tag)
-        log.info("serving bundle %s (personalised: %s, BM25 column: %s)", self.retriever.version,
-                 self.retriever.features is not None, self.lexical is not None)
+        log.info(
+            "serving bundle %s (personalised: %s, BM25 column: %s)",
+            self.retriever.version,
+            self.retriever.features is not None,
+            self.lexical is not None,
+        )
 
     @bentoml.api(input_spec=SearchBody)
     async def search(self, query: str, user_id: str | None, k: int, beam_size: int) -> dict[str, Any]:
@@ -149,8 +168,11 @@ class Search:
         try:
             response = await asyncio.wrap_future(self.batcher.submit(SearchRequest(query, user_id, k, beam_size)))
         except QueueFull as e:
-            return JSONResponse({"error": f"server busy: {e}"}, status_code=503,  # type: ignore[return-value]
-                                headers={"Retry-After": "1"})
+            return JSONResponse(
+                {"error": f"server busy: {e}"},
+                status_code=503,  # type: ignore[return-value]
+                headers={"Retry-After": "1"},
+            )
         except InvalidRequest as e:  # the bounds are checked twice; the retriever has the last word
             return JSONResponse({"error": str(e)}, status_code=400)  # type: ignore[return-value]
         return response.to_dict()
@@ -161,8 +183,10 @@ class Search:
         from starlette.responses import JSONResponse
 
         if self.lexical is None:
-            return JSONResponse({"error": "BM25 is off on this server (serve.bm25: false)"},  # type: ignore[return-value]
-                                status_code=404)
+            return JSONResponse(
+                {"error": "BM25 is off on this server (serve.bm25: false)"},  # type: ignore[return-value]
+                status_code=404,
+            )
         return self.lexical.search(query.strip(), k).to_dict()
 
     @bentoml.api(route="/bundle")
@@ -171,8 +195,13 @@ class Search:
         bounds, example users and queries (for the search page), batching counters."""
         from genrecall.serving.page import bundle_info
 
-        return bundle_info(self.retriever, batching=self.batcher.stats, lexical=self.lexical is not None,
-                           promoted_at=self.promoted_at, cfg=CFG)
+        return bundle_info(
+            self.retriever,
+            batching=self.batcher.stats,
+            lexical=self.lexical is not None,
+            promoted_at=self.promoted_at,
+            cfg=CFG,
+        )
 
     def __is_ready__(self) -> bool:
         return getattr(self, "retriever", None) is not None

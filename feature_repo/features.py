@@ -37,9 +37,7 @@ TIMESTAMP = "event_timestamp"
 CREATED = "created_timestamp"
 NO_TTL = timedelta(0)  # 0 = rows never expire: an item's SID or a user's last clicks stay valid until replaced
 
-item = Entity(
-    name="item", join_keys=["item_id"], value_type=ValueType.INT64, description="A catalog item."
-)
+item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.INT64, description="A catalog item.")
 user = Entity(
     name="user",
     join_keys=["user_id"],
@@ -53,8 +51,14 @@ def _source(source_dir: str, view: str, kind: str):
     common = dict(name=f"{view}_source", timestamp_field=TIMESTAMP, created_timestamp_column=CREATED)
     if kind == "duckdb":  # offline_store type: duckdb reads the parts by glob, relative to the process, not
         #                   the repo, so the path is made absolute here (at apply time, not in git)
-        root = source_dir if os.path.isabs(source_dir) else os.path.join(os.path.dirname(os.path.abspath(__file__)), source_dir)
-        return FileSource(path=os.path.join(os.path.normpath(root), view, "*.parquet"), file_format=ParquetFormat(), **common)
+        root = (
+            source_dir
+            if os.path.isabs(source_dir)
+            else os.path.join(os.path.dirname(os.path.abspath(__file__)), source_dir)
+        )
+        return FileSource(
+            path=os.path.join(os.path.normpath(root), view, "*.parquet"), file_format=ParquetFormat(), **common
+        )
     if kind == "spark":  # offline_store type: spark (docs/FEAST.md); Spark reads the same Parquet layout
         from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 

@@ -73,8 +73,17 @@ def _run(step: str, workspace: dict[str, str], day: int, params: dict[str, Any],
     return run_step(ws, day, step, STEP_FUNCTIONS[step], params, fail_at=fail_at)
 
 
-TASKS = {step: task(_run, name=f"daily-{step}", task_run_name=f"{step}-day{{day}}", cache_policy=NO_CACHE,
-                    retry_condition_fn=_retryable, **OPTIONS[step]) for step in STEPS}  # fmt: skip
+TASKS = {
+    step: task(
+        _run,
+        name=f"daily-{step}",
+        task_run_name=f"{step}-day{{day}}",
+        cache_policy=NO_CACHE,
+        retry_condition_fn=_retryable,
+        **OPTIONS[step],
+    )
+    for step in STEPS
+}
 
 
 @flow(name="daily-rebuild")
@@ -90,8 +99,11 @@ def daily_rebuild(
     ``<workspace>/params.yaml``); ``layout`` overrides ``Workspace`` paths; ``fail_at`` drills a crash."""
     logger = get_run_logger()
     root = Path(workspace).resolve()
-    p = params if params is not None else (load_params(params_path) if params_path
-                                           else load_params(root / "params.yaml", missing_ok=True))
+    p = (
+        params
+        if params is not None
+        else (load_params(params_path) if params_path else load_params(root / "params.yaml", missing_ok=True))
+    )
     ws = Workspace(root, **(layout or {}))
     d = next_day_number(ws) if day is None else day
     logger.info("daily rebuild of day %d in %s", d, root)
@@ -100,12 +112,20 @@ def daily_rebuild(
         TASKS[step](step, ws_args, d, p, fail_at)
     state = load_state(ws, d)
     summary = ws.record(d, "reports/summary.md")
-    create_markdown_artifact(markdown=summary.read_text(), key=f"daily-rebuild-day-{d}",
-                             description=f"genrecall daily rebuild, day {d}")  # fmt: skip
+    create_markdown_artifact(
+        markdown=summary.read_text(), key=f"daily-rebuild-day-{d}", description=f"genrecall daily rebuild, day {d}"
+    )
     steps = {k: v["result"] for k, v in state["steps"].items()}
-    return {"day": d, "mode": steps["drift"]["mode"], "tag": steps["package"]["tag"],
-            "promoted": steps["publish"]["promoted"], "production": steps["publish"]["production"],
-            "metrics": steps["evaluate"], "ingest": steps["ingest"], "versioned": steps["version"]}
+    return {
+        "day": d,
+        "mode": steps["drift"]["mode"],
+        "tag": steps["package"]["tag"],
+        "promoted": steps["publish"]["promoted"],
+        "production": steps["publish"]["production"],
+        "metrics": steps["evaluate"],
+        "ingest": steps["ingest"],
+        "versioned": steps["version"],
+    }
 
 
 def backfill(days: int, workspace: str = ".", **kwargs: Any) -> list[dict[str, Any]]:

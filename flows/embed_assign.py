@@ -59,10 +59,18 @@ def embed_assign(
     cat = load_catalog(data_dir, limit=limit)
     bounds = shard_bounds(len(cat.item_ids), shards)
     vec = [embed_task.submit(cat.texts[b], encoder or {}, cache_dir, torch_threads=torch_threads) for b in bounds]
-    codes = [assign_task.submit(v, cat.categories[b], tokenizer_dir, torch_threads=torch_threads)
-             for v, b in zip(vec, bounds)]  # fmt: skip
-    result = ShardedResult(cat.item_ids, merge([f.result() for f in vec]), merge([f.result() for f in codes]),
-                           shards=len(bounds), runner="", seconds=time.perf_counter() - start)  # fmt: skip
+    codes = [
+        assign_task.submit(v, cat.categories[b], tokenizer_dir, torch_threads=torch_threads)
+        for v, b in zip(vec, bounds)
+    ]
+    result = ShardedResult(
+        cat.item_ids,
+        merge([f.result() for f in vec]),
+        merge([f.result() for f in codes]),
+        shards=len(bounds),
+        runner="",
+        seconds=time.perf_counter() - start,
+    )
     if out_dir is not None:
         save_result(result, out_dir)
     return result
@@ -85,9 +93,16 @@ def run(
     cfg = from_dict(ScaleConfig, params.get("scale") if scale is None else scale)
     enc = params.get("embed") or {} if encoder is None else encoder
     flow_fn = embed_assign.with_options(task_runner=make_task_runner(cfg))
-    result = flow_fn(str(data_dir), str(tokenizer_dir), None, encoder=enc,
-                     cache_dir=str(cache_dir) if cache_dir else None, shards=cfg.shards,
-                     torch_threads=cfg.torch_threads, limit=limit)  # fmt: skip
+    result = flow_fn(
+        str(data_dir),
+        str(tokenizer_dir),
+        None,
+        encoder=enc,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        shards=cfg.shards,
+        torch_threads=cfg.torch_threads,
+        limit=limit,
+    )
     result.runner = cfg.runner
     if out_dir is not None:
         save_result(result, out_dir, extra={"scale": cfg.__dict__})
@@ -95,8 +110,9 @@ def run(
 
 
 @flow(name="embed-assign-job")
-def embed_assign_job(data_dir: str, tokenizer_dir: str, out_dir: str, params_path: str = "params.yaml",
-                     cache_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
+def embed_assign_job(
+    data_dir: str, tokenizer_dir: str, out_dir: str, params_path: str = "params.yaml", cache_dir: str | None = None
+) -> dict[str, Any]:
     """Deployment entry point (deploy/prefect/prefect.yaml): ``run`` on the runner params.yaml names,
     writing ``out_dir``; returns a small summary (arrays stay out of the Prefect API)."""
     res = run(data_dir, tokenizer_dir, out_dir, cache_dir=cache_dir, params_path=params_path)

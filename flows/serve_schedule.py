@@ -54,17 +54,22 @@ def serve(
 
         print(f"Prefect API {api}; UI {ui_url(api)} (Deployments > daily-rebuild/daily > Runs)", flush=True)
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            daily_rebuild.serve(name=name, schedule=_schedule(cron, every, tz), limit=1,  # one day at a time
-                                parameters={"workspace": str(Path(workspace).resolve())},
-                                description="genrecall daily rebuild (docs/DAILY.md)")  # fmt: skip
+            daily_rebuild.serve(
+                name=name,
+                schedule=_schedule(cron, every, tz),
+                limit=1,  # one day at a time
+                parameters={"workspace": str(Path(workspace).resolve())},
+                description="genrecall daily rebuild (docs/DAILY.md)",
+            )
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workspace", default=".")
     ap.add_argument("--cron", default=DEFAULT_CRON)
-    ap.add_argument("--every", type=float, default=None, help=f"seconds between runs, first in {FIRST_RUN_S} s "
-                    "(instead of --cron)")  # fmt: skip
+    ap.add_argument(
+        "--every", type=float, default=None, help=f"seconds between runs, first in {FIRST_RUN_S} s (instead of --cron)"
+    )
     ap.add_argument("--name", default="daily")
     ap.add_argument("--port", type=int, default=ServerConfig.port, help="port of the server started here")
     args = ap.parse_args()

@@ -18,12 +18,24 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM_ENV, DRIVER_ENV, SHOTS_ENV = "GENRECALL_CHROMIUM", "GENRECALL_CHROMEDRIVER", "GENRECALL_SCREENSHOTS"
-INSTALL_HINT = ("no Chromium/ChromeDriver for the browser tests: install them with "
-                "`apt-get install chromium chromium-driver` (Debian/Ubuntu; .ci/run does this), or point "
-                f"${CHROMIUM_ENV} and ${DRIVER_ENV} at a browser and its matching driver")  # fmt: skip
-ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1")  # fmt: skip
+INSTALL_HINT = (
+    "no Chromium/ChromeDriver for the browser tests: install them with "
+    "`apt-get install chromium chromium-driver` (Debian/Ubuntu; .ci/run does this), or point "
+    f"${CHROMIUM_ENV} and ${DRIVER_ENV} at a browser and its matching driver"
+)
+ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+)
 
 
 def find_browser() -> tuple[str, str] | None:

@@ -30,8 +30,15 @@ TINY_PARAMS: dict[str, Any] = {
     "generate": {"preset": "tiny", "seed": 7},
     "validate": {"max_bad_share": 0.05},
     "embed": {"encoder": "hash", "hash_dim": 32},
-    "sid": {"epochs": 2, "hidden_dims": [32], "latent_dim": 8, "codebook_sizes": ["auto", 4, 4],
-            "kmeans_iters": 5, "batch_size": 64, "test_days": 2},
+    "sid": {
+        "epochs": 2,
+        "hidden_dims": [32],
+        "latent_dim": 8,
+        "codebook_sizes": ["auto", 4, 4],
+        "kmeans_iters": 5,
+        "batch_size": 64,
+        "test_days": 2,
+    },
     "features": {},
     "train": {
         "test_days": 2,
@@ -42,9 +49,15 @@ TINY_PARAMS: dict[str, Any] = {
         "q2sid": {"max_steps": 15, "batch_size": 32, "warmup_steps": 2, "num_threads": 1},
         "uq2sid": {"max_steps": 15, "batch_size": 32, "warmup_steps": 2, "num_threads": 1},
     },
-    "evaluate": {"test_days": 2, "max_requests": 60, "beams": [1, 2, 5, 10, 20], "report_beams": [1, 10],
-                 "personalized_beams": 10, "num_threads": 1},
-}  # fmt: skip
+    "evaluate": {
+        "test_days": 2,
+        "max_requests": 60,
+        "beams": [1, 2, 5, 10, 20],
+        "report_beams": [1, 10],
+        "personalized_beams": 10,
+        "num_threads": 1,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -68,15 +81,44 @@ def run_tiny_pipeline(root: Path, params: dict[str, Any] | None = None) -> TinyR
     shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
     d = root / "data"
     generate(from_dict(MarketplaceConfig, p["generate"]), d / "raw", show_progress=False)
-    validate(from_dict(ValidateConfig, p["validate"]), d / "raw", d / "validated", d / "quarantine",
-             root / "reports" / "validation.json")  # fmt: skip
+    validate(
+        from_dict(ValidateConfig, p["validate"]),
+        d / "raw",
+        d / "validated",
+        d / "quarantine",
+        root / "reports" / "validation.json",
+    )
     embed(from_dict(EmbedConfig, p["embed"]), d / "validated", root / "cache", d / "embeddings", show_progress=False)
-    sid(from_dict(SidConfig, p["sid"]), d / "validated", d / "embeddings", root / "models" / "sid", d / "sid",
-        root / "reports", show_progress=False)  # fmt: skip
+    sid(
+        from_dict(SidConfig, p["sid"]),
+        d / "validated",
+        d / "embeddings",
+        root / "models" / "sid",
+        d / "sid",
+        root / "reports",
+        show_progress=False,
+    )
     features(from_dict(FeaturesConfig, p["features"]), d / "validated", d / "sid" / "cq_sid", repo, d / "feast")
-    train(train_config(p), d / "validated", d / "sid", root / "models" / "generator", root / "reports",
-          feast_repo=repo, feast_data_dir=d / "feast", cache_dir=root / "cache", show_progress=False)  # fmt: skip
-    evaluate(from_dict(EvaluateConfig, p["evaluate"]), d / "validated", d / "sid", d / "embeddings",
-             root / "models" / "generator", root / "reports", feast_repo=repo, feast_data_dir=d / "feast",
-             preset=p["generate"].get("preset"))  # fmt: skip
+    train(
+        train_config(p),
+        d / "validated",
+        d / "sid",
+        root / "models" / "generator",
+        root / "reports",
+        feast_repo=repo,
+        feast_data_dir=d / "feast",
+        cache_dir=root / "cache",
+        show_progress=False,
+    )
+    evaluate(
+        from_dict(EvaluateConfig, p["evaluate"]),
+        d / "validated",
+        d / "sid",
+        d / "embeddings",
+        root / "models" / "generator",
+        root / "reports",
+        feast_repo=repo,
+        feast_data_dir=d / "feast",
+        preset=p["generate"].get("preset"),
+    )
     return TinyRun(root, p)

@@ -29,8 +29,11 @@ def daily_params(bundle_name: str, **daily: Any) -> dict[str, Any]:
     """TINY_PARAMS + a short fine-tune + a gate that lets tiny-model noise through (the gate's own
     rule is tested in test_serving_gate.py; here the question is what gets published)."""
     p = copy.deepcopy(TINY_PARAMS)
-    p["daily"] = {"bundle_name": bundle_name, "finetune": {"max_steps": 8, "batch_size": 32, "warmup_steps": 2,
-                                                           "num_threads": 1}, **daily}  # fmt: skip
+    p["daily"] = {
+        "bundle_name": bundle_name,
+        "finetune": {"max_steps": 8, "batch_size": 32, "warmup_steps": 2, "num_threads": 1},
+        **daily,
+    }
     p["gate"] = {"abs_tolerance": 1.0}
     p["package"] = {"name": bundle_name}
     return p
@@ -68,10 +71,16 @@ def day0_workspace(dest: Path, bundle_name: str, *, dvc: bool = True) -> Path:
     from genrecall.pipeline.package import PackageConfig, package
 
     shutil.copytree(_tiny_root(), dest, symlinks=True)
-    package(PackageConfig(name=bundle_name), generator_dir=dest / "models/generator/cq_sid/uq2sid/final",
-            sid_model_dir=dest / "models/sid/cq_sid", index_dir=dest / "data/sid/cq_sid",
-            data_dir=dest / "data/validated", metrics_path=dest / "reports/metrics.json", params={"day": 0},
-            dvc_lock=dest / "no-dvc.lock")  # fmt: skip
+    package(
+        PackageConfig(name=bundle_name),
+        generator_dir=dest / "models/generator/cq_sid/uq2sid/final",
+        sid_model_dir=dest / "models/sid/cq_sid",
+        index_dir=dest / "data/sid/cq_sid",
+        data_dir=dest / "data/validated",
+        metrics_path=dest / "reports/metrics.json",
+        params={"day": 0},
+        dvc_lock=dest / "no-dvc.lock",
+    )
     if dvc:
         git_dvc_repo(dest, dest.parent / "dvc-remote")
     return dest

@@ -26,7 +26,13 @@ import torch
 
 from genrecall.data.marketplace import MarketplaceConfig, generate_marketplace
 from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, SID_ASSIGNMENTS, USERS, read_table
-from genrecall.gen.examples import SidDataset, item_examples, query_examples, user_contexts_from_log, user_query_examples
+from genrecall.gen.examples import (
+    SidDataset,
+    item_examples,
+    query_examples,
+    user_contexts_from_log,
+    user_query_examples,
+)
 from genrecall.gen.model import GeneratorConfig, build_model
 from genrecall.gen.semantic import SentenceEncoder
 from genrecall.gen.sft import SFTConfig, train_sft
@@ -37,14 +43,33 @@ from genrecall.sid.index import SidIndex
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HASH = EmbedConfig(encoder="hash", hash_dim=32)
-SID_CFG = SidConfig(methods=("cq_sid",), epochs=3, hidden_dims=(64,), latent_dim=16,
-                    codebook_sizes=("auto", 8, 8), kmeans_iters=5, batch_size=128)
+SID_CFG = SidConfig(
+    methods=("cq_sid",),
+    epochs=3,
+    hidden_dims=(64,),
+    latent_dim=16,
+    codebook_sizes=("auto", 8, 8),
+    kmeans_iters=5,
+    batch_size=128,
+)
 # a semantic-prompt generator (gen/semantic.py): the served bundle brings its encoder into the request path
-GEN_CFG = GeneratorConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128,
-                          max_positions=128, semantic_dim=HASH.hash_dim, semantic_encoder=dataclasses.asdict(HASH))
-TINY_METRICS = {"semantic": {"cq_sid": {"hitrate@1": 0.10, "hitrate@10": 0.40, "hitrate@100": 0.80}},
-                "personalized": {"cq_sid": {"hitrate@10": 0.45, "items@1000": 0.60},
-                                 "served": {"hitrate@10": 0.45, "items@1000": 0.60}}}  # what package writes
+GEN_CFG = GeneratorConfig(
+    hidden_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    intermediate_size=128,
+    max_positions=128,
+    semantic_dim=HASH.hash_dim,
+    semantic_encoder=dataclasses.asdict(HASH),
+)
+TINY_METRICS = {
+    "semantic": {"cq_sid": {"hitrate@1": 0.10, "hitrate@10": 0.40, "hitrate@100": 0.80}},
+    "personalized": {
+        "cq_sid": {"hitrate@10": 0.45, "items@1000": 0.60},
+        "served": {"hitrate@10": 0.45, "items@1000": 0.60},
+    },
+}  # what package writes
 
 
 @dataclass(frozen=True)
@@ -61,9 +86,15 @@ class TinyPipeline:
     feast_data_dir: Path | None = None
 
     def package_kwargs(self) -> dict:
-        return {"generator_dir": self.generator_dir, "sid_model_dir": self.sid_model_dir, "index_dir": self.index_dir,
-                "data_dir": self.data_dir, "metrics_path": self.metrics_path, "params": {"tiny": True},
-                "dvc_lock": self.root / "no-dvc.lock"}
+        return {
+            "generator_dir": self.generator_dir,
+            "sid_model_dir": self.sid_model_dir,
+            "index_dir": self.index_dir,
+            "data_dir": self.data_dir,
+            "metrics_path": self.metrics_path,
+            "params": {"tiny": True},
+            "dvc_lock": self.root / "no-dvc.lock",
+        }
 
 
 def train_tiny_generator(data_dir: Path, index_dir: Path, out_dir: Path, *, steps: int = 600, seed: int = 0) -> Path:
@@ -73,15 +104,30 @@ def train_tiny_generator(data_dir: Path, index_dir: Path, out_dir: Path, *, step
     sids = read_table(SID_ASSIGNMENTS, index_dir)
     index = SidIndex.load(index_dir)
     texts = list(items["title"]) + list(requests["query"]) + list(categories["name"])
-    tok = GenTokenizer.train(texts, index.sid_vocab_sizes, TokenizerConfig(vocab_size=600, semantic_tokens=2),
-                             profile_values={f: users[f].tolist() for f in ("gender", "age_band", "price_tier")})
+    tok = GenTokenizer.train(
+        texts,
+        index.sid_vocab_sizes,
+        TokenizerConfig(vocab_size=600, semantic_tokens=2),
+        profile_values={f: users[f].tolist() for f in ("gender", "age_band", "price_tier")},
+    )
     contexts = user_contexts_from_log(requests, users, sids, items=items, categories=categories)
-    data = SidDataset.concat(item_examples(items, sids, tok), query_examples(requests, sids, tok),
-                             user_query_examples(requests, sids, tok, contexts))
+    data = SidDataset.concat(
+        item_examples(items, sids, tok),
+        query_examples(requests, sids, tok),
+        user_query_examples(requests, sids, tok, contexts),
+    )
     data = data.with_vectors(SentenceEncoder(HASH, data_dir.parent / "cache"))
     model = build_model(GeneratorConfig(**{**GEN_CFG.__dict__, "seed": seed}), len(tok), tokenizer=tok)
-    cfg = SFTConfig(stage="uq2sid", max_steps=steps, batch_size=32, lr=5e-3, warmup_steps=10, seed=seed,
-                    checkpoint_every=0, num_threads=1)
+    cfg = SFTConfig(
+        stage="uq2sid",
+        max_steps=steps,
+        batch_size=32,
+        lr=5e-3,
+        warmup_steps=10,
+        seed=seed,
+        checkpoint_every=0,
+        num_threads=1,
+    )
     return train_sft(model, tok, data, cfg, out_dir, show_progress=False).final_dir
 
 
@@ -122,7 +168,9 @@ def build_tiny_pipeline(root: str | Path, *, steps: int = 600, feast: bool = Tru
 def known_user(tiny: TinyPipeline) -> str:
     """A user with many clicks in the log (so the store holds history for them)."""
     requests = read_table(REQUESTS, tiny.data_dir)
-    clicks = requests[requests["user_id"].notna()].assign(n=[len(c) for c in requests.loc[requests["user_id"].notna(), "clicked"]])
+    clicks = requests[requests["user_id"].notna()].assign(
+        n=[len(c) for c in requests.loc[requests["user_id"].notna(), "clicked"]]
+    )
     return str(clicks.groupby("user_id")["n"].sum().sort_values(ascending=False, kind="stable").index[0])
 
 
@@ -151,9 +199,18 @@ def make_bundle(tiny: TinyPipeline, out_dir: Path, *, metrics: dict | None = Non
     from genrecall.pipeline.package import item_quality
     from genrecall.serving.bundle import write_bundle
 
-    write_bundle(out_dir, generator_dir=tiny.generator_dir, sid_model_dir=tiny.sid_model_dir, index_dir=tiny.index_dir,
-                 items=item_quality(tiny.data_dir), categories=read_table(CATEGORIES, tiny.data_dir),
-                 metrics=TINY_METRICS if metrics is None else metrics, data_version="test", params_hash="test", **kwargs)
+    write_bundle(
+        out_dir,
+        generator_dir=tiny.generator_dir,
+        sid_model_dir=tiny.sid_model_dir,
+        index_dir=tiny.index_dir,
+        items=item_quality(tiny.data_dir),
+        categories=read_table(CATEGORIES, tiny.data_dir),
+        metrics=TINY_METRICS if metrics is None else metrics,
+        data_version="test",
+        params_hash="test",
+        **kwargs,
+    )
     return out_dir
 
 
@@ -166,10 +223,22 @@ def free_port() -> int:
 
 def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     """``bentoml serve`` in its own process group, with ``env`` (PYTHONPATH and all: the test's own)."""
-    cmd = [sys.executable, "-m", "bentoml", "serve", "service:Search", "--working-dir", str(REPO_ROOT / "bento"),
-           "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service:Search",
+        "--working-dir",
+        str(REPO_ROOT / "bento"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -189,9 +258,15 @@ def served_tiny_env(tiny: TinyPipeline, tmp: Path) -> dict[str, str]:
     result = package(PackageConfig(), **tiny.package_kwargs())
     assert result.production == result.tag
     (tmp / "empty-params.yaml").write_text("{}\n")  # all defaults (a path that does not exist is an error)
-    return {**os.environ, "GENRECALL_FEAST_REPO": str(tiny.feast_repo), "GENRECALL_FEAST_DATA": str(tiny.feast_data_dir),
-            "GENRECALL_PARAMS": str(tmp / "empty-params.yaml"), "OMP_NUM_THREADS": "1", "BENTOML_DO_NOT_TRACK": "True",
-            "GENRECALL_EXPECTED_BUNDLE": result.tag}  # fmt: skip
+    return {
+        **os.environ,
+        "GENRECALL_FEAST_REPO": str(tiny.feast_repo),
+        "GENRECALL_FEAST_DATA": str(tiny.feast_data_dir),
+        "GENRECALL_PARAMS": str(tmp / "empty-params.yaml"),
+        "OMP_NUM_THREADS": "1",
+        "BENTOML_DO_NOT_TRACK": "True",
+        "GENRECALL_EXPECTED_BUNDLE": result.tag,
+    }
 
 
 @contextmanager

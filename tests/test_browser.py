@@ -54,7 +54,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _state(driver, *states: str, timeout: float = 60) -> str:
-    WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") in states)
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") in states
+    )
     return driver.find_element(By.TAG_NAME, "body").get_attribute("data-state")
 
 
@@ -70,7 +72,9 @@ def _open(driver, url: str) -> dict:
     return httpx.post(f"{url}/bundle").json()
 
 
-def test_a_typed_query_renders_sid_clusters_their_items_and_bm25(browser, url: str, server_env: dict, shots: Path) -> None:
+def test_a_typed_query_renders_sid_clusters_their_items_and_bm25(
+    browser, url: str, server_env: dict, shots: Path
+) -> None:
     info = _open(browser, url)
     query, user = info["examples"]["queries"][2], info["examples"]["users"][0]
     _fill(browser, "query", query)
@@ -103,10 +107,13 @@ def test_a_typed_query_renders_sid_clusters_their_items_and_bm25(browser, url: s
     save_screenshot(browser, shots / "search-page.png", height=900)
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("beam", "500", "beam_size: Input should be less than or equal to 200"),
-    ("query", "   ", "query: Value error, query must contain a non-space character"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("beam", "500", "beam_size: Input should be less than or equal to 200"),
+        ("query", "   ", "query: Value error, query must contain a non-space character"),
+    ],
+)
 def test_a_bad_input_shows_the_apis_message(browser, url: str, shots: Path, field: str, value: str, words: str) -> None:
     _open(browser, url)
     _fill(browser, "query", "kettle")
@@ -132,7 +139,9 @@ def test_the_reports_charts_are_drawn_from_a_file_with_no_network(browser, tmp_p
     from tests.report_fixtures import write_report_inputs
 
     root = write_report_inputs(tmp_path / "ws")
-    report = write_report(root / "reports", root / "reports/report.html", sid_dir=root / "data/sid", daily_dir=root / "daily")
+    report = write_report(
+        root / "reports", root / "reports/report.html", sid_dir=root / "data/sid", daily_dir=root / "daily"
+    )
     browser.set_window_size(1100, 900)
     browser.get_log("browser")  # drop what the page tests logged (their 400s)
     browser.get(report.path.resolve().as_uri())
@@ -142,7 +151,7 @@ def test_the_reports_charts_are_drawn_from_a_file_with_no_network(browser, tmp_p
             const svg = f.querySelector('svg'), box = svg.getBoundingClientRect();
             return {name: f.dataset.chart, w: box.width, h: box.height, shapes: svg.querySelectorAll('path, rect, use').length,
                     texts: [...svg.querySelectorAll('text')].map(t => t.textContent)};
-        });""")  # fmt: skip
+        });""")
     assert [c["name"] for c in drawn] == report.charts and len(drawn) == 8
     for chart in drawn:
         assert chart["w"] > 300 and chart["h"] > 150 and chart["shapes"] > 10, chart["name"]

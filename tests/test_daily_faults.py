@@ -94,7 +94,9 @@ def test_a_crash_at_each_step_loses_nothing_and_the_rerun_finishes_once(tmp_path
         done = set(load_state(ws, 5)["steps"])
         assert done == set(STEPS[:i]), f"crash at {step}: the earlier steps stay done, nothing later ran"
         committed = i > STEPS.index("commit")
-        assert (snapshot(root) == live0) != committed, f"crash at {step}: live data {'not ' if committed else ''}committed"
+        assert (snapshot(root) == live0) != committed, (
+            f"crash at {step}: live data {'not ' if committed else ''}committed"
+        )
         published = i > STEPS.index("publish")
         assert (production_tag(BUNDLE) == prod0) != published, f"crash at {step}: production changed too early"
 

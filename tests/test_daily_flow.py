@@ -71,8 +71,10 @@ def test_new_items_are_retrievable_with_the_in_process_retriever(days: dict) -> 
     delta = _day_items(root, last["day"])
     prev = set(_day_items(root, 5)["item_id"]) | set(days["items0"]["item_id"])
     new = delta[~delta["item_id"].isin(prev) & delta["delisted_at"].isna()]
-    found = [int(i) in {h.item_id for h in retriever.search(t, k=1000, beam_size=50).items}
-             for i, t in zip(new["item_id"], new["title"])]
+    found = [
+        int(i) in {h.item_id for h in retriever.search(t, k=1000, beam_size=50).items}
+        for i, t in zip(new["item_id"], new["title"])
+    ]
     assert any(found), f"none of {len(found)} new items found by its own title"
 
 
@@ -100,7 +102,9 @@ def test_incremental_days_keep_the_pipelines_full_metrics(days: dict) -> None:
     dense, the RQ-VAE baseline) and sid_health keeps the baseline's entry, for `dvc metrics show`."""
     before, after = days["reports0"], days["incremental"]
     assert after["metrics.json"] == before["metrics.json"]
-    assert {"bm25", "dense", "rq_vae"} <= set(after["metrics.json"]["semantic"]) and "sid_health" in after["metrics.json"]
+    assert {"bm25", "dense", "rq_vae"} <= set(after["metrics.json"]["semantic"]) and "sid_health" in after[
+        "metrics.json"
+    ]
     assert set(after["sid_health.json"]) == set(before["sid_health.json"]) == {"cq_sid", "rq_vae"}
     assert after["sid_health.json"]["rq_vae"] == before["sid_health.json"]["rq_vae"]
     assert after["sid_health.json"]["cq_sid"]["items"] != before["sid_health.json"]["cq_sid"]["items"]

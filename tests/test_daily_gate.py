@@ -32,11 +32,16 @@ def _run(root: Path, gen_stage: str, cfg: DailyGateConfig) -> dict:
     from genrecall.serving.bundle import Bundle
     from genrecall.serving.gate import production_tag
 
-    return compare_on_sample(cfg, from_dict(EvaluateConfig, TINY_PARAMS["evaluate"]), data_dir=root / "data/validated",
-                             candidate=load_generator(root / f"models/generator/cq_sid/{gen_stage}/final"),
-                             candidate_index=SidIndex.load(root / "data/sid/cq_sid"),
-                             production=Bundle.load(production_tag(BUNDLE)), feast_repo=root / "feature_repo",
-                             feast_data_dir=root / "data/feast")  # fmt: skip
+    return compare_on_sample(
+        cfg,
+        from_dict(EvaluateConfig, TINY_PARAMS["evaluate"]),
+        data_dir=root / "data/validated",
+        candidate=load_generator(root / f"models/generator/cq_sid/{gen_stage}/final"),
+        candidate_index=SidIndex.load(root / "data/sid/cq_sid"),
+        production=Bundle.load(production_tag(BUNDLE)),
+        feast_repo=root / "feature_repo",
+        feast_data_dir=root / "data/feast",
+    )
 
 
 def test_same_model_on_the_same_sample_scores_the_same(ws: Path) -> None:
@@ -90,20 +95,33 @@ def test_after_a_refit_each_side_is_prompted_in_its_own_sid_space(ws: Path, tmp_
     cfg = DailyGateConfig(max_requests=40, beams=(1, 5, 10), num_threads=1)
     shared = _run(ws, "uq2sid", cfg)  # production prompted with its own store: the reference
     prod = Bundle.load(production_tag(BUNDLE))
-    args = {"data_dir": ws / "data/validated", "candidate": load_generator(ws / "models/generator/cq_sid/uq2sid/final"),
-            "candidate_index": SidIndex.load(ws / "data/sid/cq_sid"), "production": prod,
-            "feast_repo": ws / "feature_repo", "feast_data_dir": tmp_path / "feast-new"}  # fmt: skip
+    args = {
+        "data_dir": ws / "data/validated",
+        "candidate": load_generator(ws / "models/generator/cq_sid/uq2sid/final"),
+        "candidate_index": SidIndex.load(ws / "data/sid/cq_sid"),
+        "production": prod,
+        "feast_repo": ws / "feature_repo",
+        "feast_data_dir": tmp_path / "feast-new",
+    }
     ecfg = from_dict(EvaluateConfig, TINY_PARAMS["evaluate"])
     own = compare_on_sample(cfg, ecfg, **args, production_feast_data_dir=ws / "data/feast")
     assert own["sample"]["contexts"] == "each side's own SID space"
     assert own["production"] == shared["production"], "production's numbers do not depend on the candidate's codes"
     biased = compare_on_sample(cfg, ecfg, **args)  # the old behaviour: production fed the new codes
     assert biased["sample"]["contexts"] == "shared SID space"
-    assert biased["production"]["personalized"] != shared["production"]["personalized"], \
+    assert biased["production"]["personalized"] != shared["production"]["personalized"], (
         "sanity: foreign codes in the prompt do change production's personalized numbers"
+    )
 
-    sample = gate_sample(cfg, ecfg, ws / "data/validated", prod.index.item_ids(), ws / "feature_repo",
-                         tmp_path / "feast-new", ws / "data/feast")  # fmt: skip
+    sample = gate_sample(
+        cfg,
+        ecfg,
+        ws / "data/validated",
+        prod.index.item_ids(),
+        ws / "feature_repo",
+        tmp_path / "feast-new",
+        ws / "data/feast",
+    )
     live = {tuple(c) for c in prod.index.sid_of(prod.index.item_ids())[:, :-1].tolist()}
     own_sids = {s[:3] for c in sample.production_contexts.values() for s in c.recent_sids}
     assert own_sids and own_sids <= live, "production's contexts hold only production's own SIDs"
@@ -135,6 +153,8 @@ def test_the_daily_gate_rejects_a_worse_candidate_and_production_keeps_serving(t
     assert pub["basis"].startswith("same sample of today's requests") and pub["reasons"]
     decision = json.loads((ProductionPointer(name).root / "decisions" / f"{pub['tag'].split(':')[1]}.json").read_text())
     assert decision["promoted"] is False and any(not c["passed"] for c in decision["checks"])
-    assert "**rejected** (production unchanged)" in (root / f"daily/day-{state['day']:04d}/reports/summary.md").read_text()
+    assert (
+        "**rejected** (production unchanged)" in (root / f"daily/day-{state['day']:04d}/reports/summary.md").read_text()
+    )
     answer = Retriever.load(production_tag(name)).search("kettle", k=5, beam_size=5)
     assert answer.items and answer.bundle == prod0, "production keeps serving"

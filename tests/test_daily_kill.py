@@ -27,33 +27,63 @@ pytestmark = pytest.mark.slow
 
 BUNDLE = "daily-kill-bundle"
 # in the order a resumed day reaches them; each run dies at one, the next run resumes after it
-KILLS = ("ingest:mid", "validate:mid", "validate:done-unrecorded", "embed:after-cache-shard", "drift:done-unrecorded",
-         "sids:mid", "features:done-unrecorded", "finetune:done-unrecorded", "evaluate:mid", "package:store-copied",
-         "package:done-unrecorded", "commit:after-live-moved#3", "commit:before-cleanup", "commit:before-apply",
-         "pointer:before-audit", "publish:after-gate", "version:after-dvc-add", "version:after-git-commit")  # fmt: skip
+KILLS = (
+    "ingest:mid",
+    "validate:mid",
+    "validate:done-unrecorded",
+    "embed:after-cache-shard",
+    "drift:done-unrecorded",
+    "sids:mid",
+    "features:done-unrecorded",
+    "finetune:done-unrecorded",
+    "evaluate:mid",
+    "package:store-copied",
+    "package:done-unrecorded",
+    "commit:after-live-moved#3",
+    "commit:before-cleanup",
+    "commit:before-apply",
+    "pointer:before-audit",
+    "publish:after-gate",
+    "version:after-dvc-add",
+    "version:after-git-commit",
+)
 
 
 def _run(root: Path, params: Path, kill: str | None, *day: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("GENRECALL_KILL_AT", None)
     if kill:
         env["GENRECALL_KILL_AT"] = kill
-    return subprocess.run([sys.executable, "-m", "tests.daily_runner", str(root), str(params), *day], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "tests.daily_runner", str(root), str(params), *day],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def _tables(root: Path) -> dict[str, pd.DataFrame]:
     """Every validated table sorted by key, and the served method's SID assignments."""
-    out = {spec.name: S.read_table(spec, root / "data/validated").sort_values(list(spec.key)).reset_index(drop=True)
-           for spec in S.MARKETPLACE_TABLES if (root / "data/validated" / spec.filename()).exists()}  # fmt: skip
+    out = {
+        spec.name: S.read_table(spec, root / "data/validated").sort_values(list(spec.key)).reset_index(drop=True)
+        for spec in S.MARKETPLACE_TABLES
+        if (root / "data/validated" / spec.filename()).exists()
+    }
     out["sid_assignments"] = S.read_table(S.SID_ASSIGNMENTS, root / "data/sid/cq_sid").sort_values("item_id")
     return out
 
 
 def _feast_rows(root: Path) -> dict[str, int]:
-    return {p.relative_to(root / "data/feast").as_posix(): pq.ParquetFile(p).metadata.num_rows
-            for p in sorted((root / "data/feast").rglob("*.parquet"))}  # fmt: skip
+    return {
+        p.relative_to(root / "data/feast").as_posix(): pq.ParquetFile(p).metadata.num_rows
+        for p in sorted((root / "data/feast").rglob("*.parquet"))
+    }
 
 
 def test_sigkill_inside_every_step_then_rerun_completes_the_day_once(tmp_path: Path) -> None:
@@ -95,19 +125,23 @@ def test_sigkill_inside_every_step_then_rerun_completes_the_day_once(tmp_path: P
     assert int(commits) == int(commits0) + 1, "the day is versioned exactly once"
     assert not list(root.glob("data/*.old-day*")) and not list(root.glob("models/*.old-day*"))
     live = _tables(root)
-    assert _run(root, params_file, None, "5").returncode == 0 and load_state(ws, 5)["steps"] == state["steps"], \
+    assert _run(root, params_file, None, "5").returncode == 0 and load_state(ws, 5)["steps"] == state["steps"], (
         "rerunning a finished day changes nothing"
+    )
     assert all(live[k].equals(v) for k, v in _tables(root).items())
 
     # the same day, uninterrupted, in a copy of day 0: every table the same, no row lost or duplicated
     ref = day0_workspace(tmp_path / "ref", BUNDLE + "-ref", dvc=False)
-    run_day(Workspace(ref, **LAYOUT), {**params, "daily": {**params["daily"], "bundle_name": BUNDLE + "-ref"},
-                                       "package": {"name": BUNDLE + "-ref"}})  # fmt: skip
+    run_day(
+        Workspace(ref, **LAYOUT),
+        {**params, "daily": {**params["daily"], "bundle_name": BUNDLE + "-ref"}, "package": {"name": BUNDLE + "-ref"}},
+    )
     mine, theirs = _tables(root), _tables(ref)
     assert set(mine) == set(theirs)
     for name in mine:
-        pd.testing.assert_frame_equal(mine[name].reset_index(drop=True), theirs[name].reset_index(drop=True),
-                                      obj=f"table {name}")  # fmt: skip
+        pd.testing.assert_frame_equal(
+            mine[name].reset_index(drop=True), theirs[name].reset_index(drop=True), obj=f"table {name}"
+        )
     assert mine["requests"]["request_id"].is_unique and mine["items"]["item_id"].is_unique
     assert _feast_rows(root) == _feast_rows(ref), "Feast sources: the same rows as an uninterrupted day"
     print("kill points tried:", json.dumps(log))

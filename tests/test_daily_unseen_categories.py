@@ -32,10 +32,24 @@ def test_past_the_threshold_they_trigger_the_full_rebuild() -> None:
 
 
 def test_below_it_the_days_report_lists_them() -> None:
-    state = {"day": 4, "steps": {"drift": {"result": {"mode": "incremental", "reasons": [], "new_share": 0.01,
-                                                      "qerr_ratio": 1.0, "unseen_categories": {"9": 4, "12": 1},
-                                                      "unseen_category_share": 0.005}}}}  # fmt: skip
+    state = {
+        "day": 4,
+        "steps": {
+            "drift": {
+                "result": {
+                    "mode": "incremental",
+                    "reasons": [],
+                    "new_share": 0.01,
+                    "qerr_ratio": 1.0,
+                    "unseen_categories": {"9": 4, "12": 1},
+                    "unseen_category_share": 0.005,
+                }
+            }
+        },
+    }
     md = summary_markdown(state, {"tag": "b:1", "promoted": True, "production": "b:1", "reasons": []})
     assert "categories the tokenizer never saw**: 9 (4 items), 12 (1 items)" in md
     quiet = {**state, "steps": {"drift": {"result": {"mode": "incremental", "unseen_categories": {}}}}}
-    assert "never saw" not in summary_markdown(quiet, {"tag": "b:1", "promoted": True, "production": "b:1", "reasons": []})
+    assert "never saw" not in summary_markdown(
+        quiet, {"tag": "b:1", "promoted": True, "production": "b:1", "reasons": []}
+    )

@@ -20,8 +20,11 @@ from tests.prefect_fixtures import LAYOUT, daily_params, day0_workspace
 
 BUNDLE = "warm-start-bundle"
 SFT = "models/generator/cq_sid/uq2sid/final"
-TINY_RL = {"variants": {"eg_grpo_k2": {"experts": 2}}, "max_requests": 100,
-           "grpo": {"group_size": 4, "steps": 3, "prompts_per_step": 4, "lr": 1e-3, "num_threads": 1}}
+TINY_RL = {
+    "variants": {"eg_grpo_k2": {"experts": 2}},
+    "max_requests": 100,
+    "grpo": {"group_size": 4, "steps": 3, "prompts_per_step": 4, "lr": 1e-3, "num_threads": 1},
+}
 
 
 def _shifted_copy(src: Path, dst: Path, shift: float) -> torch.Tensor:
@@ -41,10 +44,17 @@ def _serve_rl_variant(root: Path, variant: str) -> str:
     per[variant] = {**per["cq_sid"], "clk@10": per["cq_sid"]["clk@10"] + 0.1}
     (root / "reports/metrics_rl.json").write_text(json.dumps(metrics))
     cfg = PackageConfig(name=BUNDLE, run_gate=False, select_candidates=("cq_sid", variant))
-    res = package(cfg, generator_dir=root / SFT, sid_model_dir=root / "models/sid/cq_sid",
-                  index_dir=root / "data/sid/cq_sid", data_dir=root / "data/validated",
-                  metrics_path=root / "reports/metrics_rl.json", params={"day": 0}, dvc_lock=root / "no-dvc.lock",
-                  rl_dir=root / "models/rl")  # fmt: skip
+    res = package(
+        cfg,
+        generator_dir=root / SFT,
+        sid_model_dir=root / "models/sid/cq_sid",
+        index_dir=root / "data/sid/cq_sid",
+        data_dir=root / "data/validated",
+        metrics_path=root / "reports/metrics_rl.json",
+        params={"day": 0},
+        dvc_lock=root / "no-dvc.lock",
+        rl_dir=root / "models/rl",
+    )
     assert res.served == variant
     ProductionPointer(BUNDLE).set(res.tag, reason="test: an EG-GRPO bundle in production")
     return res.tag

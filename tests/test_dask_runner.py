@@ -55,17 +55,27 @@ def test_local_and_dask_runners_give_the_same_sids(catalog: dict, prefect_harnes
     from flows.embed_assign import run
 
     root = catalog["root"]
-    local = run(root / "data", root / "tok", tmp_path / "local", encoder=ENC, cache_dir=tmp_path / "cache",
-                scale={"runner": "local", "shards": 3, "max_workers": 2})  # fmt: skip
+    local = run(
+        root / "data",
+        root / "tok",
+        tmp_path / "local",
+        encoder=ENC,
+        cache_dir=tmp_path / "cache",
+        scale={"runner": "local", "shards": 3, "max_workers": 2},
+    )
     assert np.array_equal(local.item_ids, catalog["ids"]) and local.shards == 3
     np.testing.assert_allclose(local.vectors, catalog["x"], atol=1e-6)
     assert np.array_equal(local.codes, catalog["codes"])  # sharding changed nothing
 
-    dask_scale = {"runner": "dask", "shards": 5, "dask_cluster": {"n_workers": 2, "threads_per_worker": 1,
-                                                                  "processes": True, "dashboard_address": None}}
+    dask_scale = {
+        "runner": "dask",
+        "shards": 5,
+        "dask_cluster": {"n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": None},
+    }
     assert type(make_task_runner(ScaleConfig(**dask_scale))).__name__ == "DaskTaskRunner"
-    dask = run(root / "data", root / "tok", tmp_path / "dask", encoder=ENC, cache_dir=tmp_path / "cache",
-               scale=dask_scale)  # fmt: skip
+    dask = run(
+        root / "data", root / "tok", tmp_path / "dask", encoder=ENC, cache_dir=tmp_path / "cache", scale=dask_scale
+    )
     assert dask.runner == "dask" and dask.shards == 5
     assert np.array_equal(dask.item_ids, local.item_ids) and np.array_equal(dask.codes, local.codes)
     np.testing.assert_allclose(dask.vectors, local.vectors, atol=1e-6)

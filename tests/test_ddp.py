@@ -29,25 +29,50 @@ from genrecall.sid.trie import SidTrie
 from tests.test_gen_examples import tiny_tables, tiny_tokenizer
 
 torch.set_num_threads(1)
-TINY = GeneratorConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96)
+TINY = GeneratorConfig(
+    hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96
+)
 # global batch 15 splits 8 + 7 across two ranks, so the loss weighting of unequal slices is exercised
-SFT = {"i2sid": SFTConfig(stage="i2sid", max_steps=4, batch_size=15, lr=3e-3, warmup_steps=2, seed=3),
-       "q2sid": SFTConfig(stage="q2sid", max_steps=6, batch_size=15, lr=3e-3, warmup_steps=2, checkpoint_every=3, seed=3)}
-SID = SidTokenizerConfig(method="cq_sid", codebook_sizes=("auto", 64, 64), hidden_dims=(32,), latent_dim=8, epochs=3,
-                         batch_size=32, dead_code_steps=2, kmeans_iters=5, seed=5)
+SFT = {
+    "i2sid": SFTConfig(stage="i2sid", max_steps=4, batch_size=15, lr=3e-3, warmup_steps=2, seed=3),
+    "q2sid": SFTConfig(stage="q2sid", max_steps=6, batch_size=15, lr=3e-3, warmup_steps=2, checkpoint_every=3, seed=3),
+}
+SID = SidTokenizerConfig(
+    method="cq_sid",
+    codebook_sizes=("auto", 64, 64),
+    hidden_dims=(32,),
+    latent_dim=8,
+    epochs=3,
+    batch_size=32,
+    dead_code_steps=2,
+    kmeans_iters=5,
+    seed=5,
+)
 
 # GRPO with deterministic rollouts (distinct beams, no expert draws) so 1 and 2 processes see the same
 # groups; 7 prompts a step split 4 + 3, so unequal token shares are weighted
-RL = GRPOConfig(steps=3, prompts_per_step=7, group_size=4, experts=0, group_mode="beams", lr=3e-3, warmup_steps=1,
-                track_kl=False, seed=1)
+RL = GRPOConfig(
+    steps=3,
+    prompts_per_step=7,
+    group_size=4,
+    experts=0,
+    group_mode="beams",
+    lr=3e-3,
+    warmup_steps=1,
+    track_kl=False,
+    seed=1,
+)
 
 
 def _rl_data():
     t = tiny_tables(n_requests=120)
     tok = tiny_tokenizer(t)
     rows = t.requests[t.requests["clicked"].map(len) > 0].reset_index(drop=True)
-    data = RLDataset([encode_user_query(tok, q, None) for q in rows["query"]], requests_sids(rows, sid_lookup(t.sids)),
-                     rows["request_id"].to_numpy(np.int64))
+    data = RLDataset(
+        [encode_user_query(tok, q, None) for q in rows["query"]],
+        requests_sids(rows, sid_lookup(t.sids)),
+        rows["request_id"].to_numpy(np.int64),
+    )
     return tok, SidTrie.from_sids(np.array(t.sids["codes"].tolist())), data
 
 
@@ -89,12 +114,15 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
         out = Path(root) / f"rank{rank}"  # rank 1 gets its own dir: it must stay empty
         tok, datasets = _sft_data()
         # rank 1 starts from other weights: DDP must broadcast rank 0's before the first step
-        model = build_model(GeneratorConfig(**{**TINY.__dict__, "seed": TINY.seed if rank == 0 else 99}), len(tok), tokenizer=tok)
+        model = build_model(
+            GeneratorConfig(**{**TINY.__dict__, "seed": TINY.seed if rank == 0 else 99}), len(tok), tokenizer=tok
+        )
         res = train_progressive(model, tok, datasets, SFT, out / "sft", show_progress=False)
         sid, rep = _fit_sid()
         rl_tok, rl_trie, rl_data = _rl_data()
-        rl_model = build_model(GeneratorConfig(**{**TINY.__dict__, "seed": TINY.seed if rank == 0 else 99}), len(rl_tok),
-                               tokenizer=rl_tok)  # fmt: skip
+        rl_model = build_model(
+            GeneratorConfig(**{**TINY.__dict__, "seed": TINY.seed if rank == 0 else 99}), len(rl_tok), tokenizer=rl_tok
+        )
         rl = train_grpo(rl_model, rl_tok, rl_trie, rl_data, RL, out / "rl", show_progress=False)
         if ctx.is_main:
             (out / "rl_logs.json").write_text(json.dumps(rl.logs))
@@ -166,7 +194,9 @@ def test_two_process_grpo_matches_one_process(ddp_root: Path, tmp_path: Path) ->
     single = train_grpo(model, tok, trie, data, RL, tmp_path / "rl", show_progress=False)
     logs = json.loads((ddp_root / "rank0" / "rl_logs.json").read_text())
     for key in ("reward_mean", "zero_variance_share", "loss"):  # step logs are global means over both ranks
-        np.testing.assert_allclose([g[key] for g in logs], [s[key] for s in single.logs], rtol=0, atol=1e-4, err_msg=key)
+        np.testing.assert_allclose(
+            [g[key] for g in logs], [s[key] for s in single.logs], rtol=0, atol=1e-4, err_msg=key
+        )
     assert any(s["loss"] != 0.0 for s in single.logs)  # some group had reward variance: a real update happened
     a = load_file(str(ddp_root / "rank0" / "rl" / "final" / "model.safetensors"))
     b = load_file(str(single.final_dir / "model.safetensors"))

@@ -33,18 +33,31 @@ BIN = Path(sys.executable).parent  # the venv's dvc and genrecall
 SIZE_OVERRIDES: dict[str, Any] = {
     "generate": {"preset": "tiny"},
     "embed": {"encoder": "hash", "hash_dim": 32},
-    "sid": {"epochs": 1, "hidden_dims": [32], "latent_dim": 8, "codebook_sizes": ["auto", 4, 4], "kmeans_iters": 3,
-            "batch_size": 64},
+    "sid": {
+        "epochs": 1,
+        "hidden_dims": [32],
+        "latent_dim": 8,
+        "codebook_sizes": ["auto", 4, 4],
+        "kmeans_iters": 3,
+        "batch_size": 64,
+    },
     "train": {
         "tokenizer": {"vocab_size": 300},
         "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64},
-        **{stage: {"max_steps": 3, "batch_size": 16, "warmup_steps": 1, "num_threads": 1}
-           for stage in ("i2sid", "q2sid", "uq2sid")},
+        **{
+            stage: {"max_steps": 3, "batch_size": 16, "warmup_steps": 1, "num_threads": 1}
+            for stage in ("i2sid", "q2sid", "uq2sid")
+        },
     },
     "train_rl": {"grpo": {"steps": 2, "prompts_per_step": 2, "num_threads": 1}, "max_requests": 16},
-    "evaluate": {"max_requests": 30, "beams": [1, 2, 5, 10], "report_beams": [1, 10], "personalized_beams": 10,
-                 "num_threads": 1},
-}  # fmt: skip
+    "evaluate": {
+        "max_requests": 30,
+        "beams": [1, 2, 5, 10],
+        "report_beams": [1, 10],
+        "personalized_beams": 10,
+        "num_threads": 1,
+    },
+}
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -56,8 +69,9 @@ def clone_committed(dest: Path) -> str:
     head = _git("rev-parse", "HEAD", cwd=REPO_ROOT)
     dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=REPO_ROOT)
     if dirty:
-        warnings.warn(f"testing the committed tree {head[:10]}; uncommitted changes are not in it:\n{dirty}",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"testing the committed tree {head[:10]}; uncommitted changes are not in it:\n{dirty}", stacklevel=2
+        )
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO_ROOT), str(dest)], check=True)
     if _git("rev-parse", "HEAD", cwd=dest) != head:  # e.g. a detached HEAD in CI
         _git("reset", "--quiet", "--hard", head, cwd=dest)
@@ -82,8 +96,9 @@ def workspace_env(root: Path) -> dict[str, str]:
 
 
 def dvc(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "dvc"), *args], cwd=root, env=workspace_env(root), capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=root, env=workspace_env(root), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_dvc_repro_runs_the_committed_pipeline_to_the_end(tmp_path: Path) -> None:
@@ -99,8 +114,9 @@ def test_dvc_repro_runs_the_committed_pipeline_to_the_end(tmp_path: Path) -> Non
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     assert set(lock) == set(stages), f"dvc.lock lacks {set(stages) - set(lock)}"
     status = dvc(root, "status", "--json")
-    assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, \
+    assert status.returncode == 0 and json.loads(status.stdout or "{}") == {}, (
         f"not up to date right after repro (a stage changed its own deps?):\n{status.stdout}{status.stderr}"
+    )
 
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert metrics["data"]["preset"] == "tiny"

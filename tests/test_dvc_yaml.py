@@ -79,8 +79,14 @@ def _cli_functions() -> dict[str, ast.FunctionDef]:
 
 def _get_key(node: ast.AST) -> str | None:
     """``"ns"`` when ``node`` is a ``<x>.get("ns", ...)`` call."""
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args
-            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):  # fmt: skip
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
         return node.args[0].value
     return None
 
@@ -116,5 +122,7 @@ def test_cmd_is_a_valid_genrecall_command_reading_its_declared_params(name: str)
         sub.make_context(sub_name or "", list(rest), parent=ctx)  # raises on an unknown option or a bad value
     read = namespaces_read(_cli_functions()[sub.callback.__name__])  # type: ignore[union-attr]
     declared = {key.split(".")[0] for file, key in stage_params(STAGES[name]) if file == DEFAULT_PARAMS_FILE}
-    assert read == declared, (f"stage {name}: `genrecall {sub_name}` reads params namespaces {sorted(read)}, "
-                              f"dvc.yaml declares {sorted(declared)}")  # fmt: skip
+    assert read == declared, (
+        f"stage {name}: `genrecall {sub_name}` reads params namespaces {sorted(read)}, "
+        f"dvc.yaml declares {sorted(declared)}"
+    )

@@ -37,7 +37,16 @@ def test_hash_encoder_is_deterministic_normalised_and_typo_tolerant() -> None:
 
 
 def test_item_text_uses_title_brand_and_present_attributes() -> None:
-    text = item_text({"title": "Kettle 1.7L", "brand": "Acme", "color": "red", "material": None, "size": float("nan"), "style": "retro"})
+    text = item_text(
+        {
+            "title": "Kettle 1.7L",
+            "brand": "Acme",
+            "color": "red",
+            "material": None,
+            "size": float("nan"),
+            "style": "retro",
+        }
+    )
     assert text == "Kettle 1.7L | Acme, red, retro"
     # values the title already says are not repeated
     said = item_text({"title": "Acme Red Kettle", "brand": "Acme", "color": "red", "style": "retro"})
@@ -66,19 +75,35 @@ def test_cache_encodes_only_new_texts_and_survives_restarts(tmp_path: Path) -> N
 def _items_and_requests(directory: Path, titles: list[str]) -> None:
     ts = pd.Timestamp("2026-01-01", tz=UTC)
     n = len(titles)
-    items = pd.DataFrame({
-        "item_id": np.arange(n, 0, -1, dtype=np.int64),  # written out of order on purpose
-        "title": titles, "brand": ["Acme"] * n, "category_id": pd.array([1] * n, dtype="Int32"),
-        "color": ["red"] * n, "material": [None] * n, "size": [None] * n, "style": [None] * n,
-        "price": [9.99] * n, "listed_at": [ts] * n, "delisted_at": pd.Series([pd.NaT] * n, dtype="datetime64[us, UTC]"),
-        "updated_at": [ts] * n,
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(n, 0, -1, dtype=np.int64),  # written out of order on purpose
+            "title": titles,
+            "brand": ["Acme"] * n,
+            "category_id": pd.array([1] * n, dtype="Int32"),
+            "color": ["red"] * n,
+            "material": [None] * n,
+            "size": [None] * n,
+            "style": [None] * n,
+            "price": [9.99] * n,
+            "listed_at": [ts] * n,
+            "delisted_at": pd.Series([pd.NaT] * n, dtype="datetime64[us, UTC]"),
+            "updated_at": [ts] * n,
+        }
+    )
     write_table(items, ITEMS, directory)
-    requests = pd.DataFrame({
-        "request_id": np.arange(3, dtype=np.int64), "ts": [ts] * 3, "user_id": [None, "u1", "u2"],
-        "query": ["kettle", "red kettle", "kettle"], "query_kind": ["noun"] * 3,
-        "exposed": [[1, 2], [2], [1]], "clicked": [[1], [], []], "purchased": [[], [], []],
-    })
+    requests = pd.DataFrame(
+        {
+            "request_id": np.arange(3, dtype=np.int64),
+            "ts": [ts] * 3,
+            "user_id": [None, "u1", "u2"],
+            "query": ["kettle", "red kettle", "kettle"],
+            "query_kind": ["noun"] * 3,
+            "exposed": [[1, 2], [2], [1]],
+            "clicked": [[1], [], []],
+            "purchased": [[], [], []],
+        }
+    )
     write_table(requests, REQUESTS, directory)
 
 
@@ -92,7 +117,10 @@ def test_embed_stage_writes_aligned_outputs_and_reuses_cache(tmp_path: Path) -> 
     assert emb.item_ids.tolist() == [1, 2, 3] and emb.queries == ["kettle", "red kettle"]
     assert emb.items.shape == (3, 16) and emb.query_vectors.shape == (2, 16)
     enc = make_encoder(cfg)
-    assert np.allclose(emb.items[emb.item_rows(np.array([3]))], enc.encode([item_text({"title": "kettle one", "brand": "Acme", "color": "red"})]))
+    assert np.allclose(
+        emb.items[emb.item_rows(np.array([3]))],
+        enc.encode([item_text({"title": "kettle one", "brand": "Acme", "color": "red"})]),
+    )
     with pytest.raises(KeyError):
         emb.item_rows(np.array([99]))
     _items_and_requests(data, ["kettle one", "kettle two", "toaster", "new blender"])

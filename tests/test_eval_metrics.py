@@ -66,8 +66,16 @@ def test_sid_lookup_forms_agree() -> None:
     per_request = [[A, B, C], ["1-1-0", "0-0-0"], [C]]
     results = []
     for index in (INDEX, str_keys, FakeSidIndex(INDEX), lambda sid: INDEX.get(sid)):
-        m = evaluate_generator(GeneratorRun.from_sids(per_request), index, targets, {}, beams=(1, 2, 3),
-                               n_items=(100,), truncate_n=100, progress=False)
+        m = evaluate_generator(
+            GeneratorRun.from_sids(per_request),
+            index,
+            targets,
+            {},
+            beams=(1, 2, 3),
+            n_items=(100,),
+            truncate_n=100,
+            progress=False,
+        )
         results.append(m.hitrate)
     for r in results:
         np.testing.assert_allclose(r, [0.0, 0.5, 0.75])
@@ -86,8 +94,15 @@ def test_works_with_the_real_sid_index() -> None:
     items = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     codes = np.array([A, A, A, B, B, C, D, D, D, D])
     index = SidIndex.build(items, codes, suffix_mode="dedup")
-    m = evaluate_generator(GeneratorRun.from_sids([[A, B, C], [D, A], [C]]), index, [[5, 6], [3], [99]], {},
-                           beams=(1, 2, 3), n_items=(100,), truncate_n=100)
+    m = evaluate_generator(
+        GeneratorRun.from_sids([[A, B, C], [D, A], [C]]),
+        index,
+        [[5, 6], [3], [99]],
+        {},
+        beams=(1, 2, 3),
+        n_items=(100,),
+        truncate_n=100,
+    )
     np.testing.assert_allclose(m.hitrate, [0.0, 0.5, 0.75])  # the same numbers as the dict above
 
 
@@ -98,19 +113,29 @@ def test_truncated_hitrate_big_cluster_pushes_target_past_n() -> None:
     targets = [[5]]
     # SIDs [big, small], N=5: B=1 -> 5 not in {100..109}: miss. B=2 -> union of 11 items ordered by
     # quality puts 5 at place 11 > 5: miss, although plain hitrate@2 = 1.
-    m = evaluate_generator(GeneratorRun.from_sids([[big, small]]), index, targets, quality,
-                           beams=(1, 2), n_items=(5, 20), truncate_n=5)
+    m = evaluate_generator(
+        GeneratorRun.from_sids([[big, small]]), index, targets, quality, beams=(1, 2), n_items=(5, 20), truncate_n=5
+    )
     np.testing.assert_allclose(m.hitrate, [0.0, 1.0])
     np.testing.assert_allclose(m.truncated[5], [0.0, 0.0])
     np.testing.assert_allclose(m.truncated[20], [0.0, 1.0])  # with 20 slots place 11 fits
     # SIDs [small, big]: B=1 -> list [5]: hit. B=2 -> place 11 again: miss. The curve falls with B.
-    m2 = evaluate_generator(GeneratorRun.from_sids([[small, big]]), index, targets, quality,
-                            beams=(1, 2), n_items=(5, 20), truncate_n=5)
+    m2 = evaluate_generator(
+        GeneratorRun.from_sids([[small, big]]), index, targets, quality, beams=(1, 2), n_items=(5, 20), truncate_n=5
+    )
     np.testing.assert_allclose(m2.truncated[5], [1.0, 0.0])
     # items@N is read at the best beam of the sweep by default, or at a fixed beam when asked.
     assert m2.items == {5: 1.0, 20: 1.0} and m2.items_beam == {5: 1, 20: 1}
-    fixed = evaluate_generator(GeneratorRun.from_sids([[small, big]]), index, targets, quality,
-                               beams=(1, 2), n_items=(5, 20), truncate_n=5, items_beam=2)
+    fixed = evaluate_generator(
+        GeneratorRun.from_sids([[small, big]]),
+        index,
+        targets,
+        quality,
+        beams=(1, 2),
+        n_items=(5, 20),
+        truncate_n=5,
+        items_beam=2,
+    )
     assert fixed.items == {5: 0.0, 20: 1.0}
     with pytest.raises(ValueError):
         evaluate_generator(GeneratorRun.from_sids([[small]]), index, targets, quality, beams=(1, 2), items_beam=3)
@@ -123,12 +148,15 @@ def test_truncation_ties_break_by_sid_rank_then_item_id() -> None:
     # All quality equal (unknown items score 0): order = 20, 30 (rank 0, by id), then 10 (rank 1).
     # Targets per request: 20 (place 1), 30 (place 2), 10 (place 3). Ordering by id alone would put
     # 10 first, and ordering by rank with ties in list order would put 30 first: both change these.
-    m = evaluate_generator(run, index, [[20], [30], [10]], quality=np.zeros(0), beams=(2,), n_items=(1, 2, 3),
-                           truncate_n=3)
+    m = evaluate_generator(
+        run, index, [[20], [30], [10]], quality=np.zeros(0), beams=(2,), n_items=(1, 2, 3), truncate_n=3
+    )
     assert m.truncated[1][0] == pytest.approx(1 / 3)
     assert m.truncated[2][0] == pytest.approx(2 / 3)
     assert m.truncated[3][0] == pytest.approx(1.0)
-    two = evaluate_generator(GeneratorRun.from_sids([[x, y]] * 2), index, [[20], [30]], quality={}, beams=(2,), n_items=(1, 2), truncate_n=2)
+    two = evaluate_generator(
+        GeneratorRun.from_sids([[x, y]] * 2), index, [[20], [30]], quality={}, beams=(2,), n_items=(1, 2), truncate_n=2
+    )
     assert two.truncated[1][0] == pytest.approx(1 / 2)  # only 20 is at place 1
     assert two.truncated[2][0] == pytest.approx(1.0)  # 20 and 30 fill places 1-2, 10 is third
 
@@ -222,8 +250,9 @@ def test_fast_path_matches_plain_loop_on_random_data() -> None:
         targets.append(rng.integers(0, n_items, int(rng.integers(0, 4))).tolist())
     run = GeneratorRun.from_sids(per_request)
     beams, ns = (1, 2, 5, 10, 20), tuple(range(1, 40, 3))  # many N: ties at the cut are tested often
-    m = evaluate_generator(run, index, targets, quality, beams=beams, n_items=ns, truncate_n=ns[-1],
-                           chunk_requests=7, progress=False)
+    m = evaluate_generator(
+        run, index, targets, quality, beams=beams, n_items=ns, truncate_n=ns[-1], chunk_requests=7, progress=False
+    )
     for n in ns:
         ref_hit, ref_trunc = _reference(run, index, targets, quality, beams, n)
         np.testing.assert_allclose(m.hitrate, ref_hit)
@@ -232,8 +261,9 @@ def test_fast_path_matches_plain_loop_on_random_data() -> None:
     top5 = first_ranks(run, index, targets, max_beams=5, chunk_requests=5)
     assert (top5.rank < 5).mean() == pytest.approx(m.hitrate[beams.index(5)])
     # Chunking must not change anything.
-    whole = evaluate_generator(run, index, targets, quality, beams=beams, n_items=ns, truncate_n=ns[-1],
-                               chunk_requests=10_000, progress=False)
+    whole = evaluate_generator(
+        run, index, targets, quality, beams=beams, n_items=ns, truncate_n=ns[-1], chunk_requests=10_000, progress=False
+    )
     for n in ns:
         np.testing.assert_allclose(whole.truncated[n], m.truncated[n])
 
@@ -245,16 +275,21 @@ def test_report_round_trip_plot_and_summary(tmp_path) -> None:
     targets = [[1], [2]]
     quality = {i: 1.0 for i in range(10, 40)}
     kw = dict(beams=(1, 2), n_items=(100, 1000), truncate_n=1000)
-    gens = {"cq_sid": evaluate_generator(run_good, index, targets, quality, **kw),
-            "rq_vae": evaluate_generator(run_base, index, targets, quality, **kw)}
+    gens = {
+        "cq_sid": evaluate_generator(run_good, index, targets, quality, **kw),
+        "rq_vae": evaluate_generator(run_base, index, targets, quality, **kw),
+    }
     rankers = {"bm25": evaluate_ranked_items(np.array([[1, 5], [3, 4]]), targets)}
     block, target = metrics_block(gens, rankers, report_beams=(1, 2))
     # rq_vae: B=1 covers nothing, B=2 covers both -> best 1.0, target 0.9; cq_sid hits at B=1.
     assert target == pytest.approx(0.9)
     assert block["cq_sid"]["beams_to_target"] == 1 and block["rq_vae"]["beams_to_target"] == 2
     assert block["bm25"] == {"items@100": 0.5, "items@1000": 0.5}
-    metrics = build_metrics(semantic=block, sid_health={"cq_sid": {"utilisation": np.array([0.5, 0.25])}},
-                            data={"preset": "tiny", "items": 32, "requests": 2, "test_pairs": 2})
+    metrics = build_metrics(
+        semantic=block,
+        sid_health={"cq_sid": {"utilisation": np.array([0.5, 0.25])}},
+        data={"preset": "tiny", "items": 32, "requests": 2, "test_pairs": 2},
+    )
     path = write_metrics(metrics, tmp_path / "reports" / "metrics.json")
     text = path.read_text()
     assert json.loads(text) == read_metrics(path)

@@ -39,8 +39,18 @@ def judged_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
     runner = CliRunner()
     root = judged_csv
-    res = runner.invoke(app, ["split-judged", "--judgments", str(root / "judgments.csv"),
-                              "--train-out", str(root / "train.csv"), "--test-out", str(root / "test.csv")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "split-judged",
+            "--judgments",
+            str(root / "judgments.csv"),
+            "--train-out",
+            str(root / "train.csv"),
+            "--test-out",
+            str(root / "test.csv"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     train, test = pd.read_csv(root / "train.csv"), pd.read_csv(root / "test.csv")
     assert not set(train["query"].str.lower()) & set(test["query"].str.lower())  # query-disjoint
@@ -50,27 +60,66 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
         "eval_real": {
             "cache_dir": str(root / "cache"),
             "embed": {"encoder": "hash", "hash_dim": 32},
-            "sid": {"epochs": 2, "hidden_dims": [32], "latent_dim": 8, "codebook_sizes": [8, 4, 4],
-                    "kmeans_iters": 5, "batch_size": 64},
-            "train": {"tokenizer": {"vocab_size": 300, "semantic_tokens": 2}, "pseudo": {"per_item": 1},
-                      "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
-                                "intermediate_size": 64},
-                      "i2sid": {"max_steps": 10, "batch_size": 32, "num_threads": 1},
-                      "q2sid": {"max_steps": 10, "batch_size": 32, "num_threads": 1}},
+            "sid": {
+                "epochs": 2,
+                "hidden_dims": [32],
+                "latent_dim": 8,
+                "codebook_sizes": [8, 4, 4],
+                "kmeans_iters": 5,
+                "batch_size": 64,
+            },
+            "train": {
+                "tokenizer": {"vocab_size": 300, "semantic_tokens": 2},
+                "pseudo": {"per_item": 1},
+                "model": {
+                    "hidden_size": 32,
+                    "num_layers": 1,
+                    "num_heads": 2,
+                    "num_kv_heads": 1,
+                    "intermediate_size": 64,
+                },
+                "i2sid": {"max_steps": 10, "batch_size": 32, "num_threads": 1},
+                "q2sid": {"max_steps": 10, "batch_size": 32, "num_threads": 1},
+            },
             "evaluate": {"max_requests": 40, "beams": [1, 5, 10, 20], "report_beams": [1, 10]},
             "variants": {"cq_sid_plain": {"tokenizer": {"semantic_tokens": 0}, "pseudo": {"per_item": 0}}},
         }
-    }  # fmt: skip
+    }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     out = root / "judged_metrics.json"
-    res = runner.invoke(app, ["eval-real", "--products", str(root / "products.csv"), "--train", str(root / "train.csv"),
-                              "--test", str(root / "test.csv"), "--out", str(out), "--params", str(root / "params.yaml"),
-                              "--set", "sid.target_items_per_sid=3", "--set", "sid.min_level_size=2"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "eval-real",
+            "--products",
+            str(root / "products.csv"),
+            "--train",
+            str(root / "train.csv"),
+            "--test",
+            str(root / "test.csv"),
+            "--out",
+            str(out),
+            "--params",
+            str(root / "params.yaml"),
+            "--set",
+            "sid.target_items_per_sid=3",
+            "--set",
+            "sid.min_level_size=2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     m = json.loads(out.read_text())
     check_metrics(m)
-    assert set(m["judged"]) == {"cq_sid", "rq_vae", "bm25", "dense", "tokenizer_beam", "fusion", "cq_sid_plain",
-                               "cluster_oracle"}
+    assert set(m["judged"]) == {
+        "cq_sid",
+        "rq_vae",
+        "bm25",
+        "dense",
+        "tokenizer_beam",
+        "fusion",
+        "cq_sid_plain",
+        "cluster_oracle",
+    }
     assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]
     assert set(fusion) >= {"union_bm25@1000", "union_dense@1000", "rrf@1000", "generator_only@1000"}

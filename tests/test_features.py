@@ -33,9 +33,16 @@ CFG = FeaturesConfig(recent_n=3, quality_prior_strength=10.0, quality_prior_ctr=
 def _items(rows: list[tuple]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["item_id", "category_id", "price", "listed_at"])
     return df.assign(
-        title=[f"item {i}" for i in df["item_id"]], brand="acme", color=None, material=None, size=None, style=None,
-        category_id=df["category_id"].astype("Int32"), delisted_at=pd.NaT, updated_at=df["listed_at"],
-    )  # fmt: skip
+        title=[f"item {i}" for i in df["item_id"]],
+        brand="acme",
+        color=None,
+        material=None,
+        size=None,
+        style=None,
+        category_id=df["category_id"].astype("Int32"),
+        delisted_at=pd.NaT,
+        updated_at=df["listed_at"],
+    )
 
 
 def _requests(rows: list[tuple]) -> pd.DataFrame:
@@ -64,7 +71,9 @@ def _stand_in_sids(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sids(ids: list[int], sid: dict[int, str]) -> pd.DataFrame:
-    return pd.DataFrame({"item_id": ids, "sid": [sid[i] for i in ids], "codes": [list(S.sid_from_str(sid[i])) for i in ids]})
+    return pd.DataFrame(
+        {"item_id": ids, "sid": [sid[i] for i in ids], "codes": [list(S.sid_from_str(sid[i])) for i in ids]}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +81,43 @@ def built(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict:
     root = tmp_path_factory.mktemp("feast")
     shutil.copytree(repo_root / "feature_repo", root / "repo", ignore=shutil.ignore_patterns("data", "__pycache__"))
     cats = pd.DataFrame(
-        {"category_id": [1, 11, 12, 13], "parent_id": [None, 1, 1, 1], "level": [1, 3, 3, 3],
-         "name": ["Home", "Kettles", "Mugs", "Pans"], "path": ["Home", "Home > Kettles", "Home > Mugs", "Home > Pans"],
-         "noun": [None, "kettle", "mug", "pan"], "synonyms": [[], [], [], []]}
-    ).astype({"parent_id": "Int32"})  # fmt: skip
+        {
+            "category_id": [1, 11, 12, 13],
+            "parent_id": [None, 1, 1, 1],
+            "level": [1, 3, 3, 3],
+            "name": ["Home", "Kettles", "Mugs", "Pans"],
+            "path": ["Home", "Home > Kettles", "Home > Mugs", "Home > Pans"],
+            "noun": [None, "kettle", "mug", "pan"],
+            "synonyms": [[], [], [], []],
+        }
+    ).astype({"parent_id": "Int32"})
     day0 = T("2024-01-01")
-    items = _items([(101, 11, 30.0, day0), (102, 11, 9.0, day0), (103, 12, 60.0, day0),
-                    (104, 12, 120.0, day0), (105, 13, 600.0, day0), (106, None, 20.0, day0)])  # fmt: skip
-    users = _users([("u1", "f", "25-34", "mid", T("2023-12-01")), ("u2", "m", "18-24", "low", T("2023-12-01")),
-                    ("u3", "f", "35-44", "high", T("2023-12-01"))])  # fmt: skip
-    reqs = _requests([
-        (1, T("2024-01-02 10:00"), "u1", [101, 102, 103], [101]),
-        (2, T("2024-01-02 11:00"), "u1", [102, 104], [104, 102]),
-        (3, T("2024-01-02 12:00"), "u2", [101, 105], [105]),
-        (4, T("2024-01-02 13:00"), None, [101], [101]),
-        (5, T("2024-01-02 14:00"), "u1", [103], []),
-    ])  # fmt: skip
+    items = _items(
+        [
+            (101, 11, 30.0, day0),
+            (102, 11, 9.0, day0),
+            (103, 12, 60.0, day0),
+            (104, 12, 120.0, day0),
+            (105, 13, 600.0, day0),
+            (106, None, 20.0, day0),
+        ]
+    )
+    users = _users(
+        [
+            ("u1", "f", "25-34", "mid", T("2023-12-01")),
+            ("u2", "m", "18-24", "low", T("2023-12-01")),
+            ("u3", "f", "35-44", "high", T("2023-12-01")),
+        ]
+    )
+    reqs = _requests(
+        [
+            (1, T("2024-01-02 10:00"), "u1", [101, 102, 103], [101]),
+            (2, T("2024-01-02 11:00"), "u1", [102, 104], [104, 102]),
+            (3, T("2024-01-02 12:00"), "u2", [101, 105], [105]),
+            (4, T("2024-01-02 13:00"), None, [101], [101]),
+            (5, T("2024-01-02 14:00"), "u1", [103], []),
+        ]
+    )
     data, sid_dir = root / "validated", root / "sid"
     for df, spec in ((cats, S.CATEGORIES), (items, S.ITEMS), (users, S.USERS), (reqs, S.REQUESTS)):
         S.write_table(df, spec, data)
@@ -112,13 +142,22 @@ def test_feature_views_match_source_schemas(built: dict) -> None:
 
 
 def test_training_frame_is_point_in_time_correct(built: dict) -> None:
-    entity = pd.DataFrame({
-        "request_id": [5, 1, 2, 20, 21, 3, 4, 9],
-        "user_id": ["u1", "u1", "u1", "u1", "u1", "u2", None, "nobody"],
-        "event_timestamp": [T("2024-01-02 14:00"), T("2024-01-02 10:00"), T("2024-01-02 11:00"),
-                            T("2024-01-02 11:00"), T("2024-01-02 10:00:00.5"), T("2024-01-02 12:00"),
-                            T("2024-01-02 13:00"), T("2024-01-02 13:00")],
-    })  # fmt: skip
+    entity = pd.DataFrame(
+        {
+            "request_id": [5, 1, 2, 20, 21, 3, 4, 9],
+            "user_id": ["u1", "u1", "u1", "u1", "u1", "u2", None, "nobody"],
+            "event_timestamp": [
+                T("2024-01-02 14:00"),
+                T("2024-01-02 10:00"),
+                T("2024-01-02 11:00"),
+                T("2024-01-02 11:00"),
+                T("2024-01-02 10:00:00.5"),
+                T("2024-01-02 12:00"),
+                T("2024-01-02 13:00"),
+                T("2024-01-02 13:00"),
+            ],
+        }
+    )
     df = training_frame(built["repo"], entity, data_dir=built["feast"]).set_index("request_id")
     assert list(df.index) == [5, 1, 2, 20, 21, 3, 4, 9]  # one row per input row, input order
     # r1: no click before it, but the profile is there (Feast's file store would drop this row).
@@ -167,8 +206,13 @@ def test_update_features_makes_new_items_and_behaviour_fresh(built: dict, tmp_pa
     delta, sid_dir = root / "delta", root / "sid_delta"
     S.write_table(_items([(107, 12, 15.0, T("2024-01-03 08:00"))]), S.ITEMS, delta)
     S.write_table(_users([("u4", "m", "45-54", "mid", T("2024-01-03 07:00"))]), S.USERS, delta)
-    S.write_table(_requests([(6, T("2024-01-03 09:00"), "u3", [107, 101], [107]),
-                             (7, T("2024-01-03 10:00"), "u1", [103], [103])]), S.REQUESTS, delta)  # fmt: skip
+    S.write_table(
+        _requests(
+            [(6, T("2024-01-03 09:00"), "u3", [107, 101], [107]), (7, T("2024-01-03 10:00"), "u1", [103], [103])]
+        ),
+        S.REQUESTS,
+        delta,
+    )
     S.write_table(_sids([107], {107: SID[102]}), S.SID_ASSIGNMENTS, sid_dir)  # joins 102's cluster
     before = FeatureClient(root / "repo", root / "feast")
     assert not before.item_features([107]).found[0]
@@ -186,8 +230,13 @@ def test_update_features_makes_new_items_and_behaviour_fresh(built: dict, tmp_pa
     assert client.user_context("u4").known
 
     # Point-in-time joins still hold across the appended parts.
-    entity = pd.DataFrame({"request_id": [2, 7], "user_id": ["u1", "u1"],
-                           "event_timestamp": [T("2024-01-02 11:00"), T("2024-01-03 10:00")]})  # fmt: skip
+    entity = pd.DataFrame(
+        {
+            "request_id": [2, 7],
+            "user_id": ["u1", "u1"],
+            "event_timestamp": [T("2024-01-02 11:00"), T("2024-01-03 10:00")],
+        }
+    )
     df = training_frame(root / "repo", entity, data_dir=root / "feast").set_index("request_id")
     assert df.loc[2, "recent_sids"] == [SID[101]]
     assert df.loc[7, "recent_sids"] == [SID[102], SID[104], SID[101]]  # not its own click on 103
@@ -209,16 +258,21 @@ def test_scale_out_configs_are_kept(tmp_path: Path, repo_root: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(repo_root / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
     text = (repo / "feature_store.yaml").read_text()
-    text = text.replace("  registry_type: file\n  path: data/registry.db",
-                        "  registry_type: sql\n  path: postgresql+psycopg://feast@db:5432/feast")
-    text = text.replace("  type: sqlite\n  path: data/online_store.db",
-                        '  type: redis\n  connection_string: "redis:6379,db=0"')  # fmt: skip
+    text = text.replace(
+        "  registry_type: file\n  path: data/registry.db",
+        "  registry_type: sql\n  path: postgresql+psycopg://feast@db:5432/feast",
+    )
+    text = text.replace(
+        "  type: sqlite\n  path: data/online_store.db", '  type: redis\n  connection_string: "redis:6379,db=0"'
+    )
     (repo / "feature_store.yaml").write_text(text)
     config = repo_config(repo, tmp_path / "feast")
     assert config.online_store.type == "redis" and config.online_store.connection_string == "redis:6379,db=0"
     assert config.registry.path == "postgresql+psycopg://feast@db:5432/feast"
     default = repo_config(repo_root / "feature_repo", tmp_path / "feast")
-    assert default.online_store.path.endswith("feast/online_store.db") and default.registry.path.endswith("feast/registry.db")
+    assert default.online_store.path.endswith("feast/online_store.db") and default.registry.path.endswith(
+        "feast/registry.db"
+    )
 
 
 def test_file_and_duckdb_offline_stores_agree_and_a_stale_registry_is_refreshed(
@@ -234,9 +288,19 @@ def test_file_and_duckdb_offline_stores_agree_and_a_stale_registry_is_refreshed(
     yaml_path = repo / "feature_store.yaml"
     duckdb_yaml = yaml_path.read_text()
     assert "type: duckdb" in duckdb_yaml
-    entity = pd.DataFrame({"request_id": [5, 1, 2, 3, 4], "user_id": ["u1", "u1", "u1", "u2", None],
-                           "event_timestamp": [T("2024-01-02 14:00"), T("2024-01-02 10:00"), T("2024-01-02 11:00"),
-                                               T("2024-01-02 12:00"), T("2024-01-02 13:00")]})  # fmt: skip
+    entity = pd.DataFrame(
+        {
+            "request_id": [5, 1, 2, 3, 4],
+            "user_id": ["u1", "u1", "u1", "u2", None],
+            "event_timestamp": [
+                T("2024-01-02 14:00"),
+                T("2024-01-02 10:00"),
+                T("2024-01-02 11:00"),
+                T("2024-01-02 12:00"),
+                T("2024-01-02 13:00"),
+            ],
+        }
+    )
     yaml_path.write_text(duckdb_yaml.replace("type: duckdb", "type: file"))
     monkeypatch.setenv("GENRECALL_FEAST_SOURCE", "file")
     apply(repo, feast_dir)
@@ -318,9 +382,18 @@ def test_log_exposure_stats_counts_like_exposure_stats(tmp_path: Path) -> None:
     t0 = pd.Timestamp("2026-01-01", tz="UTC")
     rng = np.random.default_rng(1)
     exposed = [list(rng.choice(50, size=int(rng.integers(0, 8)), replace=False)) for _ in range(200)]
-    req = pd.DataFrame({"request_id": range(200), "ts": [t0 + pd.Timedelta(hours=h) for h in range(200)],
-                        "user_id": None, "query": "q", "query_kind": "noun", "exposed": exposed,
-                        "clicked": [e[:1] for e in exposed], "purchased": [[] for _ in exposed]})  # fmt: skip
+    req = pd.DataFrame(
+        {
+            "request_id": range(200),
+            "ts": [t0 + pd.Timedelta(hours=h) for h in range(200)],
+            "user_id": None,
+            "query": "q",
+            "query_kind": "noun",
+            "exposed": exposed,
+            "clicked": [e[:1] for e in exposed],
+            "purchased": [[] for _ in exposed],
+        }
+    )
     S.write_table(req, S.REQUESTS, tmp_path)
     for before in (None, t0 + pd.Timedelta(hours=120)):
         part = req if before is None else req[req["ts"] < before]

@@ -18,8 +18,9 @@ TEXTS = ["red steel kettle", "blue cotton shirt", "green ceramic mug", "kettle",
 def setup():
     tok = GenTokenizer.train(TEXTS, SIZES, TokenizerConfig(vocab_size=290))
     # a large init spread gives peaked, distinct log-probs, so the ranking is a real test
-    cfg = GeneratorConfig(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64,
-                          init_std=0.4, seed=3)
+    cfg = GeneratorConfig(
+        hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64, init_std=0.4, seed=3
+    )
     model = build_model(cfg, len(tok), tokenizer=tok).eval()
     rng = np.random.default_rng(0)
     sids = np.stack([rng.integers(0, s, 50) for s in SIZES], axis=1)
@@ -127,8 +128,20 @@ def test_matches_reference_when_the_trie_holds_codes_the_model_cannot_emit(setup
     tok, model, _, prompts = setup
     # codes 9 / 6 / 5 / 9 lie outside the tokenizer's codebooks (7, 5, 4, 3): prefixes (2, 0) and (2, 1, 0)
     # are valid but lead only there, so a beam entering them dies in both searches alike
-    trie = SidTrie.from_sids(np.array([[9, 0, 0, 0], [1, 6, 0, 0], [1, 2, 3, 2], [1, 2, 0, 0], [6, 4, 3, 2],
-                                       [2, 0, 5, 0], [2, 1, 0, 9], [0, 0, 0, 0]]))
+    trie = SidTrie.from_sids(
+        np.array(
+            [
+                [9, 0, 0, 0],
+                [1, 6, 0, 0],
+                [1, 2, 3, 2],
+                [1, 2, 0, 0],
+                [6, 4, 3, 2],
+                [2, 0, 5, 0],
+                [2, 1, 0, 9],
+                [0, 0, 0, 0],
+            ]
+        )
+    )
     for beam in (1, 2, 3, 8):
         fast = beam_search(model, tok, trie, prompts, beam)
         slow = reference_beam_search(model, tok, trie, prompts, beam)

@@ -40,31 +40,65 @@ def tiny_tables(seed: int = 0, n_requests: int = 60) -> Tables:
     rows, sid_rows = [], []
     for i in range(24):
         noun, color = i % 3, (i // 3) % 4
-        rows.append({"item_id": 100 + i, "title": f"{COLORS[color]} {NOUNS[noun]} model {i}", "brand": "acme",
-                     "category_id": noun + 1, "color": COLORS[color], "material": None, "size": None, "style": None,
-                     "price": 10.0 + i, "listed_at": t0, "delisted_at": pd.NaT, "updated_at": t0})
+        rows.append(
+            {
+                "item_id": 100 + i,
+                "title": f"{COLORS[color]} {NOUNS[noun]} model {i}",
+                "brand": "acme",
+                "category_id": noun + 1,
+                "color": COLORS[color],
+                "material": None,
+                "size": None,
+                "style": None,
+                "price": 10.0 + i,
+                "listed_at": t0,
+                "delisted_at": pd.NaT,
+                "updated_at": t0,
+            }
+        )
         codes = [noun, color, i % 4, i // 12]
         sid_rows.append({"item_id": 100 + i, "sid": sid_to_str(codes), "codes": codes})
     items, sids = pd.DataFrame(rows), pd.DataFrame(sid_rows)
-    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "gender": ["f", "m", "u"], "age_band": ["25-34", "35-44", "18-24"],
-                          "price_tier": ["low", "mid", "high"], "brand_affinity": [[], [], []],
-                          "category_interests": [[1], [2], [3]], "created_at": [t0] * 3})
+    users = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3"],
+            "gender": ["f", "m", "u"],
+            "age_band": ["25-34", "35-44", "18-24"],
+            "price_tier": ["low", "mid", "high"],
+            "brand_affinity": [[], [], []],
+            "category_interests": [[1], [2], [3]],
+            "created_at": [t0] * 3,
+        }
+    )
     reqs = []
     for r in range(n_requests):
         noun, color = int(rng.integers(3)), int(rng.integers(4))
         matching = [100 + i for i in range(24) if i % 3 == noun and (i // 3) % 4 == color]
         clicked = [int(x) for x in rng.choice(matching, size=min(2, len(matching)), replace=False)] if r % 5 else []
-        reqs.append({"request_id": r, "ts": t0 + pd.Timedelta(minutes=r // 2), "user_id": [None, "u1", "u2", "u3"][r % 4],
-                     "query": f"{COLORS[color]} {NOUNS[noun]}", "query_kind": "attr_noun",
-                     "exposed": matching + [100 + (noun + 1) % 3], "clicked": clicked, "purchased": clicked[:1] if r % 3 == 0 else []})
+        reqs.append(
+            {
+                "request_id": r,
+                "ts": t0 + pd.Timedelta(minutes=r // 2),
+                "user_id": [None, "u1", "u2", "u3"][r % 4],
+                "query": f"{COLORS[color]} {NOUNS[noun]}",
+                "query_kind": "attr_noun",
+                "exposed": matching + [100 + (noun + 1) % 3],
+                "clicked": clicked,
+                "purchased": clicked[:1] if r % 3 == 0 else [],
+            }
+        )
     categories = pd.DataFrame({"category_id": [1, 2, 3], "name": ["Kettles", "Shirts", "Mugs"]})
     return Tables(items, sids, users, pd.DataFrame(reqs), categories)
 
 
 def tiny_tokenizer(t: Tables) -> GenTokenizer:
     texts = list(t.items["title"]) + list(t.requests["query"]) + list(t.categories["name"])
-    return GenTokenizer.train(texts, SIZES, TokenizerConfig(vocab_size=300),
-                              profile_values={f: t.users[f].tolist() for f in ("gender", "age_band", "price_tier")})
+    return GenTokenizer.train(
+        texts,
+        SIZES,
+        TokenizerConfig(vocab_size=300),
+        profile_values={f: t.users[f].tolist() for f in ("gender", "age_band", "price_tier")},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +175,11 @@ def test_user_query_examples(t: Tables, tok: GenTokenizer) -> None:
         r = reqs.loc[rid]
         assert tuple(target) in {lookup[i] for i in r["clicked"]}
         c = ctx.get(int(rid))
-        short = None if c is None else UserContext(c.gender, c.age_band, c.price_tier, c.recent_sids[-2:], c.recent_categories)
+        short = (
+            None
+            if c is None
+            else UserContext(c.gender, c.age_band, c.price_tier, c.recent_sids[-2:], c.recent_categories)
+        )
         assert prompt == encode_user_query(tok, r["query"], short)
         if r["user_id"] is None:
             assert prompt == tok.encode_prompt(r["query"])  # anonymous -> the Q2SID prompt
@@ -165,10 +203,16 @@ def test_context_from_features_is_newest_last_and_skips_what_it_cannot_use() -> 
 
     from genrecall.gen.examples import context_from_features
 
-    feats = SimpleNamespace(gender="f", age_band="", price_tier="low",
-                            recent_sids=["3-1-0-0", "bad", "9-9-9-9", "2-0-1-0"], recent_categories=[7, 5, 7, 99])
-    ctx = context_from_features(feats, {5: "Kettles", 7: "Mugs"}, max_history=5, max_categories=3,
-                                valid_sid=lambda sid: sid[0] < 5)
+    feats = SimpleNamespace(
+        gender="f",
+        age_band="",
+        price_tier="low",
+        recent_sids=["3-1-0-0", "bad", "9-9-9-9", "2-0-1-0"],
+        recent_categories=[7, 5, 7, 99],
+    )
+    ctx = context_from_features(
+        feats, {5: "Kettles", 7: "Mugs"}, max_history=5, max_categories=3, valid_sid=lambda sid: sid[0] < 5
+    )
     assert ctx.recent_sids == ((2, 0, 1, 0), (3, 1, 0, 0))  # store is newest first; prompts newest last
     assert ctx.recent_categories == ("Kettles", "Mugs")  # distinct, unknown id 99 dropped, newest last
     assert (ctx.gender, ctx.age_band, ctx.price_tier) == ("f", None, "low")

@@ -25,7 +25,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(1)
 SIZES = (5, 4, 3, 2)
 TEXTS = ["red steel kettle", "blue cotton shirt", "green ceramic mug"] * 5
-TINY = GeneratorConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=64)
+TINY = GeneratorConfig(
+    hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=64
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,9 @@ def test_default_size_is_cpu_sized(tok: GenTokenizer) -> None:
 def test_save_load_round_trip(tok: GenTokenizer, tmp_path) -> None:
     model = build_model(TINY, len(tok), tokenizer=tok)
     save_generator(model, tok, tmp_path / "gen", cfg=TINY)
-    assert {"config.json", "model.safetensors", "tokenizer.json", "generator.json"} <= {p.name for p in (tmp_path / "gen").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generator.json"} <= {
+        p.name for p in (tmp_path / "gen").iterdir()
+    }
     gen = load_generator(tmp_path / "gen")
     ids = torch.tensor([tok.encode_prompt("red kettle")])
     with torch.no_grad():
@@ -68,8 +72,17 @@ def test_save_load_round_trip(tok: GenTokenizer, tmp_path) -> None:
 def _qwen_like(tok: GenTokenizer, tmp_path) -> tuple:
     """A stand-in for a local Qwen2.5 checkpoint: a Qwen2 model over the text vocabulary + its tokenizer.json."""
     ckpt = tmp_path / "qwen-like"
-    base = Qwen2ForCausalLM(Qwen2Config(vocab_size=tok.n_text + 3, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
+    base = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=tok.n_text + 3,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            tie_word_embeddings=True,
+        )
+    )
     base.save_pretrained(ckpt)
     tok.text.save(str(ckpt / "tokenizer.json"))
     return ckpt, base
@@ -95,8 +108,11 @@ def test_load_pretrained_grows_embeddings_and_keeps_old_rows(tok: GenTokenizer, 
 
 
 def _bigger_backend():
-    return GenTokenizer.train(TEXTS * 4 + ["a whole lot more words to learn merges from"] * 5, SIZES,
-                              TokenizerConfig(vocab_size=400, min_frequency=1)).text
+    return GenTokenizer.train(
+        TEXTS * 4 + ["a whole lot more words to learn merges from"] * 5,
+        SIZES,
+        TokenizerConfig(vocab_size=400, min_frequency=1),
+    ).text
 
 
 def test_a_pretrained_checkpoint_takes_the_semantic_prompt(tok: GenTokenizer, tmp_path) -> None:
@@ -107,8 +123,11 @@ def test_a_pretrained_checkpoint_takes_the_semantic_prompt(tok: GenTokenizer, tm
     ptok = GenTokenizer.from_pretrained(ckpt, SIZES, semantic_tokens=2)
     model = make_generator(GeneratorConfig(pretrained_dir=str(ckpt), semantic_dim=8), ptok)
     assert isinstance(model, SemanticQwen2ForCausalLM) and model.semantic_proj.in_features == 8
-    torch.testing.assert_close(model.get_input_embeddings().weight[: tok.n_text + 3], base.get_input_embeddings().weight,
-                               atol=0, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        model.get_input_embeddings().weight[: tok.n_text + 3], base.get_input_embeddings().weight, atol=0, rtol=0
+    )
     trie = SidTrie.from_sids(np.array([[0, 0, 0, 0], [4, 3, 2, 1]]))
-    res = beam_search(model.eval(), ptok, trie, [ptok.encode_prompt("red kettle")], 2, semantic=np.ones((1, 8), np.float32))
+    res = beam_search(
+        model.eval(), ptok, trie, [ptok.encode_prompt("red kettle")], 2, semantic=np.ones((1, 8), np.float32)
+    )
     assert sorted(res[0].as_tuples()) == [(0, 0, 0, 0), (4, 3, 2, 1)]

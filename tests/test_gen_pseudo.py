@@ -18,7 +18,9 @@ def test_pseudo_queries_are_short_distinct_title_words_and_deterministic() -> No
         assert 2 <= len(q.split()) <= 4 and set(q.split()) <= words and "amp" not in q.split()
     assert qs == pseudo_queries(7, title, cfg)  # a function of (seed, item id, title)
     assert qs != pseudo_queries(8, title, cfg) or qs != pseudo_queries(7, title, PseudoQueryConfig(per_item=3, seed=2))
-    assert pseudo_queries(1, "red kettle", PseudoQueryConfig(per_item=2, kinds=("attrs",)), attrs=["Copper"]) == ["copper kettle"]
+    assert pseudo_queries(1, "red kettle", PseudoQueryConfig(per_item=2, kinds=("attrs",)), attrs=["Copper"]) == [
+        "copper kettle"
+    ]
 
 
 def test_examples_target_each_items_own_sid() -> None:

@@ -17,8 +17,9 @@ from tests.test_gen_examples import SIZES, tiny_tables
 
 torch.set_num_threads(1)
 DIM = 16
-TINY = GeneratorConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96,
-                       semantic_dim=DIM)  # fmt: skip
+TINY = GeneratorConfig(
+    hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96, semantic_dim=DIM
+)
 
 
 def _encode(texts: list[str]) -> np.ndarray:

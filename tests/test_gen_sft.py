@@ -15,7 +15,9 @@ from genrecall.sid.trie import SidTrie
 from tests.test_gen_examples import tiny_tables, tiny_tokenizer
 
 torch.set_num_threads(1)
-TINY = GeneratorConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96)
+TINY = GeneratorConfig(
+    hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +83,12 @@ def test_resume_matches_uninterrupted_run(data, tmp_path) -> None:
 def test_warm_start_loads_previous_stage(data, tmp_path) -> None:
     _, tok, datasets = data
     results = train_progressive(
-        build_model(TINY, len(tok), tokenizer=tok), tok, {"i2sid": datasets["i2sid"], "q2sid": datasets["q2sid"]},
+        build_model(TINY, len(tok), tokenizer=tok),
+        tok,
+        {"i2sid": datasets["i2sid"], "q2sid": datasets["q2sid"]},
         {"i2sid": SFTConfig(stage="i2sid", max_steps=10, batch_size=8), "q2sid": SFTConfig(stage="q2sid", max_steps=0)},
-        tmp_path, show_progress=False,
+        tmp_path,
+        show_progress=False,
     )
     # zero q2sid steps: its final weights are exactly the i2sid weights it was warm-started from
     prev = load_generator(results["i2sid"].final_dir).model
@@ -99,8 +104,14 @@ def test_warm_start_loads_previous_stage(data, tmp_path) -> None:
 def test_trained_model_retrieves_through_the_trie(data, tmp_path) -> None:
     t, tok, datasets = data
     model = build_model(TINY, len(tok), tokenizer=tok)
-    train_sft(model, tok, datasets["i2sid"], SFTConfig(stage="i2sid", max_steps=120, batch_size=24, lr=1e-2,
-                                                       warmup_steps=5, weight_decay=0.0), tmp_path, show_progress=False)
+    train_sft(
+        model,
+        tok,
+        datasets["i2sid"],
+        SFTConfig(stage="i2sid", max_steps=120, batch_size=24, lr=1e-2, warmup_steps=5, weight_decay=0.0),
+        tmp_path,
+        show_progress=False,
+    )
     trie = SidTrie.from_sids(np.array(t.sids["codes"].tolist()))
     prompts = datasets["i2sid"].prompts
     beams = beam_search(model, tok, trie, prompts, beam_size=5)
@@ -121,7 +132,9 @@ def test_rejects_mismatched_dataset(data, tmp_path) -> None:
     bad = datasets["i2sid"]
     bad = type(bad)(bad.prompts, bad.targets[:, :3], "bad")
     with pytest.raises(ValueError):
-        train_sft(build_model(TINY, len(tok), tokenizer=tok), tok, bad, SFTConfig(max_steps=1), tmp_path, show_progress=False)
+        train_sft(
+            build_model(TINY, len(tok), tokenizer=tok), tok, bad, SFTConfig(max_steps=1), tmp_path, show_progress=False
+        )
 
 
 def test_validation_split_holds_out_whole_texts_and_keeps_the_best_weights(data, tmp_path) -> None:
@@ -133,8 +146,17 @@ def test_validation_split_holds_out_whole_texts_and_keeps_the_best_weights(data,
     assert len(val_rows) and len(train_rows) and len(train_rows) + len(val_rows) == len(ds)
     assert not {ds.texts[i] for i in train_rows} & {ds.texts[i] for i in val_rows}  # a held-out query is unseen
     model = build_model(TINY, len(tok), tokenizer=tok)
-    cfg = SFTConfig(stage="q2sid", max_steps=120, batch_size=8, lr=2e-2, warmup_steps=2, val_share=0.3, eval_every=5,
-                    patience=2, seed=0)  # fmt: skip
+    cfg = SFTConfig(
+        stage="q2sid",
+        max_steps=120,
+        batch_size=8,
+        lr=2e-2,
+        warmup_steps=2,
+        val_share=0.3,
+        eval_every=5,
+        patience=2,
+        seed=0,
+    )
     res = train_sft(model, tok, ds, cfg, tmp_path, show_progress=False)
     assert res.val_losses and (tmp_path / "val.csv").exists()
     best_step, best_loss = min(res.val_losses, key=lambda sv: sv[1])
@@ -153,5 +175,5 @@ def test_replay_mixes_earlier_stages_rows_in(data) -> None:
     mixed = with_replay(q, [i], 0.5, seed=1)
     n = min(len(i), round(0.5 * len(q)))
     assert len(mixed) == len(q) + n and mixed.kind == "q2sid"
-    assert mixed.prompts[: len(q)] == q.prompts and all(p in i.prompts for p in mixed.prompts[len(q):])
+    assert mixed.prompts[: len(q)] == q.prompts and all(p in i.prompts for p in mixed.prompts[len(q) :])
     assert with_replay(q, [i], 0.0) is q and with_replay(q, [], 1.0) is q

@@ -21,8 +21,12 @@ SIZES = (6, 4, 5, 3)
 
 @pytest.fixture(scope="module")
 def tok() -> GenTokenizer:
-    return GenTokenizer.train(TEXTS, SIZES, TokenizerConfig(vocab_size=320, max_text_tokens=12),
-                              profile_values={"gender": ["f", "m", "u"], "age_band": ["25-34"], "price_tier": ["low"]})
+    return GenTokenizer.train(
+        TEXTS,
+        SIZES,
+        TokenizerConfig(vocab_size=320, max_text_tokens=12),
+        profile_values={"gender": ["f", "m", "u"], "age_band": ["25-34"], "price_tier": ["low"]},
+    )
 
 
 def test_vocab_layout_blocks_are_disjoint_and_contiguous(tok: GenTokenizer) -> None:
@@ -59,12 +63,16 @@ def test_prompt_formats(tok: GenTokenizer) -> None:
     assert q[0] == tok.bos_id and q[-1] == tok.sid_id and tok.token_to_id("<query>") in q
     # an anonymous user prompt is exactly the query prompt
     assert tok.encode_prompt("red kettle", profile=None, history=(), categories=()) == q
-    u = tok.encode_prompt("red kettle", profile={"gender": "f", "age_band": "65+", "price_tier": "low"},
-                          history=[(1, 2, 3, 0), (4, 0, 1, 2)], categories=["Kettles"])
+    u = tok.encode_prompt(
+        "red kettle",
+        profile={"gender": "f", "age_band": "65+", "price_tier": "low"},
+        history=[(1, 2, 3, 0), (4, 0, 1, 2)],
+        categories=["Kettles"],
+    )
     text = tok.decode(u)
     assert "<gender:f>" in text and "<age_band:?>" in text and "<price_tier:low>" in text  # unseen value -> ?
     assert "<hist> <s0_1> <s1_2> <s2_3> <s3_0> <sep> <s0_4> <s1_0> <s2_1> <s3_2>" in text
-    assert u[-len(q) + 1:] == q[1:]  # the query part is the same tokens
+    assert u[-len(q) + 1 :] == q[1:]  # the query part is the same tokens
     item = tok.encode_prompt("Red Stainless Steel Kettle", kind="item")
     assert item[1] == tok.token_to_id("<item>")
     with pytest.raises(ValueError):
@@ -85,8 +93,9 @@ def test_save_load_json_identical(tok: GenTokenizer, tmp_path) -> None:
     back = GenTokenizer.load(path)
     assert back.vocab_size == tok.vocab_size and back.sid_vocab_sizes == tok.sid_vocab_sizes
     for t in TEXTS[:6]:
-        assert back.encode_prompt(t, profile={"gender": "m"}, history=[(0, 1, 2, 0)]) == \
-            tok.encode_prompt(t, profile={"gender": "m"}, history=[(0, 1, 2, 0)])
+        assert back.encode_prompt(t, profile={"gender": "m"}, history=[(0, 1, 2, 0)]) == tok.encode_prompt(
+            t, profile={"gender": "m"}, history=[(0, 1, 2, 0)]
+        )
 
 
 def test_training_is_deterministic() -> None:
@@ -106,8 +115,12 @@ def test_pretrained_backend_from_tokenizer_json(tok: GenTokenizer, tmp_path) -> 
 
 
 def test_missing_profile_values_get_no_token_of_their_own() -> None:
-    tok = GenTokenizer.train(TEXTS, SIZES, TokenizerConfig(vocab_size=300),
-                             profile_values={"gender": ["f", None, float("nan")], "price_tier": ["low"]})
+    tok = GenTokenizer.train(
+        TEXTS,
+        SIZES,
+        TokenizerConfig(vocab_size=300),
+        profile_values={"gender": ["f", None, float("nan")], "price_tier": ["low"]},
+    )
     assert tok.profile_values["gender"] == ("f",)
     assert tok.profile_token_id("gender", None) == tok.token_to_id("<gender:?>")
     assert tok.profile_token_id("gender", "x") == tok.token_to_id("<gender:?>")

@@ -39,7 +39,11 @@ def test_products_counts_and_quarantine(judged):
     rep = judged.report.tables["products"]
     assert (rep.rows_in, rep.good, rep.quarantined) == (13, 9, 4)
     assert reasons_by_row(judged.quarantine["products"]) == {
-        3: ["title:not_null"], 5: ["item_id:unique"], 10: ["row:parses"], 11: ["item_id:type"]}
+        3: ["title:not_null"],
+        5: ["item_id:unique"],
+        10: ["row:parses"],
+        11: ["item_id:type"],
+    }
     assert "extra: [' 9 ft. Market Tilt']" in judged.quarantine["products"]["_parse_error"].iloc[2]
     p = judged.products
     assert list(p.columns) == S.PRODUCTS.columns
@@ -58,9 +62,13 @@ def test_judgments_counts_and_quarantine(judged):
     rep = judged.report.tables["judgments"]
     assert (rep.rows_in, rep.good, rep.quarantined) == (19, 13, 6)
     assert reasons_by_row(judged.quarantine["judgments"]) == {
-        8: ["query+item_id:unique"], 12: ["item_id:known_product"],
+        8: ["query+item_id:unique"],
+        12: ["item_id:known_product"],
         13: ["item_id:known_product"],  # its product line was malformed, so it is not a known product
-        14: ["relevance:in_range"], 15: ["relevance:type"], 16: ["query:not_null"]}
+        14: ["relevance:in_range"],
+        15: ["relevance:type"],
+        16: ["query:not_null"],
+    }
     j = judged.judgments
     assert j["relevance"].between(1, 3).all() and j["item_id"].isin(judged.products["item_id"]).all()
     assert "Cordless Drill" in set(j["query"])  # whitespace collapsed, case kept
@@ -103,8 +111,15 @@ def test_query_disjoint_split_is_deterministic(judged):
 
 def test_relevant_pairs(judged):
     rel = relevant_pairs(judged.judgments, threshold=2.5)
-    assert set(rel) == {"cordless drill", "cabinet pull", "garden hose", "kitchen faucet", "deck stain",
-                        "circular saw", "hose"}
+    assert set(rel) == {
+        "cordless drill",
+        "cabinet pull",
+        "garden hose",
+        "kitchen faucet",
+        "deck stain",
+        "circular saw",
+        "hose",
+    }
     assert rel["garden hose"].tolist() == [200003] and rel["garden hose"].dtype == np.int64
     assert "toilet seat" not in rel  # 2.33 < 2.5
     assert set(relevant_pairs(judged.judgments, threshold=1.0)) == set(judged.judgments["query"])

@@ -14,8 +14,13 @@ from genrecall.data.judged import load_judged, read_judgments, read_products
 from genrecall.data.validate import ValidateConfig
 
 ANY = ValidateConfig(max_bad_share=1.0)  # these files are mostly broken on purpose: count, do not fail
-GOOD = ["200001,Cordless Drill 18V", "200002,Cabinet Pull 3 in.", "200003,Garden Hose 50 ft",
-        "200004,LED Bulb 60W", "200005,Kitchen Faucet Chrome"]  # fmt: skip
+GOOD = [
+    "200001,Cordless Drill 18V",
+    "200002,Cabinet Pull 3 in.",
+    "200003,Garden Hose 50 ft",
+    "200004,LED Bulb 60W",
+    "200005,Kitchen Faucet Chrome",
+]
 JUDGMENTS = "query,item_id,relevance\ndrill,200001,3\nhose,200003,2.5\nbulb,200004,2\nfaucet,200005,3\n"
 
 
@@ -54,13 +59,16 @@ def test_a_field_over_128_kib_is_quarantined_not_a_crash(tmp_path: Path) -> None
     assert len(js.quarantine["products"]["title"].iloc[0]) < 2_000, "the quarantine keeps a cut of the field"
 
 
-@pytest.mark.parametrize("header, words", [
-    ("item_id,product_uid,title", "'item_id' and 'product_uid' both give 'item_id'"),
-    ("product_uid,title,item_id", "'product_uid' and 'item_id' both give 'item_id'"),
-    ("item_id,title,Title", "'title' and 'title' both give 'title'"),
-    ("id,title", "no 'item_id' column"),
-    ('item_id,"title', "unterminated quote"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "header, words",
+    [
+        ("item_id,product_uid,title", "'item_id' and 'product_uid' both give 'item_id'"),
+        ("product_uid,title,item_id", "'product_uid' and 'item_id' both give 'item_id'"),
+        ("item_id,title,Title", "'title' and 'title' both give 'title'"),
+        ("id,title", "no 'item_id' column"),
+        ('item_id,"title', "unterminated quote"),
+    ],
+)
 def test_an_unusable_header_fails_naming_line_1(tmp_path: Path, header: str, words: str) -> None:
     p, _ = _files(tmp_path, (header + "\n" + "\n".join(GOOD) + "\n").encode())
     with pytest.raises(CsvFormatError, match="line 1") as err:
@@ -72,10 +80,15 @@ def test_encodings_bom_and_line_ends_read_the_same_rows(tmp_path: Path) -> None:
     rows = [GOOD[0], "200002,Crème brûlée torch", *GOOD[2:]]
     text = "\n".join(["item_id,title", *rows]) + "\n"
     variants = {
-        "utf8": text.encode(), "utf8-bom": b"\xef\xbb\xbf" + text.encode(), "crlf": text.replace("\n", "\r\n").encode(),
-        "cr": text.replace("\n", "\r").encode(), "latin1": text.encode("latin-1"), "utf16": text.encode("utf-16"),
-        "utf16-crlf": text.replace("\n", "\r\n").encode("utf-16"), "no-final-newline": text.rstrip("\n").encode(),
-    }  # fmt: skip
+        "utf8": text.encode(),
+        "utf8-bom": b"\xef\xbb\xbf" + text.encode(),
+        "crlf": text.replace("\n", "\r\n").encode(),
+        "cr": text.replace("\n", "\r").encode(),
+        "latin1": text.encode("latin-1"),
+        "utf16": text.encode("utf-16"),
+        "utf16-crlf": text.replace("\n", "\r\n").encode("utf-16"),
+        "no-final-newline": text.rstrip("\n").encode(),
+    }
     for name, data in variants.items():
         (tmp_path / name).mkdir()
         p, _ = _files(tmp_path / name, data)
@@ -113,8 +126,20 @@ def test_split_judged_keeps_the_parse_errors(tmp_path: Path) -> None:
     judgments = JUDGMENTS + 'saw,200002,"3\nsaw blade,200002,2\ndrill,200001,3,extra\n'
     p, j = _files(tmp_path, _lines(*GOOD), judgments)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
-    res = CliRunner().invoke(app, ["split-judged", "--judgments", str(j), "--train-out", str(train),
-                                   "--test-out", str(test), "--test-share", "0.5"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "split-judged",
+            "--judgments",
+            str(j),
+            "--train-out",
+            str(train),
+            "--test-out",
+            str(test),
+            "--test-share",
+            "0.5",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "2 malformed line(s) kept" in res.output
     halves = [read_judgments(train), read_judgments(test)]

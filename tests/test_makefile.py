@@ -33,8 +33,13 @@ def test_make_pipeline_puts_the_venv_bin_on_path_for_dvc_stages(tmp_path: Path) 
     log = tmp_path / "log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
     env |= {"LOG": str(log), "PATH": "/usr/bin:/bin"}  # no venv on the user's PATH
-    run = subprocess.run(["make", "-C", str(REPO_ROOT), "pipeline", f"VENV={tmp_path / 'venv'}"], env=env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        ["make", "-C", str(REPO_ROOT), "pipeline", f"VENV={tmp_path / 'venv'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     lines = log.read_text().splitlines()
     assert lines[0] == "dvc repro"

@@ -54,12 +54,19 @@ def test_curves_and_plots_are_written(tiny: TinyRun) -> None:
 def test_report_html_from_the_pipeline_outputs(tiny: TinyRun) -> None:
     from genrecall.eval.report_html import write_report
 
-    res = write_report(tiny.reports, tiny.reports / "report.html", sid_dir=tiny.root / "data/sid",
-                       daily_dir=tiny.root / "daily")  # fmt: skip
+    res = write_report(
+        tiny.reports, tiny.reports / "report.html", sid_dir=tiny.root / "data/sid", daily_dir=tiny.root / "daily"
+    )
     assert res.sections == ["recall", "items", "sid-health", "rl", "validation"]  # no train_rl, no daily run here
-    assert {"hitrate-semantic", "hitrate-personalized", "items-at-1000", "cluster-sizes", "sid-levels",
-            "validation"} == set(res.charts)  # fmt: skip
+    assert {
+        "hitrate-semantic",
+        "hitrate-personalized",
+        "items-at-1000",
+        "cluster-sizes",
+        "sid-levels",
+        "validation",
+    } == set(res.charts)
     html = res.path.read_text()
-    chart = html[html.index('data-chart="items-at-1000"'):html.index('data-chart="cluster-sizes"')]
+    chart = html[html.index('data-chart="items-at-1000"') : html.index('data-chart="cluster-sizes"')]
     assert all(f">{m}<" in chart for m in ("cq_sid", "rq_vae", "bm25", "dense"))
     assert "No EG-GRPO variant in metrics.json" in html

@@ -88,7 +88,9 @@ def test_injection_turns_a_zero_variance_group_into_a_learning_signal(setup) -> 
         reqs.append(RequestSids(clicked=frozenset({tuple(other[0])}), exposed=frozenset(tuple(s) for s in other[:3])))
     plain = build_groups(model, tok, trie, prompts, reqs, group_size=4, experts=0, mode="beams")
     assert plain.zero_variance.all() and np.all(plain.advantages == 0.0) and np.all(plain.rewards == 0.1)
-    eg = build_groups(model, tok, trie, prompts, reqs, group_size=4, experts=2, mode="beams", rng=np.random.default_rng(0))
+    eg = build_groups(
+        model, tok, trie, prompts, reqs, group_size=4, experts=2, mode="beams", rng=np.random.default_rng(0)
+    )
     assert not eg.zero_variance.any() and np.all(eg.advantages[eg.active] != 0.0)
     assert eg.is_expert[:, 4:].all() and np.all(eg.rewards[:, 4:] >= 0.5) and np.all(eg.advantages[:, 4:] > 0)
     assert eg.stats()["zero_variance_share"] == 0.0 and plain.stats()["zero_variance_share"] == 1.0

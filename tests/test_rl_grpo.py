@@ -20,7 +20,9 @@ from genrecall.sid.trie import SidTrie
 from tests.test_gen_examples import tiny_tables, tiny_tokenizer
 
 torch.set_num_threads(1)
-TINY = GeneratorConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96)
+TINY = GeneratorConfig(
+    hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=96
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,11 @@ def toy():
     tok = tiny_tokenizer(t)
     trie = SidTrie.from_sids(np.array(t.sids["codes"].tolist()))
     rows = t.requests[t.requests["clicked"].map(len) > 0].reset_index(drop=True)
-    data = RLDataset([encode_user_query(tok, q, None) for q in rows["query"]], requests_sids(rows, sid_lookup(t.sids)),
-                     rows["request_id"].to_numpy(np.int64))
+    data = RLDataset(
+        [encode_user_query(tok, q, None) for q in rows["query"]],
+        requests_sids(rows, sid_lookup(t.sids)),
+        rows["request_id"].to_numpy(np.int64),
+    )
     return tok, trie, data
 
 
@@ -52,7 +57,9 @@ def test_tiny_run_moves_every_parameter_and_raises_reward(toy, tmp_path) -> None
     assert _top1_reward(model, tok, trie, data) > start + 0.2
     s = res.summary()
     assert s["policy_reward_mean_last"] > s["policy_reward_mean_first"]
-    assert res.logs[0]["kl"] == pytest.approx(0.0, abs=1e-6) and s["kl_last"] > s["kl_first"] > 0  # drifts from the start
+    assert (
+        res.logs[0]["kl"] == pytest.approx(0.0, abs=1e-6) and s["kl_last"] > s["kl_first"] > 0
+    )  # drifts from the start
     rows = list(csv.DictReader((tmp_path / "eg" / "log.csv").open()))
     assert len(rows) == 40 and float(rows[-1]["reward_mean"]) == pytest.approx(res.logs[-1]["reward_mean"], rel=1e-4)
     loaded = load_generator(res.final_dir)
@@ -65,8 +72,16 @@ def test_repeated_updates_on_one_batch_lower_the_clipped_loss(toy) -> None:
     tok, trie, data = toy
     model = build_model(TINY, len(tok), tokenizer=tok)
     prompts = data.prompts[:8]
-    groups = build_groups(model.eval(), tok, trie, prompts, data.requests[:8], group_size=6, experts=2,
-                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    groups = build_groups(
+        model.eval(),
+        tok,
+        trie,
+        prompts,
+        data.requests[:8],
+        group_size=6,
+        experts=2,
+        generator=torch.Generator().manual_seed(0),
+    )
     b, m = np.nonzero(groups.active)
     adv = torch.from_numpy(groups.advantages[b, m]).float()
     opt = make_optimizer(model, SFTConfig(lr=3e-3, weight_decay=0.0))
@@ -105,7 +120,9 @@ def test_injection_cuts_the_zero_variance_share(toy) -> None:
     shares = {}
     for k in (0, 2):
         model = build_model(TINY, len(tok), tokenizer=tok)
-        cfg = GRPOConfig(steps=4, prompts_per_step=16, group_size=4, experts=k, group_mode="beams", lr=1e-3, track_kl=False)
+        cfg = GRPOConfig(
+            steps=4, prompts_per_step=16, group_size=4, experts=k, group_mode="beams", lr=1e-3, track_kl=False
+        )
         shares[k] = train_grpo(model, tok, trie, data, cfg, show_progress=False).summary()["zero_variance_share"]
     assert shares[0] > 0.3 and shares[2] == 0.0
 
@@ -114,8 +131,12 @@ def test_select_generator_takes_the_best_candidate_whose_deep_recall_holds(tmp_p
     dirs = {m: tmp_path / m for m in ("cq_sid", "grpo", "eg_grpo_k2", "eg_grpo_k4")}
     for d in list(dirs.values())[:3]:
         d.mkdir()  # eg_grpo_k4 was never trained
-    per = {"cq_sid": {"clk@10": 0.60, "hitrate@100": 0.90}, "grpo": {"clk@10": 0.70, "hitrate@100": 0.85},
-           "eg_grpo_k2": {"clk@10": 0.62, "hitrate@100": 0.895}, "eg_grpo_k4": {"clk@10": 0.9, "hitrate@100": 0.95}}
+    per = {
+        "cq_sid": {"clk@10": 0.60, "hitrate@100": 0.90},
+        "grpo": {"clk@10": 0.70, "hitrate@100": 0.85},
+        "eg_grpo_k2": {"clk@10": 0.62, "hitrate@100": 0.895},
+        "eg_grpo_k4": {"clk@10": 0.9, "hitrate@100": 0.95},
+    }
     cfg = PackageConfig(select_candidates=("cq_sid", "eg_grpo_k2", "eg_grpo_k4", "grpo"))
     sel = select_generator(cfg, {"personalized": per}, dirs)
     # grpo loses > 1% of hitrate@100, eg_grpo_k4 has no model: eg_grpo_k2 wins
@@ -134,18 +155,39 @@ def test_train_rl_stage_on_the_tiny_pipeline(tmp_path) -> None:
 
     run = run_tiny_pipeline(tmp_path)
     p, d, root = run.params, tmp_path / "data", tmp_path
-    cfg = TrainRLConfig(variants={"grpo": {"experts": 0}, "eg_grpo_k2": {"experts": 2}}, max_requests=64,
-                        grpo={"steps": 3, "prompts_per_step": 4, "group_size": 4, "num_threads": 1})  # fmt: skip
-    res = train_rl(cfg, run.data, d / "sid", root / "models" / "generator", root / "models" / "rl", run.reports,
-                   train_cfg=from_dict(TrainConfig, p["train"]), feast_repo=root / "feature_repo",
-                   feast_data_dir=d / "feast", show_progress=False)  # fmt: skip
+    cfg = TrainRLConfig(
+        variants={"grpo": {"experts": 0}, "eg_grpo_k2": {"experts": 2}},
+        max_requests=64,
+        grpo={"steps": 3, "prompts_per_step": 4, "group_size": 4, "num_threads": 1},
+    )
+    res = train_rl(
+        cfg,
+        run.data,
+        d / "sid",
+        root / "models" / "generator",
+        root / "models" / "rl",
+        run.reports,
+        train_cfg=from_dict(TrainConfig, p["train"]),
+        feast_repo=root / "feature_repo",
+        feast_data_dir=d / "feast",
+        show_progress=False,
+    )
     assert set(res.variants) == {"grpo", "eg_grpo_k2"} and 0 < res.requests <= 64
     report = json.loads((run.reports / "train_rl.json").read_text())
     assert report["variants"]["eg_grpo_k2"]["summary"]["steps"] == 3
     assert "zero_variance_share" in report["variants"]["grpo"]["summary"]
     assert (run.reports / "train_rl" / "grpo.csv").exists()
-    evaluate(from_dict(EvaluateConfig, p["evaluate"]), run.data, d / "sid", d / "embeddings", root / "models" / "generator",
-             run.reports, feast_repo=root / "feature_repo", feast_data_dir=d / "feast", rl_dir=root / "models" / "rl")  # fmt: skip
+    evaluate(
+        from_dict(EvaluateConfig, p["evaluate"]),
+        run.data,
+        d / "sid",
+        d / "embeddings",
+        root / "models" / "generator",
+        run.reports,
+        feast_repo=root / "feature_repo",
+        feast_data_dir=d / "feast",
+        rl_dir=root / "models" / "rl",
+    )
     per = json.loads((run.reports / "metrics.json").read_text())["personalized"]
     for m in ("cq_sid", "grpo", "eg_grpo_k2"):
         assert {"clk@1", "clk@10", "exp@1", "exp@10", "pvr@10", "hitrate@10", "items@100"} <= set(per[m]), m

@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrecall.rl.reward import QualityRanker, RankerReward, RequestSids, RewardConfig, request_sids, requests_sids, rewards
+from genrecall.rl.reward import (
+    QualityRanker,
+    RankerReward,
+    RequestSids,
+    RewardConfig,
+    request_sids,
+    requests_sids,
+    rewards,
+)
 from genrecall.sid.trie import SidTrie
 
 A, B, C, D, E = (0, 0, 0, 0), (0, 1, 0, 0), (1, 0, 0, 0), (1, 1, 0, 0), (2, 0, 0, 0)
@@ -40,7 +48,9 @@ def test_first_match_wins_with_custom_weights() -> None:
 
 
 def test_requests_sids_reads_a_requests_table_in_row_order() -> None:
-    table = pd.DataFrame({"request_id": [1, 2], "purchased": [[], None], "clicked": [[20], []], "exposed": [[20, 30], [40]]})
+    table = pd.DataFrame(
+        {"request_id": [1, 2], "purchased": [[], None], "clicked": [[20], []], "exposed": [[20, 30], [40]]}
+    )
     out = requests_sids(table, LOOKUP)
     assert out[0] == RequestSids(frozenset(), frozenset({B}), frozenset({B, C}))
     assert out[1] == RequestSids(frozenset(), frozenset(), frozenset({D}))

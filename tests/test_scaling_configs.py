@@ -87,13 +87,19 @@ def test_kubernetes_manifests_have_the_expected_objects() -> None:
     kinds = {d["kind"]: d for d in search}
     assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
     dep = kinds["Deployment"]
-    assert dep["spec"]["replicas"] >= 2 and kinds["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == dep["spec"]["replicas"]
+    assert (
+        dep["spec"]["replicas"] >= 2
+        and kinds["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == dep["spec"]["replicas"]
+    )
     pod = dep["spec"]["template"]["spec"]
     main = pod["containers"][0]
     assert main["resources"]["limits"]["nvidia.com/gpu"] == 1
     env = {e["name"]: e.get("value") for e in main["env"]}
     mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
-    assert env["BENTOML_CONFIG"].startswith(mounts["serving-config"]) and env["GENRECALL_FEAST_REPO"] == mounts["feast-repo"]
+    assert (
+        env["BENTOML_CONFIG"].startswith(mounts["serving-config"])
+        and env["GENRECALL_FEAST_REPO"] == mounts["feast-repo"]
+    )
     assert main["ports"][0]["containerPort"] == 3000
     assert dep["spec"]["selector"]["matchLabels"] == dep["spec"]["template"]["metadata"]["labels"]
 

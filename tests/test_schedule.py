@@ -81,12 +81,12 @@ def test_make_schedule_fires_the_daily_rebuild_on_a_real_server(tmp_path: Path) 
     port, log = free_port(), tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{REPO_ROOT}"}
-    cmd = [sys.executable, "-m", "flows.serve_schedule", "--workspace", str(ws), "--every", "3600",
-           "--port", str(port)]  # fmt: skip
+    cmd = [sys.executable, "-m", "flows.serve_schedule", "--workspace", str(ws), "--every", "3600", "--port", str(port)]
     api = api_url("127.0.0.1", port)
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline, runs = time.monotonic() + RUN_DEADLINE_S, list[Any]()
         while not runs:
@@ -107,5 +107,6 @@ def test_make_schedule_fires_the_daily_rebuild_on_a_real_server(tmp_path: Path) 
     assert run.parameters["workspace"] == str(ws.resolve())
     assert list((ws / "daily").glob("day-*/reports/summary.md")), "the flow run did not finish a day in the workspace"
     assert proc.returncode == 0, log.read_text()[-4000:]
-    assert not healthy(api, timeout=1) and not (tmp_path / "prefect" / "genrecall-server.pid").exists(), \
+    assert not healthy(api, timeout=1) and not (tmp_path / "prefect" / "genrecall-server.pid").exists(), (
         "stopping serve_schedule left its Prefect server running"
+    )

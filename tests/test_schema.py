@@ -78,10 +78,18 @@ def test_upsert_table_matches_concat_and_keep_last(tmp_path) -> None:
     rng = np.random.default_rng(0)
 
     def requests(ids: list[int], tag: str) -> pd.DataFrame:
-        return pd.DataFrame({"request_id": ids, "ts": [ts] * len(ids), "user_id": [f"u{i}" for i in ids],
-                             "query": [f"{tag} {i}" for i in ids], "query_kind": ["noun"] * len(ids),
-                             "exposed": [list(rng.integers(0, 9, 3)) for _ in ids], "clicked": [[] for _ in ids],
-                             "purchased": [[] for _ in ids]})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "request_id": ids,
+                "ts": [ts] * len(ids),
+                "user_id": [f"u{i}" for i in ids],
+                "query": [f"{tag} {i}" for i in ids],
+                "query_kind": ["noun"] * len(ids),
+                "exposed": [list(rng.integers(0, 9, 3)) for _ in ids],
+                "clicked": [[] for _ in ids],
+                "purchased": [[] for _ in ids],
+            }
+        )
 
     live, delta = requests([5, 1, 9, 3], "old"), requests([9, 11, 2, 11], "new")  # 9 replaced, 11 twice
     write_table(live, REQUESTS, tmp_path / "live")
@@ -107,8 +115,18 @@ def test_upsert_table_without_delta_copies_live(tmp_path) -> None:
     from genrecall.data.schema import upsert_table
 
     ts = pd.Timestamp("2026-01-01", tz="UTC")
-    live = pd.DataFrame({"request_id": [1], "ts": [ts], "user_id": [None], "query": ["q"], "query_kind": ["noun"],
-                         "exposed": [[1]], "clicked": [[1]], "purchased": [[]]})  # fmt: skip
+    live = pd.DataFrame(
+        {
+            "request_id": [1],
+            "ts": [ts],
+            "user_id": [None],
+            "query": ["q"],
+            "query_kind": ["noun"],
+            "exposed": [[1]],
+            "clicked": [[1]],
+            "purchased": [[]],
+        }
+    )
     write_table(live, REQUESTS, tmp_path / "live")
     upsert_table(REQUESTS, tmp_path / "live", tmp_path / "nothing", tmp_path / "out")
     pd.testing.assert_frame_equal(read_table(REQUESTS, tmp_path / "out"), read_table(REQUESTS, tmp_path / "live"))

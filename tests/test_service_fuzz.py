@@ -65,10 +65,32 @@ def _text(resp: dict) -> str:
 
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(url: str, tmp_path: Path) -> None:
     st = Path(sys.executable).with_name("schemathesis")
-    cmd = [str(st), "run", f"{url}/docs.json", "--checks", "all", "--max-time", str(FUZZ_SECONDS), "--seed", "17",
-           "--request-timeout", "30", "--workers", "1", "--report", "ndjson", "--report-dir", str(tmp_path)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=FUZZ_SECONDS + 300,
-                          env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"})  # fmt: skip
+    cmd = [
+        str(st),
+        "run",
+        f"{url}/docs.json",
+        "--checks",
+        "all",
+        "--max-time",
+        str(FUZZ_SECONDS),
+        "--seed",
+        "17",
+        "--request-timeout",
+        "30",
+        "--workers",
+        "1",
+        "--report",
+        "ndjson",
+        "--report-dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=FUZZ_SECONDS + 300,
+        env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"},
+    )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     responses = _responses(next(tmp_path.glob("*.ndjson")))
     codes = Counter(int(r["status_code"]) for r in responses)

@@ -72,19 +72,22 @@ def test_known_user_changes_the_result(url: str, tiny) -> None:
     assert stranger["sids"] == anon["sids"]
 
 
-@pytest.mark.parametrize("body, field, words", [
-    ({"query": ""}, "query", "at least 1 character"),
-    ({"query": "   "}, "query", "non-space"),
-    ({"query": "kettle " * 100}, "query", "at most 200"),
-    ({"query": "kettle", "beam_size": 0}, "beam_size", "greater than or equal to 1"),
-    ({"query": "kettle", "beam_size": 10_000}, "beam_size", "less than or equal to 200"),
-    ({"query": "kettle", "k": 0}, "k", "greater than or equal to 1"),
-    ({"query": "kettle", "k": "10"}, "k", "valid integer"),
-    ({"query": 42}, "query", "valid string"),
-    ({"query": "kettle", "user_id": 7}, "user_id", "valid string"),
-    ({"query": "kettle", "colour": "red"}, "colour", "Extra inputs are not permitted"),
-    ({"k": 5}, "query", "Field required"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ({"query": ""}, "query", "at least 1 character"),
+        ({"query": "   "}, "query", "non-space"),
+        ({"query": "kettle " * 100}, "query", "at most 200"),
+        ({"query": "kettle", "beam_size": 0}, "beam_size", "greater than or equal to 1"),
+        ({"query": "kettle", "beam_size": 10_000}, "beam_size", "less than or equal to 200"),
+        ({"query": "kettle", "k": 0}, "k", "greater than or equal to 1"),
+        ({"query": "kettle", "k": "10"}, "k", "valid integer"),
+        ({"query": 42}, "query", "valid string"),
+        ({"query": "kettle", "user_id": 7}, "user_id", "valid string"),
+        ({"query": "kettle", "colour": "red"}, "colour", "Extra inputs are not permitted"),
+        ({"k": 5}, "query", "Field required"),
+    ],
+)
 def test_bad_input_gets_400_that_says_what_is_wrong(url: str, body: dict, field: str, words: str) -> None:
     r = post(url, body)
     assert r.status_code == 400, r.text
@@ -100,15 +103,19 @@ def test_malformed_json_is_a_4xx(url: str) -> None:
 def test_concurrent_requests_all_answer_as_sequential_ones_do(url: str, tiny) -> None:
     queries = list(titled_items(tiny, n=6, seed=2)["title"]) + ["kettle", "running shoes"]
     user = known_user(tiny)
-    bodies = [{"query": q, "k": 30, "beam_size": b, "user_id": user if i % 2 else None}
-              for i, q in enumerate(queries) for b in (20, 50, 100)]  # mixed beams and users in one burst
+    bodies = [
+        {"query": q, "k": 30, "beam_size": b, "user_id": user if i % 2 else None}
+        for i, q in enumerate(queries)
+        for b in (20, 50, 100)
+    ]  # mixed beams and users in one burst
     sequential = [post(url, body) for body in bodies]
     before = httpx.post(f"{url}/bundle").json()["batching"]
     with ThreadPoolExecutor(8) as pool:
         concurrent = list(pool.map(lambda body: post(url, body), bodies * 2))
     after = httpx.post(f"{url}/bundle").json()["batching"]
-    assert all(r.status_code == 200 for r in sequential + concurrent), \
-        [r.text for r in sequential + concurrent if r.status_code != 200][:2]
+    assert all(r.status_code == 200 for r in sequential + concurrent), [
+        r.text for r in sequential + concurrent if r.status_code != 200
+    ][:2]
     for one, many in zip(sequential * 2, concurrent):  # batched or not, the same answer
         a, b = one.json(), many.json()
         assert a["sids"] == b["sids"] and [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
@@ -170,8 +177,11 @@ def test_bm25_answers_from_the_bundles_titles(url: str, tiny, server_env: dict[s
         assert body["bundle"] == server_env["GENRECALL_EXPECTED_BUNDLE"] and 0 < len(body["items"]) <= 10
         assert set(body["items"][0]) == {"item_id", "title", "score"}
         assert row.item_id in [i["item_id"] for i in body["items"]], "an item's own title finds it"
-    for bad, field in (({"query": "  "}, "query"), ({"query": "kettle", "k": 0}, "k"),
-                       ({"query": "kettle", "beam_size": 5}, "beam_size")):  # fmt: skip
+    for bad, field in (
+        ({"query": "  "}, "query"),
+        ({"query": "kettle", "k": 0}, "k"),
+        ({"query": "kettle", "beam_size": 5}, "beam_size"),
+    ):
         r = httpx.post(f"{url}/bm25", json=bad)
         assert r.status_code == 400 and any(d["loc"][-1] == field for d in r.json()["detail"]), r.text
 

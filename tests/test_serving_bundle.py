@@ -11,9 +11,18 @@ import pytest
 
 from genrecall.pipeline.package import item_quality
 from genrecall.serving.bundle import (
-    MANIFEST, Bundle, BundleError, data_version, index_fingerprint, list_bundles, read_manifest, save_to_store,
-    sha256_file, verify, write_bundle,
-)  # fmt: skip
+    MANIFEST,
+    Bundle,
+    BundleError,
+    data_version,
+    index_fingerprint,
+    list_bundles,
+    read_manifest,
+    save_to_store,
+    sha256_file,
+    verify,
+    write_bundle,
+)
 from genrecall.sid.index import SidIndex
 from tests.serving_fixtures import TINY_METRICS, make_bundle, shared_tiny_pipeline
 
@@ -31,8 +40,14 @@ def bundle_dir(tiny, tmp_path_factory) -> Path:
 def test_manifest_records_lineage_and_every_file(bundle_dir: Path, tiny) -> None:
     m = verify(bundle_dir)
     assert m.metrics == TINY_METRICS and m.data_version == "test" and m.params_hash == "test"
-    assert {"generator/model.safetensors", "generator/tokenizer.json", "generator/config.json",
-            "sid_tokenizer/model.safetensors", "index/sid_assignments.parquet", "items.parquet"} <= set(m.files)
+    assert {
+        "generator/model.safetensors",
+        "generator/tokenizer.json",
+        "generator/config.json",
+        "sid_tokenizer/model.safetensors",
+        "index/sid_assignments.parquet",
+        "items.parquet",
+    } <= set(m.files)
     for rel, digest in m.files.items():
         assert sha256_file(bundle_dir / rel) == digest
         assert rel.endswith((".json", ".safetensors", ".parquet")), rel  # nothing pickle-capable
@@ -107,15 +122,25 @@ def test_generator_trained_on_another_sid_tokenizer_is_refused(tiny, tmp_path: P
     tok["vocab_size"] += 3
     (gen / "tokenizer.json").write_text(json.dumps(tok))
     with pytest.raises(BundleError, match="another SID tokenizer"):
-        write_bundle(tmp_path / "b", generator_dir=gen, sid_model_dir=tiny.sid_model_dir, index_dir=tiny.index_dir,
-                     items=item_quality(tiny.data_dir))
+        write_bundle(
+            tmp_path / "b",
+            generator_dir=gen,
+            sid_model_dir=tiny.sid_model_dir,
+            index_dir=tiny.index_dir,
+            items=item_quality(tiny.data_dir),
+        )
 
 
 def test_items_without_titles_are_refused(tiny, tmp_path: Path) -> None:
     items = item_quality(tiny.data_dir).iloc[5:]
     with pytest.raises(BundleError, match="have no title/quality row"):
-        write_bundle(tmp_path / "b", generator_dir=tiny.generator_dir, sid_model_dir=tiny.sid_model_dir,
-                     index_dir=tiny.index_dir, items=items)
+        write_bundle(
+            tmp_path / "b",
+            generator_dir=tiny.generator_dir,
+            sid_model_dir=tiny.sid_model_dir,
+            index_dir=tiny.index_dir,
+            items=items,
+        )
 
 
 def test_store_round_trip_and_tamper_in_store(bundle_dir: Path) -> None:
@@ -143,5 +168,7 @@ def test_data_version_prefers_dvc_lock(tmp_path: Path) -> None:
     (tmp_path / "d" / "t.parquet").write_bytes(b"y")
     assert data_version(tmp_path / "d", dvc_lock=tmp_path / "none.lock") != plain
     lock = tmp_path / "dvc.lock"
-    lock.write_text(f"schema: '2.0'\nstages:\n  validate:\n    outs:\n    - path: {tmp_path / 'd'}\n      md5: abc123.dir\n")
+    lock.write_text(
+        f"schema: '2.0'\nstages:\n  validate:\n    outs:\n    - path: {tmp_path / 'd'}\n      md5: abc123.dir\n"
+    )
     assert data_version(tmp_path / "d", dvc_lock=lock) == "dvc:abc123.dir"

@@ -123,7 +123,9 @@ def test_package_stage_saves_and_gates(tiny, tmp_path: Path) -> None:
     second = package(cfg, **{**tiny.package_kwargs(), "metrics_path": worse_metrics})
     assert not second.promoted and second.production == first.tag and second.previous == first.tag
     assert second.tag != first.tag and second.tag in list_bundles("package-test")
-    skipped = package(PackageConfig(name="package-test", run_gate=False), **{**tiny.package_kwargs(), "params": {"x": 1}})
+    skipped = package(
+        PackageConfig(name="package-test", run_gate=False), **{**tiny.package_kwargs(), "params": {"x": 1}}
+    )
     assert not skipped.promoted and skipped.production == first.tag
 
 
@@ -188,10 +190,15 @@ def test_a_kill_between_pointer_write_and_audit_record_is_repaired(tmp_path: Pat
 
     pointer = ProductionPointer("killed", root=tmp_path)
     pointer.set("killed:a")
-    code = (f"from genrecall.serving.gate import ProductionPointer; "
-            f"ProductionPointer('killed', root={str(tmp_path)!r}).set('killed:b', reason='about to die')")
-    env = {**os.environ, "GENRECALL_KILL_AT": "pointer:before-audit",
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    code = (
+        f"from genrecall.serving.gate import ProductionPointer; "
+        f"ProductionPointer('killed', root={str(tmp_path)!r}).set('killed:b', reason='about to die')"
+    )
+    env = {
+        **os.environ,
+        "GENRECALL_KILL_AT": "pointer:before-audit",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == -9, done.stderr[-2000:]
     assert pointer.current() == "killed:b"
@@ -199,5 +206,8 @@ def test_a_kill_between_pointer_write_and_audit_record_is_repaired(tmp_path: Pat
     pointer.set("killed:c")
     events = [json.loads(e) for e in pointer.events.read_text().splitlines()]
     assert [(e["production"], e.get("recovered", False)) for e in events] == [
-        ("killed:a", False), ("killed:b", True), ("killed:c", False)]
+        ("killed:a", False),
+        ("killed:b", True),
+        ("killed:c", False),
+    ]
     assert events[1]["reason"] == "about to die" and pointer.promoted_at("killed:b") == events[1]["at"]

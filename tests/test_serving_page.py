@@ -24,8 +24,12 @@ TITLES = ["Red Electric Kettle 1.7L", "Steel Kettle", "Running Shoes Blue", "Cla
 @pytest.fixture()
 def items() -> ItemTable:
     n = len(TITLES)
-    return ItemTable(np.arange(10, 10 + n, dtype=np.int64), np.array(TITLES, dtype=object), np.linspace(0.1, 0.5, n),
-                     np.zeros(n, dtype=np.int64))  # fmt: skip
+    return ItemTable(
+        np.arange(10, 10 + n, dtype=np.int64),
+        np.array(TITLES, dtype=object),
+        np.linspace(0.1, 0.5, n),
+        np.zeros(n, dtype=np.int64),
+    )
 
 
 def test_bm25_ranks_the_bundles_titles(items: ItemTable) -> None:
@@ -41,13 +45,30 @@ def test_bm25_ranks_the_bundles_titles(items: ItemTable) -> None:
 
 
 def _log(path: Path) -> None:
-    rows = [("u1", "kettle", [1]), ("u1", "kettle", [2]), ("u2", "kettle", [3]), ("u2", "shoes", []),
-            ("u3", "hammer", [4]), ("u3", "hammer", [5]), ("u3", "shoes", [6]), (None, "shoes", [7]),
-            (None, "  ", [8]), ("u4", "lamp", [])]  # fmt: skip
-    df = pd.DataFrame({"request_id": np.arange(len(rows), dtype=np.int64),
-                       "ts": pd.Timestamp("2026-01-01", tz="UTC"), "user_id": [r[0] for r in rows],
-                       "query": [r[1] for r in rows], "query_kind": "exact", "exposed": [r[2] for r in rows],
-                       "clicked": [r[2] for r in rows], "purchased": [[] for _ in rows]})  # fmt: skip
+    rows = [
+        ("u1", "kettle", [1]),
+        ("u1", "kettle", [2]),
+        ("u2", "kettle", [3]),
+        ("u2", "shoes", []),
+        ("u3", "hammer", [4]),
+        ("u3", "hammer", [5]),
+        ("u3", "shoes", [6]),
+        (None, "shoes", [7]),
+        (None, "  ", [8]),
+        ("u4", "lamp", []),
+    ]
+    df = pd.DataFrame(
+        {
+            "request_id": np.arange(len(rows), dtype=np.int64),
+            "ts": pd.Timestamp("2026-01-01", tz="UTC"),
+            "user_id": [r[0] for r in rows],
+            "query": [r[1] for r in rows],
+            "query_kind": "exact",
+            "exposed": [r[2] for r in rows],
+            "clicked": [r[2] for r in rows],
+            "purchased": [[] for _ in rows],
+        }
+    )
     write_table(df, REQUESTS, path)
 
 

@@ -74,8 +74,12 @@ def test_quality_order_sorts_across_sids(bundle: Bundle) -> None:
 
 
 def test_batch_matches_single_searches_with_mixed_beams(retriever: Retriever) -> None:
-    reqs = [SearchRequest("kettle", None, 10, 5), SearchRequest("running shoes", None, 7, 20),
-            SearchRequest("red hammer", None, 10, 5), SearchRequest("toaster", "nobody", 3, 1)]
+    reqs = [
+        SearchRequest("kettle", None, 10, 5),
+        SearchRequest("running shoes", None, 7, 20),
+        SearchRequest("red hammer", None, 10, 5),
+        SearchRequest("toaster", "nobody", 3, 1),
+    ]
     batch = retriever.search_batch(reqs)
     for req, got in zip(reqs, batch):
         one = retriever.search(req.query, req.user_id, k=req.k, beam_size=req.beam_size)
@@ -98,12 +102,21 @@ def test_known_user_personalises_unknown_user_does_not(retriever: Retriever, bun
     assert not no_store.personalized and no_store.sids == anon.sids
 
 
-@pytest.mark.parametrize("req, message", [
-    (SearchRequest(""), "non-empty"), (SearchRequest("   "), "non-empty"), (SearchRequest("x" * 201), "limit is 200"),
-    (SearchRequest("a", beam_size=0), "beam_size"), (SearchRequest("a", beam_size=10_000), "beam_size"),
-    (SearchRequest("a", k=0), "k must"), (SearchRequest("a", k=True), "k must"), (SearchRequest("a", k=2.5), "k must"),
-    (SearchRequest(5), "non-empty"), (SearchRequest("a", user_id=7), "user_id"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "req, message",
+    [
+        (SearchRequest(""), "non-empty"),
+        (SearchRequest("   "), "non-empty"),
+        (SearchRequest("x" * 201), "limit is 200"),
+        (SearchRequest("a", beam_size=0), "beam_size"),
+        (SearchRequest("a", beam_size=10_000), "beam_size"),
+        (SearchRequest("a", k=0), "k must"),
+        (SearchRequest("a", k=True), "k must"),
+        (SearchRequest("a", k=2.5), "k must"),
+        (SearchRequest(5), "non-empty"),
+        (SearchRequest("a", user_id=7), "user_id"),
+    ],
+)
 def test_bad_requests_are_refused_with_a_reason(retriever: Retriever, req: SearchRequest, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         retriever.search_batch([req])

@@ -19,8 +19,13 @@ def _fitted():
     tok = SidTokenizer(_cfg(method="rq_vae", codebook_sizes=(6, 4, 4)))
     tok.fit(x)
     ids = np.arange(len(x), dtype=np.int64) + 1000
-    index = SidIndex.build(ids, make_sids(tok.assign(x), ClusterConfig(suffix_mode="group", t_max=5)),
-                           codebook_sizes=tok.codebook_sizes, suffix_mode="group", t_max=5)  # fmt: skip
+    index = SidIndex.build(
+        ids,
+        make_sids(tok.assign(x), ClusterConfig(suffix_mode="group", t_max=5)),
+        codebook_sizes=tok.codebook_sizes,
+        suffix_mode="group",
+        t_max=5,
+    )
     return x, ids, tok, index
 
 

@@ -24,7 +24,7 @@ def test_split_bounds_groups_and_group_sizes() -> None:
     codes = _codes(sizes)
     suffix = split_clusters(codes, t_max=50, g_max=100, seed=0)
     for k, size in enumerate(sizes):
-        member = (codes[:, 0] == k)
+        member = codes[:, 0] == k
         groups, counts = np.unique(suffix[member], return_counts=True)
         assert len(groups) == n_groups(size)
         assert groups.tolist() == list(range(len(groups)))  # suffixes 0..G-1

@@ -38,5 +38,7 @@ def test_uniform_codes_have_full_entropy() -> None:
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:
-    path = plot_cluster_sizes({"cq_sid": np.array([1, 5, 50, 3]), "rq_vae": np.ones(10, int)}, tmp_path / "p" / "sizes.png")
+    path = plot_cluster_sizes(
+        {"cq_sid": np.array([1, 5, 50, 3]), "rq_vae": np.ones(10, int)}, tmp_path / "p" / "sizes.png"
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

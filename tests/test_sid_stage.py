@@ -22,7 +22,15 @@ NOUNS = {11: "kettle", 12: "toaster", 13: "blender", 21: "sneaker", 22: "sandal"
 COLORS = ["red", "black", "white", "blue"]
 TS = pd.Timestamp("2026-01-01", tz="UTC")
 HASH = EmbedConfig(encoder="hash", hash_dim=32)
-SMALL = SidConfig(test_days=None, epochs=2, hidden_dims=(32,), latent_dim=8, codebook_sizes=("auto", 8, 4), kmeans_iters=5, batch_size=64)
+SMALL = SidConfig(
+    test_days=None,
+    epochs=2,
+    hidden_dims=(32,),
+    latent_dim=8,
+    codebook_sizes=("auto", 8, 4),
+    kmeans_iters=5,
+    batch_size=64,
+)
 
 
 def _items(n: int, start: int = 1, seed: int = 0, delisted: tuple[int, ...] = ()) -> pd.DataFrame:
@@ -34,11 +42,22 @@ def _items(n: int, start: int = 1, seed: int = 0, delisted: tuple[int, ...] = ()
     category = pd.array(cats, dtype="Int32")
     category[rng.random(n) < 0.1] = pd.NA  # a few unknown categories
     delist = pd.Series([TS if i in delisted else pd.NaT for i in ids], dtype="datetime64[us, UTC]")
-    return pd.DataFrame({
-        "item_id": ids, "title": [f"{b} {c} {NOUNS[k]} model {i % 7}" for b, c, k, i in zip(brands, colors, cats, ids)],
-        "brand": brands, "category_id": category, "color": colors, "material": None, "size": None, "style": None,
-        "price": 10.0, "listed_at": TS, "delisted_at": delist, "updated_at": TS,
-    })
+    return pd.DataFrame(
+        {
+            "item_id": ids,
+            "title": [f"{b} {c} {NOUNS[k]} model {i % 7}" for b, c, k, i in zip(brands, colors, cats, ids)],
+            "brand": brands,
+            "category_id": category,
+            "color": colors,
+            "material": None,
+            "size": None,
+            "style": None,
+            "price": 10.0,
+            "listed_at": TS,
+            "delisted_at": delist,
+            "updated_at": TS,
+        }
+    )
 
 
 def _requests(items: pd.DataFrame, n: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -47,8 +66,18 @@ def _requests(items: pd.DataFrame, n: int = 200, seed: int = 0) -> pd.DataFrame:
     for r in range(n):
         item = items.iloc[int(rng.integers(len(items)))]
         noun = item["title"].split()[2]
-        rows.append({"request_id": r, "ts": TS, "user_id": None, "query": f"{item['color']} {noun}", "query_kind": "attr_noun",
-                     "exposed": [int(item["item_id"])], "clicked": [int(item["item_id"])], "purchased": []})
+        rows.append(
+            {
+                "request_id": r,
+                "ts": TS,
+                "user_id": None,
+                "query": f"{item['color']} {noun}",
+                "query_kind": "attr_noun",
+                "exposed": [int(item["item_id"])],
+                "clicked": [int(item["item_id"])],
+                "purchased": [],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -61,7 +90,15 @@ def _run(tmp: Path, items: pd.DataFrame) -> None:
 def test_sid_stage_fits_both_methods_and_writes_contracts(tmp_path: Path) -> None:
     items = _items(400, delisted=(5, 6, 7))
     _run(tmp_path, items)
-    res = sid(SMALL, tmp_path / "data", tmp_path / "emb", tmp_path / "models", tmp_path / "sids", tmp_path / "reports", show_progress=False)
+    res = sid(
+        SMALL,
+        tmp_path / "data",
+        tmp_path / "emb",
+        tmp_path / "models",
+        tmp_path / "sids",
+        tmp_path / "reports",
+        show_progress=False,
+    )
     assert set(res.methods) == {"cq_sid", "rq_vae"}
     assert res.methods["cq_sid"].items == 397 and res.methods["cq_sid"].items_with_queries > 0
     assert res.methods["rq_vae"].items_with_queries == 0  # the baseline has no contrastive term
@@ -78,7 +115,9 @@ def test_sid_stage_fits_both_methods_and_writes_contracts(tmp_path: Path) -> Non
         assert len(index) == 397 and len(index.sid_vocab_sizes) == 4
     # the forced level-1 code is the category's code
     tok = SidTokenizer.load(tmp_path / "models" / "cq_sid")
-    df = read_table(SID_ASSIGNMENTS, tmp_path / "sids" / "cq_sid").merge(items[["item_id", "category_id"]], on="item_id")
+    df = read_table(SID_ASSIGNMENTS, tmp_path / "sids" / "cq_sid").merge(
+        items[["item_id", "category_id"]], on="item_id"
+    )
     known = df[df["category_id"].notna()]
     assert all(tok.category_ids[c[0]] == cat for c, cat in zip(known["codes"], known["category_id"]))
 
@@ -86,11 +125,21 @@ def test_sid_stage_fits_both_methods_and_writes_contracts(tmp_path: Path) -> Non
 def test_sid_update_adds_new_items_and_removes_delisted(tmp_path: Path) -> None:
     items = _items(300)
     _run(tmp_path, items)
-    sid(SMALL, tmp_path / "data", tmp_path / "emb", tmp_path / "models", tmp_path / "sids", tmp_path / "reports", show_progress=False)
+    sid(
+        SMALL,
+        tmp_path / "data",
+        tmp_path / "emb",
+        tmp_path / "models",
+        tmp_path / "sids",
+        tmp_path / "reports",
+        show_progress=False,
+    )
     before = {m: SidIndex.load(tmp_path / "sids" / m) for m in ("cq_sid", "rq_vae")}
     day2 = pd.concat([_items(300, delisted=(1, 2, 3, 4)), _items(20, start=1000, seed=9)], ignore_index=True)
     _run(tmp_path, day2)
-    res = sid_update(tmp_path / "data", tmp_path / "emb", tmp_path / "models", tmp_path / "sids", reports_dir=tmp_path / "reports")
+    res = sid_update(
+        tmp_path / "data", tmp_path / "emb", tmp_path / "models", tmp_path / "sids", reports_dir=tmp_path / "reports"
+    )
     assert res.added == {"cq_sid": 20, "rq_vae": 20} and res.removed == {"cq_sid": 4, "rq_vae": 4}
     tok = SidTokenizer.load(tmp_path / "models" / "cq_sid")
     for method in ("cq_sid", "rq_vae"):
@@ -114,7 +163,15 @@ def test_stage_is_reproducible(tmp_path: Path) -> None:
     _run(tmp_path, _items(200))
     cfg = SidConfig(**{**SMALL.__dict__, "methods": ("cq_sid",)})
     for run in ("a", "b"):
-        sid(cfg, tmp_path / "data", tmp_path / "emb", tmp_path / run / "m", tmp_path / run / "s", tmp_path / run / "r", show_progress=False)
+        sid(
+            cfg,
+            tmp_path / "data",
+            tmp_path / "emb",
+            tmp_path / run / "m",
+            tmp_path / run / "s",
+            tmp_path / run / "r",
+            show_progress=False,
+        )
     a = read_table(SID_ASSIGNMENTS, tmp_path / "a" / "s" / "cq_sid")
     b = read_table(SID_ASSIGNMENTS, tmp_path / "b" / "s" / "cq_sid")
     assert a.equals(b)
@@ -130,7 +187,15 @@ def test_end_to_end_on_the_tiny_marketplace(tmp_path: Path) -> None:
     market = marketplace.generate_marketplace(marketplace.MarketplaceConfig(preset="tiny"))
     market.save(tmp_path / "data")
     embed(HASH, tmp_path / "data", tmp_path / "cache", tmp_path / "emb", show_progress=False)
-    res = sid(SMALL, tmp_path / "data", tmp_path / "emb", tmp_path / "models", tmp_path / "sids", tmp_path / "reports", show_progress=False)
+    res = sid(
+        SMALL,
+        tmp_path / "data",
+        tmp_path / "emb",
+        tmp_path / "models",
+        tmp_path / "sids",
+        tmp_path / "reports",
+        show_progress=False,
+    )
     items = read_table(ITEMS, tmp_path / "data")
     listed = items[items["delisted_at"].isna()]
     n_cat = listed["category_id"].dropna().nunique()
@@ -156,7 +221,9 @@ def test_contrastive_pairs_exclude_the_held_out_days(tmp_path: Path) -> None:
     marketplace.generate_marketplace(marketplace.MarketplaceConfig(preset="tiny")).save(tmp_path / "data")
     embed(HASH, tmp_path / "data", tmp_path / "cache", tmp_path / "emb", show_progress=False)
     cfg = SidConfig(**{**SMALL.__dict__, "methods": ("cq_sid",), "test_days": 2})
-    res = sid(cfg, tmp_path / "data", tmp_path / "emb", tmp_path / "m", tmp_path / "s", tmp_path / "r", show_progress=False)
+    res = sid(
+        cfg, tmp_path / "data", tmp_path / "emb", tmp_path / "m", tmp_path / "s", tmp_path / "r", show_progress=False
+    )
     ids = listed_items(tmp_path / "data")["item_id"].to_numpy()
     emb = load_embeddings(tmp_path / "emb")
     log = read_table(REQUESTS, tmp_path / "data")

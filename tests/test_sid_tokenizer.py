@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from genrecall.sid.tokenizer import QueryPairs, SidTokenizer, SidTokenizerConfig, masked_info_nce, resolve_codebook_sizes
+from genrecall.sid.tokenizer import (
+    QueryPairs,
+    SidTokenizer,
+    SidTokenizerConfig,
+    masked_info_nce,
+    resolve_codebook_sizes,
+)
 
 torch.set_num_threads(1)
 

@@ -18,40 +18,75 @@ T0 = pd.Timestamp("2024-03-01", tz="UTC")
 
 def clean_tables() -> dict[str, pd.DataFrame]:
     """A consistent tiny marketplace: 3 categories, 8 items, 3 users, 6 requests."""
-    categories = pd.DataFrame({
-        "category_id": [1, 2, 3], "parent_id": [None, 1, 1], "level": [1, 2, 2],
-        "name": ["Kitchen", "Kettles", "Pans"], "path": ["Kitchen", "Kitchen > Kettles", "Kitchen > Pans"],
-        "noun": [None, "kettle", "pan"], "synonyms": [[], ["boiler"], ["skillet"]],
-    })
+    categories = pd.DataFrame(
+        {
+            "category_id": [1, 2, 3],
+            "parent_id": [None, 1, 1],
+            "level": [1, 2, 2],
+            "name": ["Kitchen", "Kettles", "Pans"],
+            "path": ["Kitchen", "Kitchen > Kettles", "Kitchen > Pans"],
+            "noun": [None, "kettle", "pan"],
+            "synonyms": [[], ["boiler"], ["skillet"]],
+        }
+    )
     n = 8
-    items = pd.DataFrame({
-        "item_id": list(range(100, 100 + n)),
-        "title": [f"Acme steel kettle {i}" for i in range(n)],
-        "brand": ["Acme"] * n, "category_id": [2, 2, 3, 3, 2, 3, None, 2],
-        "color": ["red"] * n, "material": ["steel"] * n, "size": ["1l"] * n, "style": ["modern"] * n,
-        "price": [10.0 + i for i in range(n)],
-        "listed_at": [T0] * n, "delisted_at": [None] * n, "updated_at": [T0 + pd.Timedelta(days=1)] * n,
-    })
-    price_events = pd.DataFrame({"item_id": [100, 100, 101], "ts": [T0, T0 + pd.Timedelta(hours=1), T0],
-                                 "price": [10.0, 9.5, 11.0]})
-    users = pd.DataFrame({
-        "user_id": ["u1", "u2", "u3"], "gender": ["f", "m", "u"], "age_band": ["18-24", "25-34", "35-44"],
-        "price_tier": ["low", "mid", "high"], "brand_affinity": [["Acme"], [], ["Acme"]],
-        "category_interests": [[1], [1], []], "created_at": [T0] * 3,
-    })
-    requests = pd.DataFrame({
-        "request_id": list(range(1, 7)), "ts": [T0 + pd.Timedelta(hours=h) for h in range(6)],
-        "user_id": ["u1", None, "u2", "u3", None, "u1"],
-        "query": ["kettle", "red kettle", "pan", "steel pan", "kettle acme", "skillet"],
-        "query_kind": ["synonym"] * 6,
-        "exposed": [[100, 101, 102], [101, 103], [102, 103], [103, 104], [100, 105], [104, 105]],
-        "clicked": [[100], [], [102, 103], [104], [100], []],
-        "purchased": [[100], [], [103], [], [], []],
-    })
-    ground_truth = pd.DataFrame({"request_id": list(range(1, 7)), "intent_category_id": [2, 2, 3, 3, 2, 3],
-                                 "relevant": [[100, 101], [101], [102], [103], [100], [104]]})
-    return {"categories": categories, "items": items, "price_events": price_events, "users": users,
-            "requests": requests, "ground_truth": ground_truth}
+    items = pd.DataFrame(
+        {
+            "item_id": list(range(100, 100 + n)),
+            "title": [f"Acme steel kettle {i}" for i in range(n)],
+            "brand": ["Acme"] * n,
+            "category_id": [2, 2, 3, 3, 2, 3, None, 2],
+            "color": ["red"] * n,
+            "material": ["steel"] * n,
+            "size": ["1l"] * n,
+            "style": ["modern"] * n,
+            "price": [10.0 + i for i in range(n)],
+            "listed_at": [T0] * n,
+            "delisted_at": [None] * n,
+            "updated_at": [T0 + pd.Timedelta(days=1)] * n,
+        }
+    )
+    price_events = pd.DataFrame(
+        {"item_id": [100, 100, 101], "ts": [T0, T0 + pd.Timedelta(hours=1), T0], "price": [10.0, 9.5, 11.0]}
+    )
+    users = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3"],
+            "gender": ["f", "m", "u"],
+            "age_band": ["18-24", "25-34", "35-44"],
+            "price_tier": ["low", "mid", "high"],
+            "brand_affinity": [["Acme"], [], ["Acme"]],
+            "category_interests": [[1], [1], []],
+            "created_at": [T0] * 3,
+        }
+    )
+    requests = pd.DataFrame(
+        {
+            "request_id": list(range(1, 7)),
+            "ts": [T0 + pd.Timedelta(hours=h) for h in range(6)],
+            "user_id": ["u1", None, "u2", "u3", None, "u1"],
+            "query": ["kettle", "red kettle", "pan", "steel pan", "kettle acme", "skillet"],
+            "query_kind": ["synonym"] * 6,
+            "exposed": [[100, 101, 102], [101, 103], [102, 103], [103, 104], [100, 105], [104, 105]],
+            "clicked": [[100], [], [102, 103], [104], [100], []],
+            "purchased": [[100], [], [103], [], [], []],
+        }
+    )
+    ground_truth = pd.DataFrame(
+        {
+            "request_id": list(range(1, 7)),
+            "intent_category_id": [2, 2, 3, 3, 2, 3],
+            "relevant": [[100, 101], [101], [102], [103], [100], [104]],
+        }
+    )
+    return {
+        "categories": categories,
+        "items": items,
+        "price_events": price_events,
+        "users": users,
+        "requests": requests,
+        "ground_truth": ground_truth,
+    }
 
 
 def check_split(res, table: str, bad_rows: dict[int, str], clean: pd.DataFrame) -> None:
@@ -79,19 +114,22 @@ def test_clean_tables_validate_with_nothing_quarantined():
         assert S.to_arrow(df, S.ALL_TABLES[name]).schema == S.ALL_TABLES[name].schema
 
 
-@pytest.mark.parametrize("col,row,value,reason", [
-    ("item_id", 2, None, "item_id:not_null"),
-    ("title", 3, None, "title:not_null"),
-    ("title", 3, "   ", "title:not_blank"),
-    ("title", 3, "x" * 600, "title:max_length"),
-    ("price", 4, -3.0, "price:positive"),
-    ("price", 4, "cheap", "price:type"),
-    ("price", 4, None, "price:not_null"),
-    ("category_id", 5, 99, "category_id:in_tree"),
-    ("listed_at", 1, "not a date", "listed_at:type"),
-    ("listed_at", 1, pd.Timestamp("1970-01-01", tz="UTC"), "listed_at:in_range"),
-    ("delisted_at", 1, T0 - pd.Timedelta(days=3), "delisted_at:not_before_listed_at"),
-])
+@pytest.mark.parametrize(
+    "col,row,value,reason",
+    [
+        ("item_id", 2, None, "item_id:not_null"),
+        ("title", 3, None, "title:not_null"),
+        ("title", 3, "   ", "title:not_blank"),
+        ("title", 3, "x" * 600, "title:max_length"),
+        ("price", 4, -3.0, "price:positive"),
+        ("price", 4, "cheap", "price:type"),
+        ("price", 4, None, "price:not_null"),
+        ("category_id", 5, 99, "category_id:in_tree"),
+        ("listed_at", 1, "not a date", "listed_at:type"),
+        ("listed_at", 1, pd.Timestamp("1970-01-01", tz="UTC"), "listed_at:in_range"),
+        ("delisted_at", 1, T0 - pd.Timedelta(days=3), "delisted_at:not_before_listed_at"),
+    ],
+)
 def test_corrupted_item_is_quarantined_and_good_rows_survive(col, row, value, reason):
     tables = clean_tables()
     items = tables["items"].astype({col: object})
@@ -116,18 +154,21 @@ def test_compound_key_duplicate_in_price_events():
     check_split(res, "price_events", {3: "item_id+ts:unique"}, pe)
 
 
-@pytest.mark.parametrize("col,row,value,reason", [
-    ("clicked", 0, [100, 999], "clicked:subset_of_exposed"),
-    ("purchased", 0, [101], "purchased:subset_of_clicked"),
-    ("exposed", 3, [103, 104, 555], "exposed:known_items"),
-    ("exposed", 3, [103, 104, 104], "exposed:distinct"),
-    ("exposed", 3, [103, "x"], "exposed:type"),
-    ("exposed", 3, None, "exposed:not_null"),
-    ("user_id", 2, "u404", "user_id:known_user"),
-    ("request_id", 4, None, "request_id:not_null"),
-    ("ts", 5, "2024-13-45T99:00", "ts:type"),
-    ("query", 1, "", "query:not_blank"),
-])
+@pytest.mark.parametrize(
+    "col,row,value,reason",
+    [
+        ("clicked", 0, [100, 999], "clicked:subset_of_exposed"),
+        ("purchased", 0, [101], "purchased:subset_of_clicked"),
+        ("exposed", 3, [103, 104, 555], "exposed:known_items"),
+        ("exposed", 3, [103, 104, 104], "exposed:distinct"),
+        ("exposed", 3, [103, "x"], "exposed:type"),
+        ("exposed", 3, None, "exposed:not_null"),
+        ("user_id", 2, "u404", "user_id:known_user"),
+        ("request_id", 4, None, "request_id:not_null"),
+        ("ts", 5, "2024-13-45T99:00", "ts:type"),
+        ("query", 1, "", "query:not_blank"),
+    ],
+)
 def test_corrupted_request_is_quarantined(col, row, value, reason):
     tables = clean_tables()
     req = tables["requests"].astype({col: object})
@@ -136,17 +177,20 @@ def test_corrupted_request_is_quarantined(col, row, value, reason):
     check_split(res, "requests", {row: reason}, req)
 
 
-@pytest.mark.parametrize("table,col,row,value,reason", [
-    ("categories", "parent_id", 2, 42, "parent_id:in_tree"),
-    ("categories", "level", 1, 7, "level:in_1_2_3"),
-    ("users", "gender", 1, "x", "gender:in_set"),
-    ("users", "user_id", 2, "u1", "user_id:unique"),
-    ("users", "category_interests", 0, [1, 99], "category_interests:in_tree"),
-    ("price_events", "price", 2, 0.0, "price:positive"),
-    ("price_events", "item_id", 2, 31337, "item_id:known_item"),
-    ("ground_truth", "relevant", 1, [101, 4242], "relevant:known_items"),
-    ("ground_truth", "request_id", 3, 99, "request_id:known_request"),
-])
+@pytest.mark.parametrize(
+    "table,col,row,value,reason",
+    [
+        ("categories", "parent_id", 2, 42, "parent_id:in_tree"),
+        ("categories", "level", 1, 7, "level:in_1_2_3"),
+        ("users", "gender", 1, "x", "gender:in_set"),
+        ("users", "user_id", 2, "u1", "user_id:unique"),
+        ("users", "category_interests", 0, [1, 99], "category_interests:in_tree"),
+        ("price_events", "price", 2, 0.0, "price:positive"),
+        ("price_events", "item_id", 2, 31337, "item_id:known_item"),
+        ("ground_truth", "relevant", 1, [101, 4242], "relevant:known_items"),
+        ("ground_truth", "request_id", 3, 99, "request_id:known_request"),
+    ],
+)
 def test_corrupted_rows_in_other_tables(table, col, row, value, reason):
     tables = clean_tables()
     df = tables[table].astype({col: object})
@@ -176,12 +220,22 @@ def test_delta_validates_against_reference_tables():
     tables = clean_tables()
     known = validate_tables(tables).good
     new_items = tables["items"].iloc[:1].assign(item_id=[200], title=["Acme pan 200"])
-    delta_requests = pd.DataFrame({
-        "request_id": [50, 51], "ts": [T0, T0], "user_id": ["u2", "u9"], "query": ["pan", "pan"],
-        "query_kind": ["synonym"] * 2, "exposed": [[200, 101], [200, 777]], "clicked": [[200], []],
-        "purchased": [[], []]})
-    res = validate_tables({"items": new_items, "requests": delta_requests},
-                          reference={k: known[k] for k in ("categories", "items", "users")})
+    delta_requests = pd.DataFrame(
+        {
+            "request_id": [50, 51],
+            "ts": [T0, T0],
+            "user_id": ["u2", "u9"],
+            "query": ["pan", "pan"],
+            "query_kind": ["synonym"] * 2,
+            "exposed": [[200, 101], [200, 777]],
+            "clicked": [[200], []],
+            "purchased": [[], []],
+        }
+    )
+    res = validate_tables(
+        {"items": new_items, "requests": delta_requests},
+        reference={k: known[k] for k in ("categories", "items", "users")},
+    )
     assert res.report.tables["items"].quarantined == 0
     q = res.quarantine["requests"]
     assert list(q["source_row"]) == [1]
@@ -231,8 +285,13 @@ def test_marketplace_output_and_its_next_day_delta_validate_clean():
     assert res.report.tables["requests"].rows_in > 0 and res.report.tables["items"].rows_in > 0
     # the daily rebuild's use: a day's new rows, checked against the validated tables so far
     delta = mp.next_day(market)
-    batch = {"items": delta.new_items, "price_events": delta.price_events, "users": delta.new_users,
-             "requests": delta.requests, "ground_truth": delta.ground_truth}
+    batch = {
+        "items": delta.new_items,
+        "price_events": delta.price_events,
+        "users": delta.new_users,
+        "requests": delta.requests,
+        "ground_truth": delta.ground_truth,
+    }
     day = validate_tables(batch, reference=res.good)
     assert {k: t.reasons for k, t in day.report.tables.items() if t.quarantined} == {}
     assert all(t.skipped == [] for t in day.report.tables.values())

@@ -56,8 +56,12 @@ def _corrupt(items: pd.DataFrame, edits: dict[int, tuple[str, object]], path: Pa
 
 edits_strategy = st.dictionaries(
     keys=st.integers(min_value=1, max_value=N - 1),  # row 0 stays clean: it is the duplicate's original
-    values=st.sampled_from(sorted(CORRUPTIONS)).flatmap(lambda c: st.tuples(st.just(c), st.sampled_from(CORRUPTIONS[c]))),
-    min_size=1, max_size=10)  # fmt: skip
+    values=st.sampled_from(sorted(CORRUPTIONS)).flatmap(
+        lambda c: st.tuples(st.just(c), st.sampled_from(CORRUPTIONS[c]))
+    ),
+    min_size=1,
+    max_size=10,
+)
 
 
 @pytest.mark.slow
@@ -75,8 +79,11 @@ def test_corrupted_rows_are_quarantined_never_lost(market, tmp_path_factory, edi
     assert all(len(r) > 0 for r in q["reasons"])
     clean = [i for i in range(N) if i not in edits]
     assert list(res.good["items"]["item_id"]) == list(items["item_id"].iloc[clean])
-    pd.testing.assert_frame_equal(res.good["items"].reset_index(drop=True),
-                                  items.iloc[clean][S.ITEMS.columns].reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        res.good["items"].reset_index(drop=True),
+        items.iloc[clean][S.ITEMS.columns].reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
 def test_a_damaged_parquet_file_fails_with_its_path(market, tmp_path: Path) -> None:
@@ -88,6 +95,5 @@ def test_a_damaged_parquet_file_fails_with_its_path(market, tmp_path: Path) -> N
     path = raw / S.ITEMS.filename()
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated mid-file
     with pytest.raises(ValueError, match=r"items.parquet: not a readable Parquet file"):
-        validate(ValidateConfig(),
-                 raw, tmp_path / "ok", tmp_path / "q", tmp_path / "v.json")
+        validate(ValidateConfig(), raw, tmp_path / "ok", tmp_path / "q", tmp_path / "v.json")
     assert not (tmp_path / "ok").exists() or not any((tmp_path / "ok").iterdir()), "nothing half-written"

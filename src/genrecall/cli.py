@@ -49,8 +49,15 @@ SidDirOpt = Annotated[Path, typer.Option(help="sid stage output")]
 EmbDirOpt = Annotated[Path, typer.Option(help="embed stage output")]
 FeastRepoOpt = Annotated[Path, typer.Option(help="Feast feature repo")]
 FeastDataOpt = Annotated[Path, typer.Option(help="Feast data dir")]
-NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="data-parallel training processes on this machine "
-                                       "(torchrun; gloo on CPU, nccl on GPU). 1 = a plain process")]  # fmt: skip
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="data-parallel training processes on this machine "
+        "(torchrun; gloo on CPU, nccl on GPU). 1 = a plain process",
+    ),
+]
 
 
 def _torchrun(nproc: int) -> bool:
@@ -66,8 +73,16 @@ def _torchrun(nproc: int) -> bool:
         if not skip and not a.startswith("--nproc"):
             args.append(a)
         skip = a == "--nproc"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "genrecall", *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "genrecall",
+        *args,
+    ]
     raise typer.Exit(subprocess.call(cmd))
 
 
@@ -110,8 +125,10 @@ def generate(
     overrides = {k: v for k, v in {"preset": preset, "seed": seed}.items() if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     result = run(cfg, out)
-    console.print(f"generated preset [bold]{cfg.preset}[/] (seed {cfg.seed}) in {result.seconds:.1f}s: "
-                  + ", ".join(f"{k}={v:,}" for k, v in result.rows.items()))
+    console.print(
+        f"generated preset [bold]{cfg.preset}[/] (seed {cfg.seed}) in {result.seconds:.1f}s: "
+        + ", ".join(f"{k}={v:,}" for k, v in result.rows.items())
+    )
 
 
 @app.command()
@@ -119,8 +136,12 @@ def validate(
     in_dir: Annotated[Path, typer.Option(help="raw tables to validate")] = Path("data/raw"),
     out_dir: Annotated[Path, typer.Option(help="where good rows go")] = Path("data/validated"),
     quarantine_dir: Annotated[Path, typer.Option(help="where bad rows go, with reasons")] = Path("data/quarantine"),
-    report: Annotated[Path, typer.Option(help="validation report (JSON; a .md beside it)")] = Path("reports/validation.json"),
-    reference_dir: Annotated[Optional[Path], typer.Option(help="already-validated tables for cross-table checks")] = None,
+    report: Annotated[Path, typer.Option(help="validation report (JSON; a .md beside it)")] = Path(
+        "reports/validation.json"
+    ),
+    reference_dir: Annotated[
+        Optional[Path], typer.Option(help="already-validated tables for cross-table checks")
+    ] = None,
     params: ParamsOpt = None,
 ) -> None:
     """Validate every incoming table with Great Expectations; quarantine bad rows with reasons."""
@@ -151,8 +172,10 @@ def embed(
     from genrecall.pipeline.embed import embed as run
 
     res = run(from_dict(EmbedConfig, _params(params).get("embed")), data_dir, cache_dir, out)
-    console.print(f"{res.encoder} ({res.dim}-d): {res.items:,} items ({res.item_encoded:,} encoded, "
-                  f"{res.item_cache_hits:,} cached), {res.queries:,} queries ({res.query_encoded:,} encoded)")
+    console.print(
+        f"{res.encoder} ({res.dim}-d): {res.items:,} items ({res.item_encoded:,} encoded, "
+        f"{res.item_cache_hits:,} cached), {res.queries:,} queries ({res.query_encoded:,} encoded)"
+    )
 
 
 @app.command()
@@ -178,8 +201,10 @@ def sid(
     if not main:
         return
     for method, m in res.methods.items():
-        console.print(f"{method:>7}: {m.items:,} items -> {m.sids:,} SIDs, codebooks {m.codebook_sizes}, "
-                      f"{m.items_with_queries:,} items with queries, fit {m.fit_seconds:.0f}s")
+        console.print(
+            f"{method:>7}: {m.items:,} items -> {m.sids:,} SIDs, codebooks {m.codebook_sizes}, "
+            f"{m.items_with_queries:,} items with queries, fit {m.fit_seconds:.0f}s"
+        )
 
 
 @app.command()
@@ -196,8 +221,10 @@ def features(
     from genrecall.pipeline.features import features as run
 
     res = run(from_dict(FeaturesConfig, _params(params).get("features")), data_dir, sid_dir, repo, out)
-    console.print(f"feast: {res.item_rows:,} item rows, {res.profile_rows:,} profiles, "
-                  f"{res.recent_rows:,} recent-behaviour rows; online as of {res.end}")
+    console.print(
+        f"feast: {res.item_rows:,} item rows, {res.profile_rows:,} profiles, "
+        f"{res.recent_rows:,} recent-behaviour rows; online as of {res.end}"
+    )
 
 
 @app.command("train-sft")
@@ -208,7 +235,9 @@ def train_sft(
     reports_dir: Annotated[Path, typer.Option(help="train.json")] = Path("reports"),
     feast_repo: FeastRepoOpt = Path("feature_repo"),
     feast_data: FeastDataOpt = Path("data/feast"),
-    cache_dir: Annotated[Path, typer.Option(help="embedding cache, for a semantic prompt")] = Path(".state/embed-cache"),
+    cache_dir: Annotated[Path, typer.Option(help="embedding cache, for a semantic prompt")] = Path(
+        ".state/embed-cache"
+    ),
     nproc: NprocOpt = 1,
     params: ParamsOpt = None,
 ) -> None:
@@ -221,15 +250,24 @@ def train_sft(
         return
     p = _params(params)
     with _ranked(p, out, reports_dir) as (main, (out, reports_dir)):
-        res = run(train_config({"train": p.get("train"), "embed": p.get("embed")}), data_dir, sid_dir, out, reports_dir,
-                  cache_dir=cache_dir,
-                  feast_repo=feast_repo, feast_data_dir=feast_data)
+        res = run(
+            train_config({"train": p.get("train"), "embed": p.get("embed")}),
+            data_dir,
+            sid_dir,
+            out,
+            reports_dir,
+            cache_dir=cache_dir,
+            feast_repo=feast_repo,
+            feast_data_dir=feast_data,
+        )
     if not main:
         return
     for method, stages in res.stages.items():
         for stage, s in stages.items():
-            console.print(f"{method:>7} {stage:>6}: {s['examples']:,} examples, {s['steps']:,} steps, "
-                          f"loss {s['final_loss']:.3f}, {s['examples_per_s']:.0f} ex/s")
+            console.print(
+                f"{method:>7} {stage:>6}: {s['examples']:,} examples, {s['steps']:,} steps, "
+                f"loss {s['final_loss']:.3f}, {s['examples_per_s']:.0f} ex/s"
+            )
 
 
 @app.command("train-rl")
@@ -254,14 +292,25 @@ def train_rl(
         return
     p = _params(params)
     with _ranked(p, out, reports_dir) as (main, (out, reports_dir)):
-        res = run(from_dict(TrainRLConfig, p.get("train_rl")), data_dir, sid_dir, gen_dir, out, reports_dir,
-                  train_cfg=from_dict(TrainConfig, p.get("train")), feast_repo=feast_repo, feast_data_dir=feast_data)
+        res = run(
+            from_dict(TrainRLConfig, p.get("train_rl")),
+            data_dir,
+            sid_dir,
+            gen_dir,
+            out,
+            reports_dir,
+            train_cfg=from_dict(TrainConfig, p.get("train")),
+            feast_repo=feast_repo,
+            feast_data_dir=feast_data,
+        )
     if not main:
         return
     for name, v in res.variants.items():
         s = v["summary"]
-        console.print(f"{name:>11}: {s['steps']} steps, reward {s['reward_mean']:.3f}, zero-variance groups "
-                      f"{s['zero_variance_share']:.1%}, {s['unique_sids']:.1f} unique SIDs/group, {s['seconds']:.0f} s")
+        console.print(
+            f"{name:>11}: {s['steps']} steps, reward {s['reward_mean']:.3f}, zero-variance groups "
+            f"{s['zero_variance_share']:.1%}, {s['unique_sids']:.1f} unique SIDs/group, {s['seconds']:.0f} s"
+        )
 
 
 @app.command()
@@ -273,7 +322,9 @@ def evaluate(
     reports_dir: Annotated[Path, typer.Option(help="metrics.json, curves.csv, plots")] = Path("reports"),
     feast_repo: FeastRepoOpt = Path("feature_repo"),
     feast_data: FeastDataOpt = Path("data/feast"),
-    rl_dir: Annotated[Optional[Path], typer.Option(help="train_rl output; its variants are evaluated if present")] = Path("models/rl"),
+    rl_dir: Annotated[
+        Optional[Path], typer.Option(help="train_rl output; its variants are evaluated if present")
+    ] = Path("models/rl"),
     params: ParamsOpt = None,
 ) -> None:
     """Evaluate CQ-SID, the RQ-VAE baseline, BM25 and dense on held-out requests -> reports/metrics.json."""
@@ -282,9 +333,18 @@ def evaluate(
     from genrecall.pipeline.evaluate import evaluate as run
 
     p = _params(params)
-    res = run(from_dict(EvaluateConfig, p.get("evaluate")), data_dir, sid_dir, emb_dir, gen_dir, reports_dir,
-              feast_repo=feast_repo, feast_data_dir=feast_data, preset=(p.get("generate") or {}).get("preset"),
-              rl_dir=rl_dir)
+    res = run(
+        from_dict(EvaluateConfig, p.get("evaluate")),
+        data_dir,
+        sid_dir,
+        emb_dir,
+        gen_dir,
+        reports_dir,
+        feast_repo=feast_repo,
+        feast_data_dir=feast_data,
+        preset=(p.get("generate") or {}).get("preset"),
+        rl_dir=rl_dir,
+    )
     console.print(f"wrote {res.metrics_path} ({res.test_pairs})")
 
 
@@ -302,7 +362,9 @@ def summary(
 
 @app.command()
 def report(
-    reports_dir: Annotated[Path, typer.Option(help="what the pipeline wrote: metrics.json, curves.csv, ...")] = Path("reports"),
+    reports_dir: Annotated[Path, typer.Option(help="what the pipeline wrote: metrics.json, curves.csv, ...")] = Path(
+        "reports"
+    ),
     sid_dir: Annotated[Path, typer.Option(help="SID assignments per method (cluster sizes)")] = Path("data/sid"),
     daily_dir: Annotated[Path, typer.Option(help="the daily rebuild's per-day records")] = Path("daily"),
     out: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("reports/report.html"),
@@ -341,8 +403,10 @@ def split_judged(
     console.print(f"test:  {len(split.test):,} judgments ({split.test['query'].nunique():,} queries) -> {test_out}")
     broken = int(raw[PARSE_ERROR_COLUMN].notna().sum())
     if broken:
-        console.print(f"[yellow]{broken:,} malformed line(s) kept with their {PARSE_ERROR_COLUMN} note "
-                      "(eval-real quarantines them)[/]")
+        console.print(
+            f"[yellow]{broken:,} malformed line(s) kept with their {PARSE_ERROR_COLUMN} note "
+            "(eval-real quarantines them)[/]"
+        )
 
 
 @app.command("eval-real")
@@ -353,8 +417,13 @@ def eval_real(
     out: Annotated[Path, typer.Option(help="metrics JSON to write (a `judged` test set)")],
     work_dir: Annotated[Optional[Path], typer.Option(help="models and indexes (default: OUT without suffix)")] = None,
     params: ParamsOpt = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override eval_real params: KEY=VALUE (YAML), "
-                                                      "e.g. --set sid.target_items_per_sid=10; repeatable")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set",
+            help="override eval_real params: KEY=VALUE (YAML), e.g. --set sid.target_items_per_sid=10; repeatable",
+        ),
+    ] = None,
 ) -> None:
     """Train CQ-SID, the RQ-VAE baseline and their generators on judged data; evaluate with BM25 and dense."""
     from genrecall.config import from_dict, merge_params
@@ -376,16 +445,25 @@ def eval_real(
 
 @app.command()
 def package(
-    generator_dir: Annotated[Path, typer.Option(help="generator to ship")] = Path("models/generator/cq_sid/uq2sid/final"),
+    generator_dir: Annotated[Path, typer.Option(help="generator to ship")] = Path(
+        "models/generator/cq_sid/uq2sid/final"
+    ),
     sid_model_dir: Annotated[Path, typer.Option(help="its SID tokenizer")] = Path("models/sid/cq_sid"),
     index_dir: Annotated[Path, typer.Option(help="its SID index")] = Path("data/sid/cq_sid"),
     data_dir: Annotated[Path, typer.Option(help="validated tables (titles, item quality)")] = Path("data/validated"),
     metrics: Annotated[Path, typer.Option(help="metrics the gate compares")] = Path("reports/metrics.json"),
     report: Annotated[Path, typer.Option(help="what happened (JSON)")] = Path("reports/package.json"),
-    rl_dir: Annotated[Optional[Path], typer.Option(help="train_rl output: its variants may be served (package.select_*)")] = Path("models/rl"),
+    rl_dir: Annotated[
+        Optional[Path], typer.Option(help="train_rl output: its variants may be served (package.select_*)")
+    ] = Path("models/rl"),
     params: ParamsOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="promote even if the gate fails or production's "
-                                        "metrics cannot be read (the decision says 'forced')")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="promote even if the gate fails or production's metrics cannot be read (the decision says 'forced')",
+        ),
+    ] = False,
 ) -> None:
     """Save the bundle to the BentoML store and promote it if it passes the gate."""
     from genrecall.config import from_dict
@@ -396,8 +474,19 @@ def package(
     p = _params(params)
     cfg = from_dict(PackageConfig, p.get("package"))
     gate_cfg = from_dict(GateConfig, {"name": cfg.name, **(p.get("gate") or {})})
-    res = run(cfg, gate_cfg, generator_dir=generator_dir, sid_model_dir=sid_model_dir, index_dir=index_dir,
-              data_dir=data_dir, metrics_path=metrics, params=p, report=report, rl_dir=rl_dir, force=force)
+    res = run(
+        cfg,
+        gate_cfg,
+        generator_dir=generator_dir,
+        sid_model_dir=sid_model_dir,
+        index_dir=index_dir,
+        data_dir=data_dir,
+        metrics_path=metrics,
+        params=p,
+        report=report,
+        rl_dir=rl_dir,
+        force=force,
+    )
     console.print(f"serving the {res.served} generator (package.select_*)")
     verdict = "[green]promoted[/]" if res.promoted else "[yellow]kept the current production bundle[/]"
     console.print(f"bundle {res.tag}: {res.items:,} items, {res.sids:,} SIDs; {verdict} (production: {res.production})")
@@ -438,10 +527,23 @@ def serve(
     env.setdefault("GENRECALL_PARAMS", str(Path("params.yaml").resolve()))
     if bundle:
         env["GENRECALL_BUNDLE"] = bundle
-    console.print(f"serving on http://{host}:{port}  (try: curl -s -X POST http://{host}:{port}/search "
-                  "-H 'content-type: application/json' -d '{\"query\": \"red kettle\", \"k\": 5}')")
-    cmd = [sys.executable, "-m", "bentoml", "serve", "service:Search", "--working-dir", "bento",
-           "--host", host, "--port", str(port)]  # fmt: skip
+    console.print(
+        f"serving on http://{host}:{port}  (try: curl -s -X POST http://{host}:{port}/search "
+        '-H \'content-type: application/json\' -d \'{"query": "red kettle", "k": 5}\')'
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service:Search",
+        "--working-dir",
+        "bento",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 

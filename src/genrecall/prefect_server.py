@@ -106,17 +106,30 @@ def prefect_server(cfg: ServerConfig | None = None, home: Path | None = None) ->
         pid_file = home / PID_NAME
         pid = pid_file.read_text().strip() if pid_file.exists() else ""
         who = f" (by an earlier server of this workspace? pid {pid})" if pid else ""
-        raise ServerError(f"{cfg.host}:{cfg.port} is already in use{who}. Stop it, pick another port "
-                          "(make schedule PREFECT_PORT=4201) or point PREFECT_API_URL at a running server.")  # fmt: skip
+        raise ServerError(
+            f"{cfg.host}:{cfg.port} is already in use{who}. Stop it, pick another port "
+            "(make schedule PREFECT_PORT=4201) or point PREFECT_API_URL at a running server."
+        )
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     log_path = home / LOG_NAME
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", cfg.host, "--port", str(cfg.port),
-           "--analytics-off"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--analytics-off",
+    ]
     with log_path.open("ab") as log:
         # own session: a Ctrl-C in the terminal reaches only the caller, which stops its runner first
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     (home / PID_NAME).write_text(f"{proc.pid}\n")
     try:
         deadline = time.monotonic() + cfg.startup_timeout_s
@@ -139,8 +152,10 @@ def prefect_api(cfg: ServerConfig | None = None) -> Iterator[str]:
     user = os.environ.get("PREFECT_API_URL")
     if user:
         if not healthy(user):
-            raise ServerError(f"PREFECT_API_URL={user} does not answer {user.rstrip('/')}/health; "
-                              "start that server, or unset PREFECT_API_URL to start one in the workspace")  # fmt: skip
+            raise ServerError(
+                f"PREFECT_API_URL={user} does not answer {user.rstrip('/')}/health; "
+                "start that server, or unset PREFECT_API_URL to start one in the workspace"
+            )
         yield user
         return
     with prefect_server(cfg) as url:

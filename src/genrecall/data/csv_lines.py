@@ -65,7 +65,7 @@ class CsvLines:
     def check_accounting(self) -> None:
         if 1 + self.blank + len(self.records) != self.lines:
             raise RuntimeError(f"{self.path}: {self.lines} lines != header + {self.blank} blank + "
-                               f"{len(self.records)} records")  # fmt: skip
+                               f"{len(self.records)} records")
 
 
 @contextlib.contextmanager

@@ -61,8 +61,13 @@ class BM25Retriever:
         import bm25s
 
         return bm25s.tokenize(
-            [t or "" for t in texts], lower=True, token_pattern=self.config.token_pattern,
-            stopwords=self.config.stopwords, stemmer=self._stemmer, return_ids=ids, show_progress=False,
+            [t or "" for t in texts],
+            lower=True,
+            token_pattern=self.config.token_pattern,
+            stopwords=self.config.stopwords,
+            stemmer=self._stemmer,
+            return_ids=ids,
+            show_progress=False,
         )
 
     def fit(self, item_ids: np.ndarray | Sequence[int], texts: Sequence[str]) -> "BM25Retriever":

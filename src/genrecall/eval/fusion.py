@@ -39,8 +39,15 @@ def rrf(channels: Sequence[Sequence[np.ndarray]], n: int, k: int = 60) -> list[n
 
     runs = []
     for channel in channels:  # ranx wants every query in every run: an empty list gets a sentinel doc -1
-        runs.append(Run({f"q{r}": {f"d{int(i)}": float(len(items) - j) for j, i in enumerate(list(items)[:n])}
-                         or {"d-1": 0.0} for r, items in enumerate(channel)}))  # fmt: skip
+        runs.append(
+            Run(
+                {
+                    f"q{r}": {f"d{int(i)}": float(len(items) - j) for j, i in enumerate(list(items)[:n])}
+                    or {"d-1": 0.0}
+                    for r, items in enumerate(channel)
+                }
+            )
+        )
     fused = fuse(runs=runs, method="rrf", params={"k": k}).to_dict()
     out = []
     for r in range(len(channels[0])):
@@ -80,9 +87,12 @@ def fusion_metrics(
 
 
 def generator_items(
-    sids: Sequence[np.ndarray], expand: Callable[[tuple[int, ...]], np.ndarray], quality: Mapping[int, float] | None,
-    beam: int, n: int,
-) -> list[np.ndarray]:  # fmt: skip
+    sids: Sequence[np.ndarray],
+    expand: Callable[[tuple[int, ...]], np.ndarray],
+    quality: Mapping[int, float] | None,
+    beam: int,
+    n: int,
+) -> list[np.ndarray]:
     """Each request's candidate list as the truncated hitrate defines it (eval/metrics.py): the items of
     its top-``beam`` SIDs by quality (descending), ties by first SID rank then item id; first ``n``."""
     out = []

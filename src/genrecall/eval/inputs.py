@@ -69,10 +69,12 @@ def as_sid_lookup(index: SidLookup) -> Callable[[Sid], np.ndarray]:
     long as the returned function (one evaluation), so each distinct SID is resolved once.
     """
     if isinstance(index, Mapping):  # before ``items``: dict.items is not a SID lookup
+
         def raw(sid: Sid) -> Any:
             got = index.get(sid)
             return index.get(sid_to_str(sid)) if got is None else got
     elif callable(getattr(index, "items", None)):
+
         def raw(sid: Sid) -> Any:
             try:
                 return index.items(sid)

@@ -209,8 +209,9 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 def _progress(total: int, label: str, show: bool) -> tuple[Any, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True, disable=not show)
+    prog = Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True, disable=not show
+    )
     return prog, prog.add_task(label, total=total)
 
 
@@ -349,7 +350,9 @@ def evaluate_ranked_items(
     else:
         lists = [np.asarray(x, dtype=np.int64).ravel() for x in ranked_items]
         lists = [x[x >= 0] for x in lists]  # drop -1 pads (they sit at the end of short lists)
-        req = np.concatenate([np.full(x.size, r, dtype=np.int64) for r, x in enumerate(lists)] or [np.empty(0, np.int64)])
+        req = np.concatenate(
+            [np.full(x.size, r, dtype=np.int64) for r, x in enumerate(lists)] or [np.empty(0, np.int64)]
+        )
         place = np.concatenate([np.arange(x.size, dtype=np.int64) for x in lists] or [np.empty(0, np.int64)])
         item, depth = np.concatenate(lists or [np.empty(0, np.int64)]), max((x.size for x in lists), default=0)
     if item.size and item.min() < 0:
@@ -398,4 +401,3 @@ def personalized_metrics(
 def _check_len(run: GeneratorRun, targets: Sequence[Any]) -> None:
     if len(run) != len(targets):
         raise ValueError(f"the run has {len(run)} requests but targets has {len(targets)}")
-

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def cluster_oracle(query_vectors: np.ndarray, item_vectors: np.ndarray, item_ids: np.ndarray, item_sids: np.ndarray,
-                   n: int = 1000) -> list[np.ndarray]:  # fmt: skip
+def cluster_oracle(
+    query_vectors: np.ndarray, item_vectors: np.ndarray, item_ids: np.ndarray, item_sids: np.ndarray, n: int = 1000
+) -> list[np.ndarray]:
     """First ``n`` items per query, clusters ordered by their best item cosine (see the module docstring)."""
     _, cluster = np.unique(np.asarray(item_sids), axis=0, return_inverse=True)
     cluster = cluster.reshape(-1)

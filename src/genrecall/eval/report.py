@@ -27,12 +27,24 @@ from genrecall.eval.metrics import GeneratorMetrics, ItemMetrics, PersonalizedMe
 # Keys whose values must be fractions in [0, 1] (the contract); everything else is a count or a label.
 FRACTION_PREFIXES = ("hitrate@", "items@", "clk@", "exp@", "pvr@")
 # Column order of the summary table; keys not listed here follow alphabetically.
-SUMMARY_KEYS = ("hitrate@1", "hitrate@10", "hitrate@100", "items@100", "items@1000", "beams_to_target",
-                "clk@1", "clk@10", "exp@1", "exp@10", "pvr@10")
+SUMMARY_KEYS = (
+    "hitrate@1",
+    "hitrate@10",
+    "hitrate@100",
+    "items@100",
+    "items@1000",
+    "beams_to_target",
+    "clk@1",
+    "clk@10",
+    "exp@1",
+    "exp@10",
+    "pvr@10",
+)
 
 
-def baseline_target(generators: Mapping[str, GeneratorMetrics], baseline: str = "rq_vae",
-                    frac: float = 0.9) -> float | None:
+def baseline_target(
+    generators: Mapping[str, GeneratorMetrics], baseline: str = "rq_vae", frac: float = 0.9
+) -> float | None:
     """``frac`` x the best truncated hitrate the baseline reaches anywhere in its sweep (None if absent)."""
     base = generators.get(baseline)
     return None if base is None else frac * base.best_truncated()
@@ -101,8 +113,13 @@ def build_metrics(
 ) -> dict[str, Any]:
     """The metrics.json structure; empty blocks are left out. ``other_test_sets``: e.g. ``judged=...``."""
     out: dict[str, Any] = {}
-    for key, block in (("semantic", semantic), ("personalized", personalized), *other_test_sets.items(),
-                       ("sid_health", sid_health), ("data", data)):
+    for key, block in (
+        ("semantic", semantic),
+        ("personalized", personalized),
+        *other_test_sets.items(),
+        ("sid_health", sid_health),
+        ("data", data),
+    ):
         if block:
             out[key] = _plain(block)
     check_metrics(out)
@@ -133,7 +150,9 @@ def write_curves(curves: Mapping[str, Mapping[str, GeneratorMetrics]], path: str
             for method, m in sorted(gens.items()):
                 trunc = m.truncated_curve()
                 for j, b in enumerate(m.beams):
-                    w.writerow([test_set, method, b, f"{m.hitrate[j]:.6f}", f"{trunc[j]:.6f}", f"{m.mean_items[j]:.3f}"])
+                    w.writerow(
+                        [test_set, method, b, f"{m.hitrate[j]:.6f}", f"{trunc[j]:.6f}", f"{m.mean_items[j]:.3f}"]
+                    )
     return path
 
 
@@ -212,8 +231,10 @@ def print_summary(metrics: Mapping[str, Any], console: Any = None) -> None:
         keys = {k for values in methods.values() for k in values}
         cols = [k for k in SUMMARY_KEYS if k in keys] + sorted(keys - set(SUMMARY_KEYS))
         rows = {m: [_fmt(methods[m].get(k)) for k in cols] for m in sorted(methods)}
-        width = {k: max([len(x) for x in _header(k).split("\n")] + [len(r[j]) for r in rows.values()]) + 3
-                 for j, k in enumerate(cols)}
+        width = {
+            k: max([len(x) for x in _header(k).split("\n")] + [len(r[j]) for r in rows.values()]) + 3
+            for j, k in enumerate(cols)
+        }
         first = max([len("method")] + [len(m) for m in rows]) + 4  # padding, divider, table edges
         parts: list[list[int]] = [[]]
         for j, k in enumerate(cols):  # greedy split of the metric columns into console-wide tables

@@ -16,8 +16,16 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-RC = {"svg.fonttype": "none", "svg.hashsalt": "genrecall-report", "font.size": 9, "axes.titlesize": 10,
-      "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}  # fmt: skip
+RC = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "genrecall-report",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
 
 
 @contextmanager
@@ -41,12 +49,13 @@ def to_svg(fig: Any) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     return re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
 
 
-def hitrate_vs_beams(curves: pd.DataFrame, rankers: Mapping[str, float], *, title: str, n_items: int = 1000,
-                     target: float | None = None) -> str:  # fmt: skip
+def hitrate_vs_beams(
+    curves: pd.DataFrame, rankers: Mapping[str, float], *, title: str, n_items: int = 1000, target: float | None = None
+) -> str:
     """Hitrate@B and truncated hitrate@B per generator; BM25/dense as lines at their items@N."""
     with _figure(9.5, 3.4, ncols=2) as (fig, (left, right)):
         for method, rows in curves.sort_values("beams").groupby("method", sort=True):
@@ -69,8 +78,16 @@ def hitrate_vs_beams(curves: pd.DataFrame, rankers: Mapping[str, float], *, titl
         return to_svg(fig)
 
 
-def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | None]], *, ylabel: str, title: str,
-                 horizontal_line: float | None = None, width: float = 9.5, height: float = 3.2) -> str:  # fmt: skip
+def grouped_bars(
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    ylabel: str,
+    title: str,
+    horizontal_line: float | None = None,
+    width: float = 9.5,
+    height: float = 3.2,
+) -> str:
     """Bars of each series (legend) side by side in each group (x axis); None draws no bar."""
     with _figure(width, height) as (fig, ax):
         n = max(len(series), 1)
@@ -98,7 +115,9 @@ def cluster_sizes(sizes: Mapping[str, np.ndarray], *, cap: int | None = None) ->
         bins = np.unique(np.geomspace(1, top + 1, num=30).astype(int))
         bins = bins if len(bins) > 1 else np.array([1, 2])
         for name, s in sorted(sizes.items()):
-            ax.hist(s, bins=bins.tolist(), histtype="step", lw=1.5, label=f"{name}: {len(s):,} SIDs, mean {s.mean():.1f}")
+            ax.hist(
+                s, bins=bins.tolist(), histtype="step", lw=1.5, label=f"{name}: {len(s):,} SIDs, mean {s.mean():.1f}"
+            )
         if cap is not None:
             ax.axvline(cap, color="red", lw=0.8, label=f"split above {cap}")
         ax.set_xscale("log")
@@ -113,8 +132,10 @@ def cluster_sizes(sizes: Mapping[str, np.ndarray], *, cap: int | None = None) ->
 def per_level(health: Mapping[str, Mapping[str, Any]]) -> str:
     """Codebook utilisation and normalised entropy per level, one bar per method."""
     with _figure(9.5, 3.0, ncols=2) as (fig, axes):
-        for ax, key, label in ((axes[0], "utilisation", "utilisation (used codes / codebook)"),
-                               (axes[1], "entropy", "entropy / log(codebook size)")):  # fmt: skip
+        for ax, key, label in (
+            (axes[0], "utilisation", "utilisation (used codes / codebook)"),
+            (axes[1], "entropy", "entropy / log(codebook size)"),
+        ):
             methods = sorted(health)
             levels = max((len(health[m].get(key) or []) for m in methods), default=0)
             x, w = np.arange(levels), 0.8 / max(len(methods), 1)
@@ -130,8 +151,12 @@ def per_level(health: Mapping[str, Mapping[str, Any]]) -> str:
         return to_svg(fig)
 
 
-def over_days(days: Sequence[int], served: Mapping[str, Sequence[float | None]],
-              production: Mapping[str, Sequence[float | None]], promoted: Sequence[bool | None]) -> str:  # fmt: skip
+def over_days(
+    days: Sequence[int],
+    served: Mapping[str, Sequence[float | None]],
+    production: Mapping[str, Sequence[float | None]],
+    promoted: Sequence[bool | None],
+) -> str:
     """Served metrics per day (solid) and production's on the same sample (dashed); rejected days marked x."""
     with _figure(9.5, 3.2) as (fig, ax):
         for i, (name, values) in enumerate(served.items()):

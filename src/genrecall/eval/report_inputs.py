@@ -59,7 +59,9 @@ class ReportInputs:
     @property
     def test_sets(self) -> list[str]:
         """Test-set blocks of metrics.json (semantic, personalized, judged, ...), in that order."""
-        named = [k for k, v in self.metrics.items() if k not in ("sid_health", "data", "served") and isinstance(v, dict)]
+        named = [
+            k for k, v in self.metrics.items() if k not in ("sid_health", "data", "served") and isinstance(v, dict)
+        ]
         return [s for s in SETS if s in named] + sorted(s for s in named if s not in SETS)
 
     def rl_variants(self) -> list[str]:
@@ -109,9 +111,17 @@ def read_day(reports: Path, day: int) -> DayRow:
     data = numbers.get("data") or {}
     gate = json.loads((reports / "daily_gate.json").read_text()) if (reports / "daily_gate.json").exists() else {}
     pub = json.loads((reports / "publish.json").read_text()) if (reports / "publish.json").exists() else {}
-    return DayRow(day, data.get("mode"), data.get("new_items"), data.get("delisted"), pub.get("promoted"),
-                  pub.get("tag"), list(pub.get("reasons") or []), flatten(numbers),
-                  flatten(gate.get("production")))  # fmt: skip
+    return DayRow(
+        day,
+        data.get("mode"),
+        data.get("new_items"),
+        data.get("delisted"),
+        pub.get("promoted"),
+        pub.get("tag"),
+        list(pub.get("reasons") or []),
+        flatten(numbers),
+        flatten(gate.get("production")),
+    )
 
 
 def daily_history(daily_dir: Path) -> list[DayRow]:
@@ -124,8 +134,9 @@ def daily_history(daily_dir: Path) -> list[DayRow]:
     return rows
 
 
-def collect(reports_dir: str | Path, *, sid_dir: str | Path | None = "data/sid",
-            daily_dir: str | Path | None = "daily") -> ReportInputs:  # fmt: skip
+def collect(
+    reports_dir: str | Path, *, sid_dir: str | Path | None = "data/sid", daily_dir: str | Path | None = "daily"
+) -> ReportInputs:
     """Read every input of the report that exists."""
     reports = Path(reports_dir)
     inputs = ReportInputs()

@@ -10,9 +10,18 @@ from typing import Any
 from genrecall.features.sources import FeaturesConfig, SourceState
 
 _STORE_NAMES = {
-    "FeatureClient", "ItemFeatures", "MaterializeResult", "UserFeatures", "apply", "apply_and_materialize",
-    "materialize", "open_store", "repo_config", "training_frame", "write_online",
-}  # fmt: skip
+    "FeatureClient",
+    "ItemFeatures",
+    "MaterializeResult",
+    "UserFeatures",
+    "apply",
+    "apply_and_materialize",
+    "materialize",
+    "open_store",
+    "repo_config",
+    "training_frame",
+    "write_online",
+}
 
 __all__ = ["FeaturesConfig", "SourceState", *sorted(_STORE_NAMES)]
 

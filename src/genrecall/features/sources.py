@@ -46,7 +46,14 @@ class FeaturesConfig:
     click_offset_ms: int = 1000  # clicks are stamped this long after their request (per click rank); must be > 0
     quality_prior_strength: float = 20.0  # k pseudo-exposures: an item needs ~k views before its own CTR dominates
     quality_prior_ctr: float | None = None  # prior mean m; None = the log's CTR, frozen at the full build
-    price_edges: tuple[float, ...] = (10.0, 25.0, 50.0, 100.0, 250.0, 500.0)  # bucket i = edges[i-1] <= price < edges[i]
+    price_edges: tuple[float, ...] = (
+        10.0,
+        25.0,
+        50.0,
+        100.0,
+        250.0,
+        500.0,
+    )  # bucket i = edges[i-1] <= price < edges[i]
     # How new rows reach the online store. "push": the latest new row per entity is written straight to
     # it (a daily update costs O(delta)). "materialize": Feast materialize over the rows' time window,
     # re-reading the Parquet parts through the offline store (cost grows with history), the right
@@ -68,17 +75,33 @@ class FeaturesConfig:
 
 _META = [(TIMESTAMP, TS), (CREATED, TS)]
 ITEM_SCHEMA = pa.schema(
-    [("item_id", pa.int64()), *_META, ("category_id", pa.int64()), ("category_path", pa.string()),
-     ("brand", pa.string()), ("price", pa.float64()), ("price_bucket", pa.int64()), ("exposures", pa.int64()),
-     ("clicks", pa.int64()), ("quality", pa.float64()), ("sid", pa.string()), ("listed", pa.bool_())]
-)  # fmt: skip
+    [
+        ("item_id", pa.int64()),
+        *_META,
+        ("category_id", pa.int64()),
+        ("category_path", pa.string()),
+        ("brand", pa.string()),
+        ("price", pa.float64()),
+        ("price_bucket", pa.int64()),
+        ("exposures", pa.int64()),
+        ("clicks", pa.int64()),
+        ("quality", pa.float64()),
+        ("sid", pa.string()),
+        ("listed", pa.bool_()),
+    ]
+)
 PROFILE_SCHEMA = pa.schema(
     [("user_id", pa.string()), *_META, ("gender", pa.string()), ("age_band", pa.string()), ("price_tier", pa.string())]
 )
 RECENT_SCHEMA = pa.schema(
-    [("user_id", pa.string()), *_META, ("recent_sids", pa.list_(pa.string())),
-     ("recent_categories", pa.list_(pa.int64())), ("n_clicks", pa.int64())]
-)  # fmt: skip
+    [
+        ("user_id", pa.string()),
+        *_META,
+        ("recent_sids", pa.list_(pa.string())),
+        ("recent_categories", pa.list_(pa.int64())),
+        ("n_clicks", pa.int64()),
+    ]
+)
 SCHEMAS = {ITEM_VIEW: ITEM_SCHEMA, PROFILE_VIEW: PROFILE_SCHEMA, RECENT_VIEW: RECENT_SCHEMA}
 ITEM_COLUMNS = [n for n in ITEM_SCHEMA.names if n not in (TIMESTAMP, CREATED)]
 RECENT_STATE_COLUMNS = ["user_id", "recent_sids", "recent_categories", "n_clicks", "last_ts"]
@@ -129,6 +152,7 @@ class SourceState:
 
 def exposure_stats(requests: pd.DataFrame) -> pd.DataFrame:
     """Per item: how often it was exposed and clicked in ``requests`` (columns item_id, exposures, clicks)."""
+
     def flat(column: str) -> pd.Series:
         parts = [np.asarray(v, dtype=np.int64) for v in requests[column] if v is not None]
         return pd.Series(np.concatenate(parts) if parts else np.empty(0, np.int64))
@@ -151,8 +175,10 @@ def log_exposure_stats(data_dir: str | Path, *, before: pd.Timestamp | None = No
 
     def counts(column: str) -> pd.Series:
         vc = pc.value_counts(pc.list_flatten(table[column]))
-        return pd.Series(vc.field("counts").to_numpy(zero_copy_only=False).astype(np.int64),
-                         index=vc.field("values").to_numpy(zero_copy_only=False).astype(np.int64))  # fmt: skip
+        return pd.Series(
+            vc.field("counts").to_numpy(zero_copy_only=False).astype(np.int64),
+            index=vc.field("values").to_numpy(zero_copy_only=False).astype(np.int64),
+        )
 
     stats = pd.DataFrame({"exposures": counts("exposed"), "clicks": counts("clicked")}).fillna(0).astype(np.int64)
     return stats.sort_index().rename_axis("item_id").reset_index()
@@ -250,9 +276,13 @@ def click_events(requests: pd.DataFrame, *, offset_ms: int) -> pd.DataFrame:
             ranks.append(rank + 1)
     offset = pd.to_timedelta(np.asarray(ranks, np.int64) * offset_ms, unit="ms")
     events = pd.DataFrame(
-        {"user_id": pd.Series(users, dtype=object), "ts": pd.to_datetime(pd.Series(ts), utc=True) + offset,
-         "item_id": np.asarray(items, np.int64), "rank": np.asarray(ranks, np.int64)}
-    )  # fmt: skip
+        {
+            "user_id": pd.Series(users, dtype=object),
+            "ts": pd.to_datetime(pd.Series(ts), utc=True) + offset,
+            "item_id": np.asarray(items, np.int64),
+            "rank": np.asarray(ranks, np.int64),
+        }
+    )
     return events.sort_values(["user_id", "ts", "rank"], kind="stable", ignore_index=True)
 
 
@@ -293,9 +323,14 @@ def recent_rows(
             out_user.append(uid), out_ts.append(ts), out_sids.append(sids), out_cats.append(cats), out_n.append(n + 1)
             progress.advance(task)
     rows = pd.DataFrame(
-        {"user_id": pd.Series(out_user, dtype=object), TIMESTAMP: pd.to_datetime(pd.Series(out_ts, dtype=object), utc=True),
-         "recent_sids": out_sids, "recent_categories": out_cats, "n_clicks": np.asarray(out_n, np.int64)}
-    )  # fmt: skip
+        {
+            "user_id": pd.Series(out_user, dtype=object),
+            TIMESTAMP: pd.to_datetime(pd.Series(out_ts, dtype=object), utc=True),
+            "recent_sids": out_sids,
+            "recent_categories": out_cats,
+            "n_clicks": np.asarray(out_n, np.int64),
+        }
+    )
     new_state = pd.DataFrame(
         [(u, s, c, n, t) for u, (s, c, n, t) in sorted(current.items())], columns=RECENT_STATE_COLUMNS
     )
@@ -305,7 +340,9 @@ def recent_rows(
 # ---- writing -------------------------------------------------------------------------------------
 
 
-def write_part(df: pd.DataFrame, sources_dir: str | Path, view: str, *, part: str, created: pd.Timestamp) -> Path | None:
+def write_part(
+    df: pd.DataFrame, sources_dir: str | Path, view: str, *, part: str, created: pd.Timestamp
+) -> Path | None:
     """Write ``df`` as ``<sources_dir>/<view>/part-<part>.parquet`` with the view's schema; None if empty."""
     if df.empty:
         return None

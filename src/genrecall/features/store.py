@@ -132,9 +132,7 @@ def materialize(
     return MaterializeResult(start, end, views, data_dir_of(repo_path, data_dir))
 
 
-def write_online(
-    repo_path: str | Path, data_dir: str | Path | None, rows: dict[str, pd.DataFrame]
-) -> dict[str, int]:
+def write_online(repo_path: str | Path, data_dir: str | Path | None, rows: dict[str, pd.DataFrame]) -> dict[str, int]:
     """Write rows straight to the online store, per view: the latest row per entity wins.
 
     The daily update's "push" path: the new rows are already known, so the online store gets exactly
@@ -155,9 +153,12 @@ def write_online(
 
 
 def apply_and_materialize(
-    repo_path: str | Path, data_dir: str | Path | None = None, end_ts: pd.Timestamp | None = None,
-    *, start_ts: pd.Timestamp | None = None,
-) -> MaterializeResult:  # fmt: skip
+    repo_path: str | Path,
+    data_dir: str | Path | None = None,
+    end_ts: pd.Timestamp | None = None,
+    *,
+    start_ts: pd.Timestamp | None = None,
+) -> MaterializeResult:
     """Apply the repo, then materialize ``[start_ts, end_ts]`` (default: from the epoch up to now)."""
     apply(repo_path, data_dir)
     start = pd.Timestamp(start_ts) if start_ts is not None else pd.Timestamp("1970-01-01", tz="UTC")
@@ -241,11 +242,26 @@ class ItemFeatures:
 
 _USER_DEFAULTS = UserFeatures()
 _ITEM_DEFAULTS: dict[str, Any] = {
-    "category_id": -1, "category_path": "", "brand": "", "price": np.nan, "price_bucket": -1,
-    "quality": 0.0, "sid": "", "listed": False, "exposures": 0, "clicks": 0,
-}  # fmt: skip
-_ITEM_DTYPES = {"category_id": np.int64, "price": np.float64, "price_bucket": np.int64, "quality": np.float64,
-                "listed": bool, "exposures": np.int64, "clicks": np.int64}  # fmt: skip
+    "category_id": -1,
+    "category_path": "",
+    "brand": "",
+    "price": np.nan,
+    "price_bucket": -1,
+    "quality": 0.0,
+    "sid": "",
+    "listed": False,
+    "exposures": 0,
+    "clicks": 0,
+}
+_ITEM_DTYPES = {
+    "category_id": np.int64,
+    "price": np.float64,
+    "price_bucket": np.int64,
+    "quality": np.float64,
+    "listed": bool,
+    "exposures": np.int64,
+    "clicks": np.int64,
+}
 
 
 def fill_user_defaults(df: pd.DataFrame) -> pd.DataFrame:
@@ -312,9 +328,11 @@ class FeatureClient:
                 column[:] = filled[inverse]
                 found |= have
         return ItemFeatures(
-            item_id=ids, found=found, **{k: cols[k] for k in _ITEM_DEFAULTS if k not in ("exposures", "clicks")},
+            item_id=ids,
+            found=found,
+            **{k: cols[k] for k in _ITEM_DEFAULTS if k not in ("exposures", "clicks")},
             extra={"exposures": cols["exposures"], "clicks": cols["clicks"]},
-        )  # fmt: skip
+        )
 
 
 def _user(uid: str, v: dict[str, Any]) -> UserFeatures:

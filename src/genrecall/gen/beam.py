@@ -56,15 +56,15 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
     for i, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompt {i} is empty")
-        ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[i, width - len(p):] = 1
+        ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p) :] = 1
     return ids.to(device), mask.to(device)
 
 
 def _sid_log_probs(logits: torch.Tensor, start: int, size: int) -> torch.Tensor:
     """log_softmax over the full vocabulary, then only the columns of one SID position (float32)."""
     logits = logits.float()
-    return logits[:, start:start + size] - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return logits[:, start : start + size] - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
 def _child_tensors(trie: SidTrie, sizes: Sequence[int], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -121,18 +121,25 @@ def beam_search(
     if trie.depth != tokenizer.sid_depth:
         raise ValueError(f"trie depth {trie.depth} != tokenizer SID depth {tokenizer.sid_depth}")
     out: list[BeamResult] = []
-    with Progress(TextColumn(f"beam {beam_size}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not show_progress, transient=True) as bar:
+    with Progress(
+        TextColumn(f"beam {beam_size}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
         task = bar.add_task("beam", total=len(prompts))
         for lo in range(0, len(prompts), batch_size):
-            vectors = None if semantic is None else semantic[lo:lo + batch_size]
-            out += _beam_batch(model, tokenizer, trie, prompts[lo:lo + batch_size], beam_size, vectors)
+            vectors = None if semantic is None else semantic[lo : lo + batch_size]
+            out += _beam_batch(model, tokenizer, trie, prompts[lo : lo + batch_size], beam_size, vectors)
             bar.update(task, completed=len(out))
     return out
 
 
-def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_size: int,
-                semantic: np.ndarray | None = None) -> list[BeamResult]:  # fmt: skip
+def _beam_batch(
+    model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_size: int, semantic: np.ndarray | None = None
+) -> list[BeamResult]:
     depth = tokenizer.sid_depth
     if len(trie) == 0:
         return [_empty(depth) for _ in prompts]
@@ -141,15 +148,23 @@ def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_siz
     n = len(prompts)
     max_len = getattr(model.config, "max_position_embeddings", None)
     if max_len is not None and max(len(p) for p in prompts) + depth > max_len:
-        raise ValueError(f"prompt of {max(len(p) for p in prompts)} tokens + {depth} SID tokens exceeds {max_len} positions")
+        raise ValueError(
+            f"prompt of {max(len(p) for p in prompts)} tokens + {depth} SID tokens exceeds {max_len} positions"
+        )
 
     ids, attn = left_pad(prompts, tokenizer.pad_id, device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     # without padding (one prompt, or prompts of one length) the mask is all ones: passing none lets the
     # model use its plain causal path and skip building a mask every step (same attention, less work)
     padded = bool((attn == 0).any())
-    res = model(input_ids=ids, attention_mask=attn if padded else None, position_ids=pos, use_cache=True,
-                logits_to_keep=1, **semantic_tensor(model, semantic))
+    res = model(
+        input_ids=ids,
+        attention_mask=attn if padded else None,
+        position_ids=pos,
+        use_cache=True,
+        logits_to_keep=1,
+        **semantic_tensor(model, semantic),
+    )
     cache = result_cache(res)
     logits = res.logits[:, -1, :]
     next_pos = pos[:, -1:] + 1  # (n, 1)
@@ -184,8 +199,14 @@ def _beam_batch(model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_siz
             attn = torch.cat([attn.index_select(0, rows), attn.new_ones((n * new_k, 1))], dim=1)
         next_pos = next_pos.index_select(0, rows)
         tokens = code.reshape(-1, 1) + int(tokenizer.sid_offsets[t])
-        res = model(input_ids=tokens, attention_mask=attn if padded else None, position_ids=next_pos, use_cache=True,
-                    logits_to_keep=1, **{cache_kw: cache})
+        res = model(
+            input_ids=tokens,
+            attention_mask=attn if padded else None,
+            position_ids=next_pos,
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kw: cache},
+        )
         cache = result_cache(res)
         logits = res.logits[:, -1, :]
         next_pos = next_pos + 1
@@ -214,7 +235,7 @@ def reference_beam_search(
     depth = tokenizer.sid_depth
     results = []
     for i, prompt in enumerate(prompts):
-        vector = {} if semantic is None else semantic_tensor(model, semantic[i:i + 1])
+        vector = {} if semantic is None else semantic_tensor(model, semantic[i : i + 1])
         beams: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
         for t in range(depth):
             candidates = []
@@ -230,6 +251,10 @@ def reference_beam_search(
         if not beams or len(beams[0][1]) < depth:
             results.append(_empty(depth))
             continue
-        results.append(BeamResult(np.array([b[1] for b in beams], dtype=np.int64).reshape(-1, depth),
-                                  np.array([b[0] for b in beams], dtype=np.float64)))
+        results.append(
+            BeamResult(
+                np.array([b[1] for b in beams], dtype=np.int64).reshape(-1, depth),
+                np.array([b[0] for b in beams], dtype=np.float64),
+            )
+        )
     return results

@@ -40,7 +40,9 @@ class ExamplesConfig:
 
     targets_per_query: int = 3  # the paper samples 3 target SIDs per query for Q2SID
     targets_per_request: int = 3  # same cap for UQ2SID, per logged request
-    purchase_weight: float = 2.0  # a purchase is a stronger signal than a click (reward 1.0 both in EG-GRPO; here only the sampling weight)
+    purchase_weight: float = (
+        2.0  # a purchase is a stronger signal than a click (reward 1.0 both in EG-GRPO; here only the sampling weight)
+    )
     max_history: int = 5  # recent clicked SIDs in a user prompt; 5 x 5 tokens keeps prompts under ~70 tokens
     max_categories: int = 3  # recent category names in a user prompt
     seed: int = 0  # target sampling seed
@@ -117,25 +119,33 @@ class SidDataset:
     def subset(self, rows: np.ndarray) -> "SidDataset":
         """The rows ``rows`` (e.g. a validation split), every field kept aligned."""
         rows = np.asarray(rows, dtype=np.int64)
-        return SidDataset([self.prompts[i] for i in rows], self.targets[rows], self.kind,
-                          self.sources[rows] if len(self.sources) == len(self) else self.sources,
-                          [self.texts[i] for i in rows] if len(self.texts) == len(self) else [],
-                          None if self.vectors is None else self.vectors[rows])  # fmt: skip
+        return SidDataset(
+            [self.prompts[i] for i in rows],
+            self.targets[rows],
+            self.kind,
+            self.sources[rows] if len(self.sources) == len(self) else self.sources,
+            [self.texts[i] for i in rows] if len(self.texts) == len(self) else [],
+            None if self.vectors is None else self.vectors[rows],
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.table({
-            "prompt": pa.array(self.prompts, type=pa.list_(pa.int32())),
-            "target": pa.array(self.targets.tolist(), type=pa.list_(pa.int32())),
-        }, metadata={"kind": self.kind})
+        table = pa.table(
+            {
+                "prompt": pa.array(self.prompts, type=pa.list_(pa.int32())),
+                "target": pa.array(self.targets.tolist(), type=pa.list_(pa.int32())),
+            },
+            metadata={"kind": self.kind},
+        )
         if len(self.sources) == len(self):
             table = table.append_column("source", pa.array(self.sources, type=pa.int64()))
         if len(self.texts) == len(self):
             table = table.append_column("text", pa.array(self.texts, type=pa.string()))
         if self.vectors is not None:
-            table = table.append_column("vector", pa.array(self.vectors.astype(np.float32).tolist(),
-                                                           type=pa.list_(pa.float32())))  # fmt: skip
+            table = table.append_column(
+                "vector", pa.array(self.vectors.astype(np.float32).tolist(), type=pa.list_(pa.float32()))
+            )
         pq.write_table(table, path)
         return path
 
@@ -146,13 +156,21 @@ class SidDataset:
         cols = table.to_pydict()
         sources = np.asarray(cols.get("source", []), dtype=np.int64)
         vectors = np.asarray(cols["vector"], dtype=np.float16) if "vector" in cols else None
-        return cls([list(p) for p in cols["prompt"]], np.asarray(cols["target"], dtype=np.int64), kind, sources,
-                   list(cols.get("text", [])), vectors)  # fmt: skip
+        return cls(
+            [list(p) for p in cols["prompt"]],
+            np.asarray(cols["target"], dtype=np.int64),
+            kind,
+            sources,
+            list(cols.get("text", [])),
+            vectors,
+        )
 
 
 def sid_lookup(sid_assignments: pd.DataFrame) -> dict[int, Sid]:
     """item_id -> SID tuple from a SID_ASSIGNMENTS table."""
-    return {int(i): tuple(int(c) for c in codes) for i, codes in zip(sid_assignments["item_id"], sid_assignments["codes"])}
+    return {
+        int(i): tuple(int(c) for c in codes) for i, codes in zip(sid_assignments["item_id"], sid_assignments["codes"])
+    }
 
 
 def _weighted_sample(counts: dict[Sid, float], k: int, rng: np.random.Generator) -> list[Sid]:
@@ -180,7 +198,9 @@ def item_examples(items: pd.DataFrame, sid_assignments: pd.DataFrame, tokenizer:
     lookup = sid_lookup(sid_assignments)
     rows = items[items["item_id"].isin(list(lookup))].sort_values("item_id")
     prompts = [tokenizer.encode_prompt(t, kind="item") for t in rows["title"]]
-    targets = np.array([lookup[int(i)] for i in rows["item_id"]], dtype=np.int64).reshape(len(rows), tokenizer.sid_depth)
+    targets = np.array([lookup[int(i)] for i in rows["item_id"]], dtype=np.int64).reshape(
+        len(rows), tokenizer.sid_depth
+    )
     return SidDataset(prompts, targets, "i2sid", rows["item_id"].to_numpy(dtype=np.int64), item_texts(rows))
 
 
@@ -211,8 +231,13 @@ def query_examples(
             targets.append(sid)
             sources.append(first_request[q])
             texts.append(q)
-    return SidDataset(prompts, np.array(targets, dtype=np.int64).reshape(len(prompts), tokenizer.sid_depth), "q2sid",
-                      np.array(sources, dtype=np.int64), texts)
+    return SidDataset(
+        prompts,
+        np.array(targets, dtype=np.int64).reshape(len(prompts), tokenizer.sid_depth),
+        "q2sid",
+        np.array(sources, dtype=np.int64),
+        texts,
+    )
 
 
 def context_from_features(
@@ -236,24 +261,33 @@ def context_from_features(
             continue
         if valid_sid(sid):
             sids.append(sid)
-    names = [category_names[int(c)] for c in reversed(list(getattr(features, "recent_categories", ()) or ()))
-             if int(c) in category_names]  # fmt: skip
+    names = [
+        category_names[int(c)]
+        for c in reversed(list(getattr(features, "recent_categories", ()) or ()))
+        if int(c) in category_names
+    ]
     names = list(dict.fromkeys(reversed(names)))[::-1]  # distinct, most recent last
 
     def value(name: str) -> str | None:
         v = getattr(features, name, None)
         return None if v is None or (isinstance(v, float) and v != v) or v == "" else str(v)
 
-    return UserContext(value("gender"), value("age_band"), value("price_tier"),
-                       tuple(sids[-max_history:]), tuple(names[-max_categories:]))  # fmt: skip
+    return UserContext(
+        value("gender"),
+        value("age_band"),
+        value("price_tier"),
+        tuple(sids[-max_history:]),
+        tuple(names[-max_categories:]),
+    )
 
 
 def encode_user_query(tokenizer: GenTokenizer, query: str, context: UserContext | None) -> list[int]:
     """The UQ2SID prompt (the plain query prompt when ``context`` is None); also used at serving."""
     if context is None:
         return tokenizer.encode_prompt(query)
-    return tokenizer.encode_prompt(query, profile=context.profile(), history=context.recent_sids,
-                                   categories=context.recent_categories)
+    return tokenizer.encode_prompt(
+        query, profile=context.profile(), history=context.recent_sids, categories=context.recent_categories
+    )
 
 
 def user_query_examples(
@@ -274,16 +308,26 @@ def user_query_examples(
             continue
         ctx = contexts.get(int(row.request_id))
         if ctx is not None:
-            ctx = UserContext(ctx.gender, ctx.age_band, ctx.price_tier, tuple(ctx.recent_sids)[-cfg.max_history:],
-                              tuple(ctx.recent_categories)[-cfg.max_categories:])
+            ctx = UserContext(
+                ctx.gender,
+                ctx.age_band,
+                ctx.price_tier,
+                tuple(ctx.recent_sids)[-cfg.max_history :],
+                tuple(ctx.recent_categories)[-cfg.max_categories :],
+            )
         prompt = encode_user_query(tokenizer, normalize_query(row.query), ctx)
         for sid in _weighted_sample(counts, cfg.targets_per_request, rng):
             prompts.append(prompt)
             targets.append(sid)
             sources.append(int(row.request_id))
             texts.append(normalize_query(row.query))
-    return SidDataset(prompts, np.array(targets, dtype=np.int64).reshape(len(prompts), tokenizer.sid_depth), "uq2sid",
-                      np.array(sources, dtype=np.int64), texts)
+    return SidDataset(
+        prompts,
+        np.array(targets, dtype=np.int64).reshape(len(prompts), tokenizer.sid_depth),
+        "uq2sid",
+        np.array(sources, dtype=np.int64),
+        texts,
+    )
 
 
 def user_contexts_from_log(
@@ -306,7 +350,9 @@ def user_contexts_from_log(
     item_cat: dict[int, str] = {}
     if items is not None and categories is not None:
         names = dict(zip(categories["category_id"], categories["name"]))
-        item_cat = {int(i): names[c] for i, c in zip(items["item_id"], items["category_id"]) if pd.notna(c) and c in names}
+        item_cat = {
+            int(i): names[c] for i, c in zip(items["item_id"], items["category_id"]) if pd.notna(c) and c in names
+        }
     out: dict[int, UserContext] = {}
     log = requests[requests["user_id"].notna()].sort_values(["user_id", "ts", "request_id"])
     for user_id, group in log.groupby("user_id", sort=True):
@@ -326,8 +372,11 @@ def user_contexts_from_log(
                 pending, last_ts = [], row.ts
             cats = list(dict.fromkeys(reversed(hist_cats)))[:max_categories][::-1]  # distinct, most recent last
             out[int(row.request_id)] = UserContext(
-                getattr(prof, "gender", None), getattr(prof, "age_band", None), getattr(prof, "price_tier", None),
-                tuple(hist_sids[-max_history:]), tuple(cats),
+                getattr(prof, "gender", None),
+                getattr(prof, "age_band", None),
+                getattr(prof, "price_tier", None),
+                tuple(hist_sids[-max_history:]),
+                tuple(cats),
             )
             pending.append(row)
     return out

@@ -80,7 +80,12 @@ def resolve_device(device: str) -> torch.device:
 
 def resolve_dtype(dtype: str) -> torch.dtype:
     try:
-        return {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        return {
+            "float32": torch.float32,
+            "float64": torch.float64,
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+        }[dtype]
     except KeyError:
         raise ValueError(f"unknown dtype {dtype!r}") from None
 
@@ -116,8 +121,12 @@ def semantic_fields(cfg: GeneratorConfig, tokenizer: GenTokenizer) -> dict[str, 
         return {}
     if cfg.semantic_dim < 1:
         raise ValueError("the tokenizer has <sem> placeholders: set GeneratorConfig.semantic_dim (the encoder's width)")
-    return {"semantic_dim": cfg.semantic_dim, "semantic_tokens": tokenizer.semantic_tokens,
-            "semantic_token_id": int(tokenizer.semantic_id), "semantic_encoder": dict(cfg.semantic_encoder)}  # fmt: skip
+    return {
+        "semantic_dim": cfg.semantic_dim,
+        "semantic_tokens": tokenizer.semantic_tokens,
+        "semantic_token_id": int(tokenizer.semantic_id),
+        "semantic_encoder": dict(cfg.semantic_encoder),
+    }
 
 
 def model_class(config: object) -> type[Qwen2ForCausalLM]:
@@ -177,7 +186,9 @@ def make_generator(cfg: GeneratorConfig, tokenizer: GenTokenizer) -> Qwen2ForCau
     return build_model(cfg, len(tokenizer), tokenizer=tokenizer)
 
 
-def save_generator(model: Qwen2ForCausalLM, tokenizer: GenTokenizer, out_dir: str | Path, *, cfg: GeneratorConfig | None = None) -> Path:
+def save_generator(
+    model: Qwen2ForCausalLM, tokenizer: GenTokenizer, out_dir: str | Path, *, cfg: GeneratorConfig | None = None
+) -> Path:
     """Write config.json + model.safetensors + tokenizer.json (+ generator.json when ``cfg`` is given)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

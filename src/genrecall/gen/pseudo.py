@@ -69,7 +69,7 @@ def _draw(words: list[str], attrs: list[str], kind: str, cfg: PseudoQueryConfig,
     if kind == "words":
         return " ".join(words[i] for i in sorted(rng.choice(len(words), size=n, replace=False)))
     start = int(rng.integers(0, len(words) - n + 1))
-    return " ".join(words[start:start + n])
+    return " ".join(words[start : start + n])
 
 
 def pseudo_queries(item_id: int, title: str, cfg: PseudoQueryConfig, attrs: Sequence[str] = ()) -> list[str]:

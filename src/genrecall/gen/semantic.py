@@ -62,8 +62,14 @@ class SemanticQwen2ForCausalLM(Qwen2ForCausalLM):
         soft = self.semantic_proj(semantic.to(self.semantic_proj.weight.dtype)).view(-1, n, hidden)
         return embeds.masked_scatter(where[..., None], soft.to(embeds.dtype))
 
-    def forward(self, input_ids: torch.Tensor | None = None, *args: Any, semantic: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, **kwargs: Any) -> Any:  # fmt: skip
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        *args: Any,
+        semantic: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
         if semantic is not None and input_ids is not None:
             inputs_embeds, input_ids = self.semantic_embeds(input_ids, semantic), None
         return super().forward(input_ids, *args, inputs_embeds=inputs_embeds, **kwargs)
@@ -118,7 +124,9 @@ class SentenceEncoder:
         return dataclasses.asdict(self.config)
 
     @classmethod
-    def for_model(cls, model: nn.Module, cache_dir: str | Path | None = None, **kwargs: Any) -> "SentenceEncoder | None":
+    def for_model(
+        cls, model: nn.Module, cache_dir: str | Path | None = None, **kwargs: Any
+    ) -> "SentenceEncoder | None":
         """The encoder recorded in a semantic model's config (None for a plain model)."""
         if not is_semantic(model):
             return None

@@ -110,11 +110,15 @@ def collate(dataset: SidDataset, indices: np.ndarray, tokenizer: GenTokenizer) -
     ids = torch.full((len(seqs), width), tokenizer.pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, s in enumerate(seqs):
-        ids[r, width - len(s):] = torch.tensor(s)
-        mask[r, width - len(s):] = 1
+        ids[r, width - len(s) :] = torch.tensor(s)
+        mask[r, width - len(s) :] = 1
     n_target = tokenizer.sid_depth + 1
-    batch = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-             "targets": ids[:, -n_target:]}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+        "targets": ids[:, -n_target:],
+    }
     if dataset.vectors is not None:  # sentence vectors for a semantic-prompt model (gen/semantic.py)
         batch["semantic"] = torch.from_numpy(np.asarray(dataset.vectors[indices], dtype=np.float32))
     return batch
@@ -124,8 +128,14 @@ def target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
     """Mean cross-entropy over the SID tokens and <eos> of each row."""
     n_target = batch["targets"].shape[1]
     extra = {"semantic": batch["semantic"]} if "semantic" in batch and is_semantic(model) else {}
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                position_ids=batch["position_ids"], use_cache=False, logits_to_keep=n_target + 1, **extra)
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        use_cache=False,
+        logits_to_keep=n_target + 1,
+        **extra,
+    )
     logits = out.logits[:, :-1, :].float()  # position j predicts token j+1
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
 
@@ -144,8 +154,9 @@ def validation_split(dataset: SidDataset, share: float, seed: int = 0) -> tuple[
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, dataset: SidDataset, tokenizer: GenTokenizer, device: torch.device,
-                    batch_size: int = 256) -> float:  # fmt: skip
+def validation_loss(
+    model: torch.nn.Module, dataset: SidDataset, tokenizer: GenTokenizer, device: torch.device, batch_size: int = 256
+) -> float:
     """Mean target loss over ``dataset`` (row-weighted), in eval mode."""
     was = model.training
     model.eval()
@@ -312,15 +323,22 @@ def train_sft(
         best = (val_losses[0][1], 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
     model.train()
     start, seen = time.perf_counter(), 0
-    with Progress(TextColumn(f"sft {cfg.stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeRemainingColumn(), disable=not (show_progress and ctx.is_main), transient=True) as bar:
+    with Progress(
+        TextColumn(f"sft {cfg.stage}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not (show_progress and ctx.is_main),
+        transient=True,
+    ) as bar:
         task = bar.add_task("train", total=total, completed=step, info="")
         order, order_epoch = np.empty(0, dtype=np.int64), -1
         while step < end:
             epoch, j = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(len(dataset), cfg.seed, epoch), epoch
-            idx = order[j * cfg.batch_size:(j + 1) * cfg.batch_size]  # the global batch
+            idx = order[j * cfg.batch_size : (j + 1) * cfg.batch_size]  # the global batch
             local = dist.shard(idx, ctx)
             w = dist.weight(len(local), len(idx), ctx)  # local mean -> share of the global mean
             if len(local) == 0:  # fewer rows than ranks: a zero-weight row keeps the collectives in step
@@ -339,7 +357,7 @@ def train_sft(
             seen += len(idx)
             step += 1
             if step % max(1, cfg.log_every) == 0 or step == end:
-                recent = losses[-max(1, cfg.log_every):]
+                recent = losses[-max(1, cfg.log_every) :]
                 bar.update(task, completed=step, info=f"loss {sum(recent) / len(recent):.4f}")
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end and ctx.is_main:
                 _save_checkpoint(model, opt, step, losses, cfg, out_dir)
@@ -356,8 +374,19 @@ def train_sft(
     model.eval()
 
     loss_csv = out_dir / "loss.csv"
-    result = SFTResult(cfg.stage, out_dir / "final", step, losses, seen, seconds, seen / seconds if seconds > 0 else 0.0, loss_csv,
-                       val_losses, stopped, best[1] if best is not None else None)  # fmt: skip
+    result = SFTResult(
+        cfg.stage,
+        out_dir / "final",
+        step,
+        losses,
+        seen,
+        seconds,
+        seen / seconds if seconds > 0 else 0.0,
+        loss_csv,
+        val_losses,
+        stopped,
+        best[1] if best is not None else None,
+    )
     if ctx.is_main:  # rank 0 writes; the barrier keeps the others from reading a half-written stage
         last = latest_checkpoint(out_dir)
         if last is None or last.name != f"step-{step:07d}":
@@ -368,10 +397,17 @@ def train_sft(
                 csv.writer(f).writerows([("step", "val_loss"), *((s_, f"{v:.6f}") for s_, v in val_losses)])
         if step >= total or stopped:
             save_generator(model, tokenizer, result.final_dir)
-            state = {"stage": cfg.stage, "steps": step, "final_loss": losses[-1] if losses else None,
-                     "init_from": str(init_from) if init_from else None, "config": asdict(cfg),
-                     "world_size": ctx.world_size, "stopped_early": stopped, "best_step": result.best_step,
-                     "val_losses": val_losses}
+            state = {
+                "stage": cfg.stage,
+                "steps": step,
+                "final_loss": losses[-1] if losses else None,
+                "init_from": str(init_from) if init_from else None,
+                "config": asdict(cfg),
+                "world_size": ctx.world_size,
+                "stopped_early": stopped,
+                "best_step": result.best_step,
+                "val_losses": val_losses,
+            }
             (result.final_dir / "trainer_state.json").write_text(json.dumps(state, indent=2))
     dist.barrier()
     return result
@@ -395,8 +431,16 @@ def train_progressive(
     for stage in (s for s in STAGES if s in datasets):
         cfg = configs.get(stage, SFTConfig(stage=stage))
         data = with_replay(datasets[stage], earlier, cfg.replay, cfg.seed)
-        results[stage] = train_sft(model, tokenizer, data, cfg, Path(out_dir) / stage, init_from=prev,
-                                   resume=resume, show_progress=show_progress)
+        results[stage] = train_sft(
+            model,
+            tokenizer,
+            data,
+            cfg,
+            Path(out_dir) / stage,
+            init_from=prev,
+            resume=resume,
+            show_progress=show_progress,
+        )
         prev = results[stage].final_dir
         earlier.append(datasets[stage])
     return results

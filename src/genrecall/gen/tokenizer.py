@@ -40,7 +40,18 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 Sid = tuple[int, ...]
 
-SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<sep>", "<sid>", "<item>", "<query>", "<user>", "<hist>", "<cat>")
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<pad>",
+    "<bos>",
+    "<eos>",
+    "<sep>",
+    "<sid>",
+    "<item>",
+    "<query>",
+    "<user>",
+    "<hist>",
+    "<cat>",
+)
 SEMANTIC_TOKEN = "<sem>"  # placeholder whose embedding the generator replaces by a sentence vector
 PROFILE_FIELDS: tuple[str, ...] = ("gender", "age_band", "price_tier")
 FORMAT = "genrecall-gen-tokenizer"
@@ -56,7 +67,9 @@ class TokenizerConfig:
     lowercase: bool = True  # shoppers type in any case; titles are title-cased
     max_text_tokens: int = 32  # titles/queries are truncated here; keeps prompts short for CPU training
     max_categories: int = 3  # recent category names rendered in a user prompt
-    semantic_tokens: int = 0  # <sem> placeholders at the start of every prompt for the sentence vector (gen/semantic.py); 0 = off
+    semantic_tokens: int = (
+        0  # <sem> placeholders at the start of every prompt for the sentence vector (gen/semantic.py); 0 = off
+    )
     profile_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra profile values to reserve
 
 
@@ -82,8 +95,10 @@ class GenTokenizer:
         if int(semantic_tokens) < 0:
             raise ValueError(f"semantic_tokens must be >= 0, got {semantic_tokens}")
         self.semantic_tokens = int(semantic_tokens)
-        values = {f: tuple(sorted({str(v) for v in (profile_values or {}).get(f, ()) if v is not None and v == v} - {"?"}))
-                  for f in PROFILE_FIELDS}  # None/NaN are "unknown", which <field:?> already covers
+        values = {
+            f: tuple(sorted({str(v) for v in (profile_values or {}).get(f, ()) if v is not None and v == v} - {"?"}))
+            for f in PROFILE_FIELDS
+        }  # None/NaN are "unknown", which <field:?> already covers
         self.profile_values: dict[str, tuple[str, ...]] = values
 
         self.n_text = int(text.get_vocab_size(with_added_tokens=True))
@@ -128,8 +143,14 @@ class GenTokenizer:
         merged: dict[str, set] = {f: set(v) for f, v in cfg.profile_values.items()}
         for f, vals in (profile_values or {}).items():
             merged.setdefault(f, set()).update(vals)
-        return cls(text, sid_vocab_sizes, profile_values=merged, max_text_tokens=cfg.max_text_tokens, max_categories=cfg.max_categories,
-                   semantic_tokens=cfg.semantic_tokens)
+        return cls(
+            text,
+            sid_vocab_sizes,
+            profile_values=merged,
+            max_text_tokens=cfg.max_text_tokens,
+            max_categories=cfg.max_categories,
+            semantic_tokens=cfg.semantic_tokens,
+        )
 
     @classmethod
     def from_pretrained(
@@ -147,8 +168,14 @@ class GenTokenizer:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: a pretrained generator needs its tokenizer.json")
         values = {f: list(vals) for f, vals in (profile_values or {}).items()}
-        return cls(Tokenizer.from_file(str(path)), sid_vocab_sizes, profile_values=values,
-                   max_text_tokens=max_text_tokens, max_categories=max_categories, semantic_tokens=semantic_tokens)
+        return cls(
+            Tokenizer.from_file(str(path)),
+            sid_vocab_sizes,
+            profile_values=values,
+            max_text_tokens=max_text_tokens,
+            max_categories=max_categories,
+            semantic_tokens=semantic_tokens,
+        )
 
     # -- ids --------------------------------------------------------------------------------------
     @property
@@ -180,7 +207,9 @@ class GenTokenizer:
 
     def sid_token_id(self, position: int, code: int) -> int:
         if not 0 <= code < self.sid_vocab_sizes[position]:
-            raise ValueError(f"code {code} out of range for SID position {position} (size {self.sid_vocab_sizes[position]})")
+            raise ValueError(
+                f"code {code} out of range for SID position {position} (size {self.sid_vocab_sizes[position]})"
+            )
         return int(self.sid_offsets[position]) + int(code)
 
     def sid_token_ids(self, position: int) -> np.ndarray:
@@ -256,7 +285,7 @@ class GenTokenizer:
                 ids.append(self._extra["<hist>"])
                 for i, sid in enumerate(history):
                     ids += ([self.sep_id] if i else []) + self.encode_sid(sid)
-            cats = [c for c in categories if c][-self.max_categories:]
+            cats = [c for c in categories if c][-self.max_categories :]
             if cats:
                 ids.append(self._extra["<cat>"])
                 for i, name in enumerate(cats):

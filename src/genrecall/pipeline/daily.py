@@ -82,20 +82,40 @@ def ingest(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     delta = next_day(market)
     after = market.apply(delta)
     after.save(fresh(ws.stage(day, ws.raw)))
-    (ws.stage(day, ws.raw) / "generate.json").write_text(json.dumps(
-        {"config": dataclasses.asdict(after.cfg), "days": after.days,
-         "rows": {k: len(v) for k, v in after.tables().items()}}, indent=2, sort_keys=True, default=list))  # fmt: skip
+    (ws.stage(day, ws.raw) / "generate.json").write_text(
+        json.dumps(
+            {
+                "config": dataclasses.asdict(after.cfg),
+                "days": after.days,
+                "rows": {k: len(v) for k, v in after.tables().items()},
+            },
+            indent=2,
+            sort_keys=True,
+            default=list,
+        )
+    )
     crashpoint("ingest:mid")  # drill: the new source state is staged, the day's delta is not written
-    touched = np.union1d(np.union1d(delta.new_items["item_id"], delta.delisted["item_id"]),
-                         delta.price_events["item_id"])  # fmt: skip
+    touched = np.union1d(
+        np.union1d(delta.new_items["item_id"], delta.delisted["item_id"]), delta.price_events["item_id"]
+    )
     out = fresh(ws.record(day, "delta"))
-    tables = {S.ITEMS: after.items[after.items["item_id"].isin(touched)], S.PRICE_EVENTS: delta.price_events,
-              S.USERS: delta.new_users, S.REQUESTS: delta.requests, S.GROUND_TRUTH: delta.ground_truth}
+    tables = {
+        S.ITEMS: after.items[after.items["item_id"].isin(touched)],
+        S.PRICE_EVENTS: delta.price_events,
+        S.USERS: delta.new_users,
+        S.REQUESTS: delta.requests,
+        S.GROUND_TRUTH: delta.ground_truth,
+    }
     for spec, df in tables.items():
         S.write_table(df.reset_index(drop=True), spec, out)
-    return {"day": day, "new_items": len(delta.new_items), "delisted": len(delta.delisted),
-            "price_changes": int(delta.price_events["item_id"].nunique()) - len(delta.new_items),
-            "new_users": len(delta.new_users), "requests": len(delta.requests)}
+    return {
+        "day": day,
+        "new_items": len(delta.new_items),
+        "delisted": len(delta.delisted),
+        "price_changes": int(delta.price_events["item_id"].nunique()) - len(delta.new_items),
+        "new_users": len(delta.new_users),
+        "requests": len(delta.requests),
+    }
 
 
 def validate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +124,14 @@ def validate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     from genrecall.pipeline.validate import validate
 
     good, quarantine = fresh(ws.record(day, "validated")), ws.record(day, "quarantine")
-    report = validate(config_of(ValidateConfig, params, "validate"), ws.record(day, "delta"), good, quarantine,
-                      ws.record(day, "reports/validation.json"), reference_dir=ws.path("validated"))  # fmt: skip
+    report = validate(
+        config_of(ValidateConfig, params, "validate"),
+        ws.record(day, "delta"),
+        good,
+        quarantine,
+        ws.record(day, "reports/validation.json"),
+        reference_dir=ws.path("validated"),
+    )
     crashpoint("validate:mid")  # drill: the delta is validated and quarantined, not merged
     out = fresh(ws.stage(day, ws.validated))
     for name, spec in S.ALL_TABLES.items():
@@ -117,8 +143,13 @@ def validate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
 def embed_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     from genrecall.pipeline.embed import EmbedConfig, embed
 
-    res = embed(config_of(EmbedConfig, params, "embed"), ws.stage(day, ws.validated), ws.path("cache"),
-                fresh(ws.stage(day, ws.embeddings)), show_progress=False)  # fmt: skip
+    res = embed(
+        config_of(EmbedConfig, params, "embed"),
+        ws.stage(day, ws.validated),
+        ws.path("cache"),
+        fresh(ws.stage(day, ws.embeddings)),
+        show_progress=False,
+    )
     return as_result(res)
 
 
@@ -139,8 +170,15 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
         fresh(ws.stage(day, ws.models_sid))  # stays empty: the live tokenizers are kept
         out = fresh(ws.stage(day, ws.sid), ws.path("sid"))
         delta = S.read_table(S.ITEMS, ws.record(day, "validated"))
-        res = sid_update(data, emb, ws.path("models_sid"), out, methods=daily_methods(params), reports_dir=reports,
-                         changed=_changed_texts(ws.path("validated"), delta))  # fmt: skip
+        res = sid_update(
+            data,
+            emb,
+            ws.path("models_sid"),
+            out,
+            methods=daily_methods(params),
+            reports_dir=reports,
+            changed=_changed_texts(ws.path("validated"), delta),
+        )
         crashpoint("sids:mid")  # drill: the staged index is written, its health report is not
         _keep_other_health(ws.path("reports") / "sid_health.json", reports / "sid_health.json")
         return {"mode": "incremental", **as_result(res)}
@@ -187,8 +225,12 @@ def features_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
         res = update_features(cfg, ws.record(day, "validated"), sid_dir, ws.path("repo"), out)
     else:
         res = features(cfg, ws.stage(day, ws.validated), sid_dir, ws.path("repo"), fresh(ws.stage(day, ws.feast)))
-    return {"item_rows": res.item_rows, "profile_rows": res.profile_rows, "recent_rows": res.recent_rows,
-            "as_of": str(res.as_of)}
+    return {
+        "item_rows": res.item_rows,
+        "profile_rows": res.profile_rows,
+        "recent_rows": res.recent_rows,
+        "as_of": str(res.as_of),
+    }
 
 
 def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -207,21 +249,35 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     reports.mkdir(parents=True, exist_ok=True)
     full = day_mode(ws, day) == "full" and gcfg.full_eval_on_rebuild
     if full:
-        evaluate(ecfg, ws.stage(day, ws.validated), ws.stage(day, ws.sid), ws.stage(day, ws.embeddings),
-                 ws.stage(day, ws.generator), reports, feast_repo=ws.path("repo"), feast_data_dir=ws.stage(day, ws.feast),
-                 preset=(params.get("generate") or {}).get("preset"))  # fmt: skip
+        evaluate(
+            ecfg,
+            ws.stage(day, ws.validated),
+            ws.stage(day, ws.sid),
+            ws.stage(day, ws.embeddings),
+            ws.stage(day, ws.generator),
+            reports,
+            feast_repo=ws.path("repo"),
+            feast_data_dir=ws.stage(day, ws.feast),
+            preset=(params.get("generate") or {}).get("preset"),
+        )
     if gcfg.num_threads:
         import torch
 
         torch.set_num_threads(gcfg.num_threads)
     prod = production_tag(cfg.bundle_name)
     own = _production_feast(ws, day, params, prod) if prod and day_mode(ws, day) == "full" else None
-    paired = compare_on_sample(gcfg, ecfg, data_dir=ws.stage(day, ws.validated),
-                               candidate=load_generator(_served_generator(ws.stage(day, ws.generator), method)),
-                               candidate_index=SidIndex.load(ws.stage(day, ws.sid) / method),
-                               production=Bundle.load(prod) if prod else None, feast_repo=ws.path("repo"),
-                               feast_data_dir=ws.stage(day, ws.feast), method=method,
-                               production_feast_data_dir=own)  # fmt: skip
+    paired = compare_on_sample(
+        gcfg,
+        ecfg,
+        data_dir=ws.stage(day, ws.validated),
+        candidate=load_generator(_served_generator(ws.stage(day, ws.generator), method)),
+        candidate_index=SidIndex.load(ws.stage(day, ws.sid) / method),
+        production=Bundle.load(prod) if prod else None,
+        feast_repo=ws.path("repo"),
+        feast_data_dir=ws.stage(day, ws.feast),
+        method=method,
+        production_feast_data_dir=own,
+    )
     write_json(reports / "daily_gate.json", paired)
     crashpoint("evaluate:mid")  # drill: the paired numbers are written, the day's metrics are not
     # The day's numbers get their own file: metrics.json keeps the pipeline's full block (every method, the
@@ -229,10 +285,21 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     # carries these gate-sample numbers (package_day); the report's daily history reads them.
     steps = load_state(ws, day)["steps"]
     ingest = steps["ingest"]["result"]
-    write_json(reports / DAY_METRICS, {**paired["candidate"], "data": {
-        "daily_gate": paired["sample"], "generator": "served", "day": day, "mode": day_mode(ws, day),
-        "new_items": ingest.get("new_items"), "delisted": ingest.get("delisted"),
-        "warm_start": steps["finetune"]["result"].get("warm_start") or {}}})  # fmt: skip
+    write_json(
+        reports / DAY_METRICS,
+        {
+            **paired["candidate"],
+            "data": {
+                "daily_gate": paired["sample"],
+                "generator": "served",
+                "day": day,
+                "mode": day_mode(ws, day),
+                "new_items": ingest.get("new_items"),
+                "delisted": ingest.get("delisted"),
+                "warm_start": steps["finetune"]["result"].get("warm_start") or {},
+            },
+        },
+    )
     head = headline_metrics(paired["candidate"])
     return {**head, **{f"production/{k}": v for k, v in headline_metrics(paired["production"] or {}).items()}}
 
@@ -245,16 +312,26 @@ def _production_feast(ws: Workspace, day: int, params: dict[str, Any], tag: str)
     from genrecall.serving.bundle import resolve
 
     out = fresh(ws.stage(day, "gate/production-feast"))  # pruned with the day's stage
-    features(config_of(FeaturesConfig, params, "features"), ws.stage(day, ws.validated), resolve(tag)[0] / "index",
-             ws.path("repo"), out)  # fmt: skip
+    features(
+        config_of(FeaturesConfig, params, "features"),
+        ws.stage(day, ws.validated),
+        resolve(tag)[0] / "index",
+        ws.path("repo"),
+        out,
+    )
     return out
 
 
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """``set/method/metric`` -> value for the numbers a daily report shows."""
     keep = ("hitrate@1", "hitrate@10", "items@1000", "clk@10", "pvr@10")
-    return {f"{s}/{m}/{k}": round(float(v), 4) for s in ("semantic", "personalized")
-            for m, block in (metrics.get(s) or {}).items() for k, v in block.items() if k in keep}  # fmt: skip
+    return {
+        f"{s}/{m}/{k}": round(float(v), 4)
+        for s in ("semantic", "personalized")
+        for m, block in (metrics.get(s) or {}).items()
+        for k, v in block.items()
+        if k in keep
+    }
 
 
 def _served_generator(gen_dir: Path, method: str) -> Path:
@@ -268,21 +345,36 @@ def package_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, An
     """Save the day's bundle to the BentoML store; promotion waits for ``publish``."""
     from genrecall.pipeline.package import PackageConfig, package
 
-    cfg = dataclasses.replace(config_of(PackageConfig, params, "package"), run_gate=False,
-                              name=config_of(DailyConfig, params, "daily").bundle_name)  # fmt: skip
+    cfg = dataclasses.replace(
+        config_of(PackageConfig, params, "package"),
+        run_gate=False,
+        name=config_of(DailyConfig, params, "daily").bundle_name,
+    )
     method = main_method(params)
     models = ws.stage(day, ws.models_sid) if day_mode(ws, day) == "full" else ws.path("models_sid")
     reports = ws.stage(day, ws.reports)  # a full evaluation's metrics.json when the day ran one, else the day's
     metrics = reports / "metrics.json" if (reports / "metrics.json").exists() else reports / DAY_METRICS
-    res = package(cfg, generator_dir=_served_generator(ws.stage(day, ws.generator), method),
-                  sid_model_dir=models / method, index_dir=ws.stage(day, ws.sid) / method,
-                  data_dir=ws.stage(day, ws.validated), metrics_path=metrics,
-                  params=params, dvc_lock=ws.root / "dvc.lock")  # fmt: skip
+    res = package(
+        cfg,
+        generator_dir=_served_generator(ws.stage(day, ws.generator), method),
+        sid_model_dir=models / method,
+        index_dir=ws.stage(day, ws.sid) / method,
+        data_dir=ws.stage(day, ws.validated),
+        metrics_path=metrics,
+        params=params,
+        dvc_lock=ws.root / "dvc.lock",
+    )
     return {"tag": res.tag, "version": res.version, "items": res.items, "sids": res.sids}
 
 
-def run_day(ws: Workspace, params: dict[str, Any], *, day: int | None = None, fail_at: str | None = None,
-            steps: dict[str, Callable[..., dict[str, Any]]] | None = None) -> dict[str, Any]:  # fmt: skip
+def run_day(
+    ws: Workspace,
+    params: dict[str, Any],
+    *,
+    day: int | None = None,
+    fail_at: str | None = None,
+    steps: dict[str, Callable[..., dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) one day without Prefect: every step in order; returns the day's state."""
     day = next_day_number(ws) if day is None else day
     for name in STEPS:
@@ -291,7 +383,16 @@ def run_day(ws: Workspace, params: dict[str, Any], *, day: int | None = None, fa
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Workspace, int, dict[str, Any]], dict[str, Any]]] = {
-    "ingest": ingest, "validate": validate_day, "embed": embed_day, "drift": drift, "sids": sids_day,
-    "features": features_day, "finetune": finetune_day, "evaluate": evaluate_day, "package": package_day,
-    "commit": commit, "publish": publish, "version": version,
+    "ingest": ingest,
+    "validate": validate_day,
+    "embed": embed_day,
+    "drift": drift,
+    "sids": sids_day,
+    "features": features_day,
+    "finetune": finetune_day,
+    "evaluate": evaluate_day,
+    "package": package_day,
+    "commit": commit,
+    "publish": publish,
+    "version": version,
 }

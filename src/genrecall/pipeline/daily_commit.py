@@ -71,13 +71,23 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
     sample = paired.get("sample") or {}
     # gate() reads production, compares and moves the pointer under one lock; the paired numbers are used
     # only if production is still the bundle they measured, else the manifests are compared.
-    decision = gate(tag, cfg, measured=measured, expected_production=paired.get("production_tag"),
-                    basis=f"same sample of today's requests ({sample.get('semantic_requests')} semantic, "
-                          f"{sample.get('personalized_requests')} personalized; {sample.get('request_ids_sha')})")
+    decision = gate(
+        tag,
+        cfg,
+        measured=measured,
+        expected_production=paired.get("production_tag"),
+        basis=f"same sample of today's requests ({sample.get('semantic_requests')} semantic, "
+        f"{sample.get('personalized_requests')} personalized; {sample.get('request_ids_sha')})",
+    )
     basis = decision.basis
     crashpoint("publish:after-gate")  # drill: the pointer moved (or not), publish.json and summary.md not written
-    result = {"tag": tag, "promoted": decision.promoted, "production": decision.production if not decision.promoted
-              else tag, "reasons": decision.reasons, "basis": basis}  # fmt: skip
+    result = {
+        "tag": tag,
+        "promoted": decision.promoted,
+        "production": decision.production if not decision.promoted else tag,
+        "reasons": decision.reasons,
+        "basis": basis,
+    }
     D.write_json(ws.record(day, "reports/publish.json"), result)
     ws.record(day, "reports/summary.md").write_text(summary_markdown(D.load_state(ws, day), result))
     return result
@@ -86,8 +96,11 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
 def _git(ws: D.Workspace, *args: str) -> str:
     import subprocess
 
-    env = {**os.environ, "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "genrecall daily"),
-           "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "daily@genrecall.invalid")}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "genrecall daily"),
+        "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "daily@genrecall.invalid"),
+    }
     env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
     env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
     done = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True)
@@ -141,29 +154,47 @@ def summary_markdown(state: dict[str, Any], published: dict[str, Any]) -> str:
     """The run's report: what changed, the drift decision, fine-tune losses, metrics, the gate."""
     steps = {k: v["result"] for k, v in state["steps"].items()}
     ing, dr, sids = steps.get("ingest", {}), steps.get("drift", {}), steps.get("sids", {})
-    lines = [f"# Daily rebuild, day {state['day']}", "",
-             f"- items added **{ing.get('new_items')}**, delisted **{ing.get('delisted')}**, price changes "
-             f"{ing.get('price_changes')}, new users {ing.get('new_users')}, requests {ing.get('requests')}",
-             f"- mode **{dr.get('mode')}** ({'; '.join(dr.get('reasons') or []) or 'no drift'}); new-item share "
-             f"{dr.get('new_share')}, quantization error ratio {dr.get('qerr_ratio')}",
-             f"- SIDs: added {sids.get('added', '-')}, removed {sids.get('removed', '-')}, total {sids.get('sids')}"]
+    lines = [
+        f"# Daily rebuild, day {state['day']}",
+        "",
+        f"- items added **{ing.get('new_items')}**, delisted **{ing.get('delisted')}**, price changes "
+        f"{ing.get('price_changes')}, new users {ing.get('new_users')}, requests {ing.get('requests')}",
+        f"- mode **{dr.get('mode')}** ({'; '.join(dr.get('reasons') or []) or 'no drift'}); new-item share "
+        f"{dr.get('new_share')}, quantization error ratio {dr.get('qerr_ratio')}",
+        f"- SIDs: added {sids.get('added', '-')}, removed {sids.get('removed', '-')}, total {sids.get('sids')}",
+    ]
     unseen = dr.get("unseen_categories") or {}
     if unseen:  # below the rebuild threshold they are served from another category's level-1 code: say so
         listed = ", ".join(f"{c} ({n} items)" for c, n in sorted(unseen.items(), key=lambda x: -x[1]))
-        lines.append(f"- **categories the tokenizer never saw**: {listed}; share of listed items "
-                     f"{dr.get('unseen_category_share')} (full rebuild above daily.max_unseen_category_share)")
+        lines.append(
+            f"- **categories the tokenizer never saw**: {listed}; share of listed items "
+            f"{dr.get('unseen_category_share')} (full rebuild above daily.max_unseen_category_share)"
+        )
     warm = steps.get("finetune", {}).get("warm_start") or {}
     for key, ft in (steps.get("finetune", {}).get("runs") or {}).items():
-        lines.append(f"- fine-tune `{key}`: {ft['examples']} examples ({ft['replay']} replayed), {ft['steps']} steps, "
-                     f"final loss {ft['final_loss']}" + (f", warm start: {warm[key]}" if key in warm else ""))
+        lines.append(
+            f"- fine-tune `{key}`: {ft['examples']} examples ({ft['replay']} replayed), {ft['steps']} steps, "
+            f"final loss {ft['final_loss']}" + (f", warm start: {warm[key]}" if key in warm else "")
+        )
     rl = steps.get("finetune", {}).get("rl") or {}
     if rl:
-        lines.append(f"- RL `{rl['variant']}`: " + (rl.get("skipped") or f"retrained on the new codes from "
-                                                                         f"{rl['requests']} requests"))
+        lines.append(
+            f"- RL `{rl['variant']}`: "
+            + (rl.get("skipped") or f"retrained on the new codes from {rl['requests']} requests")
+        )
     metrics = steps.get("evaluate") or {}
-    lines += ["", f"Metrics ({published.get('basis', '')}):", "", "| metric | candidate | production |", "|---|---|---|"]
-    lines += [f"| {k} | {v:.4f} | {_fmt(metrics.get('production/' + k))} |" for k, v in metrics.items()
-              if not k.startswith("production/")]  # fmt: skip
+    lines += [
+        "",
+        f"Metrics ({published.get('basis', '')}):",
+        "",
+        "| metric | candidate | production |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v:.4f} | {_fmt(metrics.get('production/' + k))} |"
+        for k, v in metrics.items()
+        if not k.startswith("production/")
+    ]
     verdict = "**promoted**" if published["promoted"] else "**rejected** (production unchanged)"
     lines += ["", f"Gate: `{published['tag']}` {verdict}; production `{published['production']}`."]
     lines += [f"- {r}" for r in published["reasons"]]

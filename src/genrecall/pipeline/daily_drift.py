@@ -44,9 +44,14 @@ def fit_record(index_dir: Path, tok_dir: Path, data_dir: Path, emb_dir: Path) ->
     items = listed_items(data_dir).set_index("item_id").reindex(ids).reset_index()
     emb = load_embeddings(emb_dir)
     keep = np.isin(ids, emb.item_ids)
-    err = quantization_error(SidTokenizer.load(tok_dir), emb.items[emb.item_rows(ids[keep])], categories_of(items[keep]))
-    return {"items": int(len(ids)), "max_item_id": int(ids.max()) if len(ids) else 0,
-            "qerr": float(err.mean()) if len(err) else 0.0}
+    err = quantization_error(
+        SidTokenizer.load(tok_dir), emb.items[emb.item_rows(ids[keep])], categories_of(items[keep])
+    )
+    return {
+        "items": int(len(ids)),
+        "max_item_id": int(ids.max()) if len(ids) else 0,
+        "qerr": float(err.mean()) if len(err) else 0.0,
+    }
 
 
 def unseen_categories(tok: Any, categories: np.ndarray) -> dict[int, int]:
@@ -70,8 +75,13 @@ def drift(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
 
     cfg = D.config_of(D.DailyConfig, params, "daily")
     method, record_path = D.main_method(params), ws.path("models_sid") / FIT_RECORD
-    fit = json.loads(record_path.read_text()) if record_path.exists() else fit_record(
-        ws.path("sid") / method, ws.path("models_sid") / method, ws.path("validated"), ws.path("embeddings"))
+    fit = (
+        json.loads(record_path.read_text())
+        if record_path.exists()
+        else fit_record(
+            ws.path("sid") / method, ws.path("models_sid") / method, ws.path("validated"), ws.path("embeddings")
+        )
+    )
     items = listed_items(ws.stage(day, ws.validated))
     ids = items["item_id"].to_numpy(np.int64)
     new_since_fit = int((ids > fit["max_item_id"]).sum())  # item ids only grow (marketplace contract)
@@ -84,22 +94,42 @@ def drift(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     unseen = unseen_categories(tok, categories_of(items))
     unseen_share = sum(unseen.values()) / max(len(items), 1)
     reasons = drift_reasons(cfg, share=share, ratio=ratio, n_err=len(err), unseen_share=unseen_share, unseen=unseen)
-    return {"mode": "full" if reasons else "incremental", "reasons": reasons, "new_share": round(share, 4),
-            "new_today": int(today.sum()), "qerr_new": float(err.mean()) if len(err) else None,
-            "qerr_fit": fit["qerr"], "qerr_ratio": round(ratio, 3), "fit": fit,
-            "unseen_categories": {str(k): v for k, v in unseen.items()}, "unseen_category_items": sum(unseen.values()),
-            "unseen_category_share": round(unseen_share, 4)}  # fmt: skip
+    return {
+        "mode": "full" if reasons else "incremental",
+        "reasons": reasons,
+        "new_share": round(share, 4),
+        "new_today": int(today.sum()),
+        "qerr_new": float(err.mean()) if len(err) else None,
+        "qerr_fit": fit["qerr"],
+        "qerr_ratio": round(ratio, 3),
+        "fit": fit,
+        "unseen_categories": {str(k): v for k, v in unseen.items()},
+        "unseen_category_items": sum(unseen.values()),
+        "unseen_category_share": round(unseen_share, 4),
+    }
 
 
-def drift_reasons(cfg: D.DailyConfig, *, share: float, ratio: float, n_err: int, unseen_share: float,
-                  unseen: dict[int, int]) -> list[str]:  # fmt: skip
+def drift_reasons(
+    cfg: D.DailyConfig, *, share: float, ratio: float, n_err: int, unseen_share: float, unseen: dict[int, int]
+) -> list[str]:
     """Why today is a full rebuild (empty: it is not)."""
-    return (["forced (daily.force_full)"] if cfg.force_full else []) + \
-        ([f"new-item share {share:.3f} > {cfg.max_new_share}"] if share > cfg.max_new_share else []) + \
-        ([f"quantization error ratio {ratio:.2f} > {cfg.max_qerr_ratio}"]
-         if n_err >= cfg.min_new_items and ratio > cfg.max_qerr_ratio else []) + \
-        ([f"items of categories the tokenizer never saw: share {unseen_share:.4f} > {cfg.max_unseen_category_share} "
-          f"({len(unseen)} categories)"] if unseen_share > cfg.max_unseen_category_share else [])  # fmt: skip
+    return (
+        (["forced (daily.force_full)"] if cfg.force_full else [])
+        + ([f"new-item share {share:.3f} > {cfg.max_new_share}"] if share > cfg.max_new_share else [])
+        + (
+            [f"quantization error ratio {ratio:.2f} > {cfg.max_qerr_ratio}"]
+            if n_err >= cfg.min_new_items and ratio > cfg.max_qerr_ratio
+            else []
+        )
+        + (
+            [
+                f"items of categories the tokenizer never saw: share {unseen_share:.4f} > {cfg.max_unseen_category_share} "
+                f"({len(unseen)} categories)"
+            ]
+            if unseen_share > cfg.max_unseen_category_share
+            else []
+        )
+    )
 
 
 def align_codes(old: Any, tok: Any, new: Any) -> tuple[Any, dict[str, Any]]:
@@ -142,8 +172,12 @@ def align_codes(old: Any, tok: Any, new: Any) -> tuple[Any, dict[str, Any]]:
         after = float((o[:, level] == perm[n[:, level]]).mean()) if len(common) else 0.0
         report.append({"level": level + 1, "rule": "hungarian", "agreement_before": before, "agreement": after})
     tok.model.load_state_dict(state)
-    aligned = SidIndex.build(ids, sids, codebook_sizes=new.codebook_sizes, suffix_mode=new.suffix_mode,
-                             t_max=new.t_max, g_max=new.g_max)  # fmt: skip
+    aligned = SidIndex.build(
+        ids, sids, codebook_sizes=new.codebook_sizes, suffix_mode=new.suffix_mode, t_max=new.t_max, g_max=new.g_max
+    )
     same = aligned.sid_of(common)[:, :-1] == o[:, :-1]
-    return aligned, {"common_items": int(len(common)), "levels": report,
-                     "level_codes_unchanged": float(same.all(axis=1).mean()) if len(common) else 0.0}
+    return aligned, {
+        "common_items": int(len(common)),
+        "levels": report,
+        "level_codes_unchanged": float(same.all(axis=1).mean()) if len(common) else 0.0,
+    }

@@ -76,9 +76,13 @@ class GateSample:
     production_contexts: dict[int, Any] | None = None  # production's own, after a tokenizer refit
 
     def describe(self) -> dict[str, Any]:
-        return {"semantic_requests": len(self.semantic), "personalized_requests": len(self.personalized),
-                "request_ids_sha": _ids_digest(self.semantic, self.personalized), "beams": list(self.eval_cfg.beams),
-                "contexts": "shared SID space" if self.production_contexts is None else "each side's own SID space"}  # fmt: skip
+        return {
+            "semantic_requests": len(self.semantic),
+            "personalized_requests": len(self.personalized),
+            "request_ids_sha": _ids_digest(self.semantic, self.personalized),
+            "beams": list(self.eval_cfg.beams),
+            "contexts": "shared SID space" if self.production_contexts is None else "each side's own SID space",
+        }
 
 
 def _ids_digest(*frames: pd.DataFrame) -> str:
@@ -88,12 +92,25 @@ def _ids_digest(*frames: pd.DataFrame) -> str:
     return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
 
 
-def gate_sample(cfg: DailyGateConfig, eval_cfg: EvaluateConfig, data_dir: Path, item_ids: np.ndarray,
-                feast_repo: Path, feast_data_dir: Path, production_feast_data_dir: Path | None = None) -> GateSample:  # fmt: skip
+def gate_sample(
+    cfg: DailyGateConfig,
+    eval_cfg: EvaluateConfig,
+    data_dir: Path,
+    item_ids: np.ndarray,
+    feast_repo: Path,
+    feast_data_dir: Path,
+    production_feast_data_dir: Path | None = None,
+) -> GateSample:
     """Sample today's held-out requests; item quality for every item either index can return;
     production's own contexts from ``production_feast_data_dir`` when given (another SID space)."""
-    ecfg = dataclasses.replace(eval_cfg, max_requests=cfg.max_requests, seed=cfg.seed, beams=tuple(cfg.beams),
-                               report_beams=tuple(b for b in (1, 10, 100) if b in cfg.beams), items_beam=None)  # fmt: skip
+    ecfg = dataclasses.replace(
+        eval_cfg,
+        max_requests=cfg.max_requests,
+        seed=cfg.seed,
+        beams=tuple(cfg.beams),
+        report_beams=tuple(b for b in (1, 10, 100) if b in cfg.beams),
+        items_beam=None,
+    )
     # whole rows for the test window only; the training period is needed for its click counts alone
     cutoff = time_split(read_table(REQUESTS, data_dir, columns=["request_id", "ts"]), ecfg.test_days).cutoff
     test = read_table(REQUESTS, data_dir, filters=[("ts", ">=", pa.scalar(cutoff, type=TS))])
@@ -101,38 +118,74 @@ def gate_sample(cfg: DailyGateConfig, eval_cfg: EvaluateConfig, data_dir: Path, 
     per = sample_requests(test, known_users=True, cfg=ecfg)
     categories = read_table(CATEGORIES, data_dir)
     contexts = feast_contexts(per, categories, feast_repo, feast_data_dir)
-    own = (feast_contexts(per, categories, feast_repo, production_feast_data_dir)
-           if production_feast_data_dir is not None else None)  # fmt: skip
-    quality = quality_from_stats(log_exposure_stats(data_dir, before=cutoff), np.unique(item_ids),
-                                 ecfg.quality_prior_strength)  # fmt: skip
+    own = (
+        feast_contexts(per, categories, feast_repo, production_feast_data_dir)
+        if production_feast_data_dir is not None
+        else None
+    )
+    quality = quality_from_stats(
+        log_exposure_stats(data_dir, before=cutoff), np.unique(item_ids), ecfg.quality_prior_strength
+    )
     return GateSample(sem, per, contexts, quality, ecfg, production_contexts=own)
 
 
-def gate_metrics(gen: Generator, index: SidIndex, sample: GateSample, *, method: str = "cq_sid",
-                 beam_batch: int = 16, contexts: dict[int, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def gate_metrics(
+    gen: Generator,
+    index: SidIndex,
+    sample: GateSample,
+    *,
+    method: str = "cq_sid",
+    beam_batch: int = 16,
+    contexts: dict[int, Any] | None = None,
+) -> dict[str, Any]:
     """``{"semantic": {method: {...}}, "personalized": {method: {...}}}`` for one served generator
     (``contexts``: this side's user contexts, default the sample's)."""
     cfg, tok = sample.eval_cfg, gen.tokenizer
     contexts = sample.contexts if contexts is None else contexts
-    kw = {"beams": cfg.beams, "n_items": cfg.n_items, "truncate_n": cfg.truncate_n, "items_beam": None,
-          "chunk_requests": cfg.chunk_requests, "progress": False}  # fmt: skip
+    kw = {
+        "beams": cfg.beams,
+        "n_items": cfg.n_items,
+        "truncate_n": cfg.truncate_n,
+        "items_beam": None,
+        "chunk_requests": cfg.chunk_requests,
+        "progress": False,
+    }
     out: dict[str, Any] = {}
     for name, rows, ctx in (("semantic", sample.semantic, None), ("personalized", sample.personalized, contexts)):
         targets = [list(c) for c in rows["clicked"]]
-        run = generate_sids(gen, index.trie, _prompts(tok, rows["query"], ctx, rows["request_id"]), max(cfg.beams),
-                            beam_batch, texts=query_texts(rows["query"]))  # fmt: skip
+        run = generate_sids(
+            gen,
+            index.trie,
+            _prompts(tok, rows["query"], ctx, rows["request_id"]),
+            max(cfg.beams),
+            beam_batch,
+            texts=query_texts(rows["query"]),
+        )
         block = evaluate_generator(run, index, targets, sample.quality, **kw).to_dict(cfg.report_beams)
         if name == "personalized":
-            block.update(personalized_metrics(run, index, targets, [list(e) for e in rows["exposed"]], ks=cfg.ks,
-                                              pvr_k=cfg.pvr_k).to_dict())  # fmt: skip
+            block.update(
+                personalized_metrics(
+                    run, index, targets, [list(e) for e in rows["exposed"]], ks=cfg.ks, pvr_k=cfg.pvr_k
+                ).to_dict()
+            )
         numbers = {k: v for k, v in block.items() if isinstance(v, (int, float))}
         out[name] = {method: numbers, "served": numbers}  # the gate reads <set>/served/* (the bundle's generator)
     return out
 
 
-def compare_on_sample(cfg: DailyGateConfig, eval_cfg: EvaluateConfig, *, data_dir: Path, candidate: Generator,
-                      candidate_index: SidIndex, production: Any | None, feast_repo: Path, feast_data_dir: Path,
-                      method: str = "cq_sid", production_feast_data_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def compare_on_sample(
+    cfg: DailyGateConfig,
+    eval_cfg: EvaluateConfig,
+    *,
+    data_dir: Path,
+    candidate: Generator,
+    candidate_index: SidIndex,
+    production: Any | None,
+    feast_repo: Path,
+    feast_data_dir: Path,
+    method: str = "cq_sid",
+    production_feast_data_dir: Path | None = None,
+) -> dict[str, Any]:
     """Candidate and production (a loaded ``Bundle``, or None before the first) on one sample;
     ``production_feast_data_dir``: a Feast store in production's SID space (after a refit)."""
     ids = [candidate_index.item_ids()] + ([production.index.item_ids()] if production is not None else [])
@@ -141,8 +194,22 @@ def compare_on_sample(cfg: DailyGateConfig, eval_cfg: EvaluateConfig, *, data_di
     own = production_feast_data_dir if production is not None else None
     sample = gate_sample(cfg, eval_cfg, data_dir, np.concatenate(ids), feast_repo, feast_data_dir, own)
     cand = gate_metrics(candidate, candidate_index, sample, method=method, beam_batch=cfg.beam_batch)
-    prod = (gate_metrics(production.generator, production.index, sample, method=method, beam_batch=cfg.beam_batch,
-                         contexts=sample.production_contexts)
-            if production is not None else None)  # fmt: skip
-    return {"sample": sample.describe(), "generator": "served", "candidate": cand, "production": prod,
-            "production_tag": production.tag if production is not None else None}
+    prod = (
+        gate_metrics(
+            production.generator,
+            production.index,
+            sample,
+            method=method,
+            beam_batch=cfg.beam_batch,
+            contexts=sample.production_contexts,
+        )
+        if production is not None
+        else None
+    )
+    return {
+        "sample": sample.describe(),
+        "generator": "served",
+        "candidate": cand,
+        "production": prod,
+        "production_tag": production.tag if production is not None else None,
+    }

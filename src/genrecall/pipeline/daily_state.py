@@ -19,8 +19,20 @@ from typing import Any, Callable
 from genrecall.config import from_dict
 from genrecall.faults import crashpoint
 
-STEPS: tuple[str, ...] = ("ingest", "validate", "embed", "drift", "sids", "features", "finetune", "evaluate",
-                          "package", "commit", "publish", "version")  # fmt: skip
+STEPS: tuple[str, ...] = (
+    "ingest",
+    "validate",
+    "embed",
+    "drift",
+    "sids",
+    "features",
+    "finetune",
+    "evaluate",
+    "package",
+    "commit",
+    "publish",
+    "version",
+)
 FAIL_ENV = "GENRECALL_DAILY_FAIL_AT"  # fault injection for tests and drills: a step name
 
 
@@ -124,8 +136,15 @@ def peak_rss_mb() -> float | None:
     return None
 
 
-def run_step(ws: Workspace, day: int, name: str, fn: Callable[..., dict[str, Any]], params: dict[str, Any],
-             *, fail_at: str | None = None) -> dict[str, Any]:  # fmt: skip
+def run_step(
+    ws: Workspace,
+    day: int,
+    name: str,
+    fn: Callable[..., dict[str, Any]],
+    params: dict[str, Any],
+    *,
+    fail_at: str | None = None,
+) -> dict[str, Any]:
     """Run step ``name`` unless recorded as done for the same inputs; record its result."""
     state = load_state(ws, day)
     key = inputs_hash(params, day)
@@ -138,8 +157,12 @@ def run_step(ws: Workspace, day: int, name: str, fn: Callable[..., dict[str, Any
     result = fn(ws, day, params)
     crashpoint(f"{name}:done-unrecorded")  # drill: the step's work is done, its record is not written
     state = load_state(ws, day)  # re-read: the step may not keep the dict
-    state["steps"][name] = {"inputs": key, "result": result, "seconds": round(time.perf_counter() - start, 2),
-                            "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    state["steps"][name] = {
+        "inputs": key,
+        "result": result,
+        "seconds": round(time.perf_counter() - start, 2),
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     if tracked:
         state["steps"][name]["peak_rss_mb"] = peak_rss_mb()
     state["done"] = all(s in state["steps"] for s in STEPS)

@@ -53,7 +53,6 @@ REFERENCE = "tokenizer_beam"  # the training-free reference, on the first method
 ORACLE = "cluster_oracle"  # the recall ceiling of the first method's clusters (eval/oracle.py)
 
 
-
 @dataclass(frozen=True)
 class EvalRealConfig:
     """params.yaml ``eval_real``: nested blocks use the pipeline stages' own configs."""
@@ -103,8 +102,16 @@ def judged_log(judgments: pd.DataFrame, threshold: float) -> pd.DataFrame:
     rel = relevant_pairs(judgments, threshold)
     rows = []
     for i, (q, group) in enumerate(judgments.groupby(judgments["query"].map(normalize_query), sort=True)):
-        rows.append({"request_id": i, "query": q, "user_id": None, "exposed": group["item_id"].tolist(),
-                     "clicked": [int(x) for x in rel.get(q, [])], "purchased": []})  # fmt: skip
+        rows.append(
+            {
+                "request_id": i,
+                "query": q,
+                "user_id": None,
+                "exposed": group["item_id"].tolist(),
+                "clicked": [int(x) for x in rel.get(q, [])],
+                "purchased": [],
+            }
+        )
     return pd.DataFrame(rows, columns=["request_id", "query", "user_id", "exposed", "clicked", "purchased"])
 
 
@@ -133,8 +140,10 @@ def load_run(cfg: EvalRealConfig, products: str | Path, train: str | Path, test:
     pairs_df = train_log[["query", "clicked"]].explode("clicked").dropna()
     item_row = pd.Series(np.arange(len(ids)), index=ids)
     pairs_df = pairs_df[pairs_df["clicked"].astype(np.int64).isin(item_row.index)]
-    pairs = QueryPairs(item_index=item_row.loc[pairs_df["clicked"].astype(np.int64)].to_numpy(np.int64),
-                       query_index=pairs_df["query"].map(qrow).to_numpy(np.int64))  # fmt: skip
+    pairs = QueryPairs(
+        item_index=item_row.loc[pairs_df["clicked"].astype(np.int64)].to_numpy(np.int64),
+        query_index=pairs_df["query"].map(qrow).to_numpy(np.int64),
+    )
     test_vectors = encode(test_log["query"].tolist())
     return JudgedRun(items, ids, train_log, test_log, x, test_vectors, pairs, qv, encode)
 
@@ -149,7 +158,9 @@ def fit_sids(cfg: EvalRealConfig, method: str, run: JudgedRun, work: Path) -> tu
     return tok, index
 
 
-def train_and_search(cfg: EvalRealConfig, train: dict[str, Any], index: SidIndex, run: JudgedRun, out_dir: Path) -> GeneratorRun:
+def train_and_search(
+    cfg: EvalRealConfig, train: dict[str, Any], index: SidIndex, run: JudgedRun, out_dir: Path
+) -> GeneratorRun:
     """Train a generator (I2SID -> Q2SID) on ``index``'s SIDs; beam-search the test queries."""
     ev = from_dict(EvaluateConfig, cfg.evaluate)
     train_cfg = from_dict(TrainConfig, {**train, "methods": list(cfg.methods), "personalized_methods": []})
@@ -157,8 +168,9 @@ def train_and_search(cfg: EvalRealConfig, train: dict[str, Any], index: SidIndex
     train_method(train_cfg, index, run.items, run.train_log, out_dir, texts=texts, encoder=run.encode)
     gen = load_generator(out_dir / "q2sid" / "final")
     prompts = [gen.tokenizer.encode_prompt(q) for q in run.test_log["query"]]
-    return generate_sids(gen, index.trie, prompts, max(ev.beams), ev.beam_batch,
-                         texts=run.test_log["query"].tolist(), encoder=run.encode)  # fmt: skip
+    return generate_sids(
+        gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=run.test_log["query"].tolist(), encoder=run.encode
+    )
 
 
 def eval_real(
@@ -183,8 +195,16 @@ def eval_real(
     targets = run.targets
 
     def score(gen_run: GeneratorRun, index: SidIndex) -> GeneratorMetrics:
-        return evaluate_generator(gen_run, index, targets, quality, beams=ev.beams, n_items=ev.n_items,
-                                  truncate_n=ev.truncate_n, items_beam=ev.items_beam)  # fmt: skip
+        return evaluate_generator(
+            gen_run,
+            index,
+            targets,
+            quality,
+            beams=ev.beams,
+            n_items=ev.n_items,
+            truncate_n=ev.truncate_n,
+            items_beam=ev.items_beam,
+        )
 
     gens: dict[str, GeneratorMetrics] = {}
     lists: dict[str, list[np.ndarray]] = {}
@@ -200,41 +220,58 @@ def eval_real(
 
     for method in cfg.methods:
         tok, index = timed(f"sid/{method}", lambda: fit_sids(cfg, method, run, work))
-        gen_run = timed(f"generator/{method}", lambda: train_and_search(cfg, cfg.train, index, run, work / "generator" / method))
+        gen_run = timed(
+            f"generator/{method}", lambda: train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
+        )
         health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
         gens[method] = score(gen_run, index)
-        lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None,
-                                        gens[method].items_beam[fcfg.n], fcfg.n)  # fmt: skip
+        lists[method] = generator_items(
+            gen_run.sids, as_sid_lookup(index), None, gens[method].items_beam[fcfg.n], fcfg.n
+        )
         if method == cfg.methods[0]:  # the recall ceiling of these clusters (a diagnostic, not a method)
             ceiling = cluster_oracle(run.test_vectors, run.x, run.ids, index.sid_of(run.ids), max(ev.n_items))
             oracles[ORACLE] = evaluate_ranked_items(ceiling, targets, n_items=ev.n_items)
         if cfg.tokenizer_beam and REFERENCE not in gens:
-            ref = GeneratorRun.from_sids(tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams),
-                                                        index.sid_vocab_sizes))  # fmt: skip
+            ref = GeneratorRun.from_sids(
+                tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams), index.sid_vocab_sizes)
+            )
             gens[REFERENCE] = score(ref, index)
         if method == cfg.methods[0]:
             for name, overrides in cfg.variants.items():
-                variant = timed(f"generator/{name}", lambda: train_and_search(
-                    cfg, merge_params(cfg.train, overrides or {}), index, run, work / "generator" / name))
+                variant = timed(
+                    f"generator/{name}",
+                    lambda: train_and_search(
+                        cfg, merge_params(cfg.train, overrides or {}), index, run, work / "generator" / name
+                    ),
+                )
                 gens[name] = score(variant, index)
 
     k = max(max(ev.n_items), fcfg.n)
     bm25 = BM25Retriever().fit(run.ids, run.items["title"].astype(str).tolist())
     dense = DenseRetriever().fit(run.ids, run.x)
-    ranked = {"bm25": bm25.search(run.test_log["query"].tolist(), k).items,
-              "dense": dense.search(run.test_vectors, k).items}  # fmt: skip
+    ranked = {
+        "bm25": bm25.search(run.test_log["query"].tolist(), k).items,
+        "dense": dense.search(run.test_vectors, k).items,
+    }
     rankers = {name: evaluate_ranked_items(r, targets, n_items=ev.n_items) for name, r in ranked.items()} | oracles
-    block, _ = metrics_block(gens, rankers, baseline=ev.baseline, target_frac=ev.target_frac,
-                             report_beams=ev.report_beams)  # fmt: skip
+    block, _ = metrics_block(
+        gens, rankers, baseline=ev.baseline, target_frac=ev.target_frac, report_beams=ev.report_beams
+    )
     main = cfg.methods[0]
     rows = {name: [r[r >= 0] for r in ranked[name]] for name in ranked}
     block["fusion"] = fusion_metrics(lists[main], rows["bm25"], rows["dense"], targets, fcfg)
     n_pairs = sum(len(set(t)) for t in targets)
-    data = {"preset": "judged", "items": len(run.ids), "requests": len(run.train_log), "test_pairs": n_pairs,
-            "test_queries": len(run.test_log), "relevant_threshold": cfg.relevant_threshold, "fusion_of": main,
-            "seconds": seconds | {"total": round(time.perf_counter() - start, 1)},
-            "source": {"products": Path(products_path).name, "train": Path(train_path).name,
-                       "test": Path(test_path).name}}  # fmt: skip
+    data = {
+        "preset": "judged",
+        "items": len(run.ids),
+        "requests": len(run.train_log),
+        "test_pairs": n_pairs,
+        "test_queries": len(run.test_log),
+        "relevant_threshold": cfg.relevant_threshold,
+        "fusion_of": main,
+        "seconds": seconds | {"total": round(time.perf_counter() - start, 1)},
+        "source": {"products": Path(products_path).name, "train": Path(train_path).name, "test": Path(test_path).name},
+    }
     metrics = build_metrics(judged=block, sid_health=health, data=data)
     write_metrics(metrics, out)
     (work / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=list))

@@ -73,8 +73,9 @@ def item_quality(train_log: pd.DataFrame, item_ids: np.ndarray, strength: float)
 def quality_from_stats(stats: pd.DataFrame, item_ids: np.ndarray, strength: float) -> pd.Series:
     """``item_quality`` from per-item exposure/click counts (``exposure_stats``' columns)."""
     stats = stats.set_index("item_id").reindex(item_ids, fill_value=0)
-    q = quality_score(stats["clicks"].to_numpy(), stats["exposures"].to_numpy(), prior_ctr=log_ctr(stats),
-                      strength=strength)  # fmt: skip
+    q = quality_score(
+        stats["clicks"].to_numpy(), stats["exposures"].to_numpy(), prior_ctr=log_ctr(stats), strength=strength
+    )
     return pd.Series(q, index=pd.Index(item_ids, name="item_id"))
 
 
@@ -89,8 +90,16 @@ def sample_requests(test: pd.DataFrame, *, known_users: bool, cfg: EvaluateConfi
     return rows.sort_values("request_id").reset_index(drop=True)
 
 
-def generate_sids(gen: Generator, trie: Any, prompts: list[list[int]], beams: int, batch: int,
-                  *, texts: Sequence[str] | None = None, encoder: SentenceEncoder | None = None) -> GeneratorRun:  # fmt: skip
+def generate_sids(
+    gen: Generator,
+    trie: Any,
+    prompts: list[list[int]],
+    beams: int,
+    batch: int,
+    *,
+    texts: Sequence[str] | None = None,
+    encoder: SentenceEncoder | None = None,
+) -> GeneratorRun:
     """Beam search every prompt with a loaded generator (identical prompts are searched once).
 
     ``texts``: the text each prompt was made from; a semantic-prompt generator gets their sentence
@@ -105,8 +114,9 @@ def generate_sids(gen: Generator, trie: Any, prompts: list[list[int]], beams: in
             raise ValueError("a semantic-prompt generator needs the text of every prompt (texts=...)")
         first = {k: i for i, k in reversed(list(enumerate(keys)))}  # identical prompts share their text
         vectors = vectors_for(model, [str(texts[first[k]]) for k in range(len(unique))], encoder)
-    results = beam_search(model, tok, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True,
-                          semantic=vectors)  # fmt: skip
+    results = beam_search(
+        model, tok, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True, semantic=vectors
+    )
     return GeneratorRun.from_sids([results[k].sids for k in keys])
 
 
@@ -145,8 +155,12 @@ def evaluate(
     log = read_table(REQUESTS, data_dir)
     split = time_split(log, cfg.test_days)
     quality = item_quality(split.train, listed["item_id"].to_numpy(np.int64), cfg.quality_prior_strength)
-    metric_kw = {"n_items": cfg.n_items, "truncate_n": cfg.truncate_n, "items_beam": cfg.items_beam,
-                 "chunk_requests": cfg.chunk_requests}  # fmt: skip
+    metric_kw = {
+        "n_items": cfg.n_items,
+        "truncate_n": cfg.truncate_n,
+        "items_beam": cfg.items_beam,
+        "chunk_requests": cfg.chunk_requests,
+    }
     rankers = _rankers(listed, emb_dir, k=max(cfg.n_items))
     indexes = {m: SidIndex.load(sid_dir / m) for m in {*cfg.semantic_methods, "cq_sid"}}
 
@@ -156,13 +170,21 @@ def evaluate(
     sem_gens: dict[str, GeneratorMetrics] = {}
     for method in cfg.semantic_methods:
         gen = load_generator(gen_dir / method / "q2sid" / "final")
-        run = generate_sids(gen, indexes[method].trie, _prompts(gen.tokenizer, sem["query"], None, sem["request_id"]),
-                            max(cfg.beams), cfg.beam_batch, texts=query_texts(sem["query"]))  # fmt: skip
+        run = generate_sids(
+            gen,
+            indexes[method].trie,
+            _prompts(gen.tokenizer, sem["query"], None, sem["request_id"]),
+            max(cfg.beams),
+            cfg.beam_batch,
+            texts=query_texts(sem["query"]),
+        )
         sem_gens[method] = evaluate_generator(run, indexes[method], sem_targets, quality, beams=cfg.beams, **metric_kw)
-    sem_rank = {name: evaluate_ranked_items(fn(sem["query"]), sem_targets, n_items=cfg.n_items)
-                for name, fn in rankers.items()}  # fmt: skip
-    semantic, target = metrics_block(sem_gens, sem_rank, baseline=cfg.baseline, target_frac=cfg.target_frac,
-                                     report_beams=cfg.report_beams)  # fmt: skip
+    sem_rank = {
+        name: evaluate_ranked_items(fn(sem["query"]), sem_targets, n_items=cfg.n_items) for name, fn in rankers.items()
+    }
+    semantic, target = metrics_block(
+        sem_gens, sem_rank, baseline=cfg.baseline, target_frac=cfg.target_frac, report_beams=cfg.report_beams
+    )
 
     # -- personalized: user + query ------------------------------------------------------------
     per = sample_requests(split.test, known_users=True, cfg=cfg)
@@ -174,20 +196,33 @@ def evaluate(
     per_pers = {}
     for name, path, ctx in personalized_generators(cfg, gen_dir, rl_dir, contexts):
         gen = load_generator(path)
-        run = generate_sids(gen, indexes["cq_sid"].trie, _prompts(gen.tokenizer, per["query"], ctx, per["request_id"]),
-                            max(per_beams), cfg.beam_batch, texts=query_texts(per["query"]))  # fmt: skip
+        run = generate_sids(
+            gen,
+            indexes["cq_sid"].trie,
+            _prompts(gen.tokenizer, per["query"], ctx, per["request_id"]),
+            max(per_beams),
+            cfg.beam_batch,
+            texts=query_texts(per["query"]),
+        )
         per_gens[name] = evaluate_generator(run, indexes["cq_sid"], per_targets, quality, beams=per_beams, **metric_kw)
         per_pers[name] = personalized_metrics(run, indexes["cq_sid"], per_targets, exposed, ks=cfg.ks, pvr_k=cfg.pvr_k)
-    per_rank = {name: evaluate_ranked_items(fn(per["query"]), per_targets, n_items=cfg.n_items)
-                for name, fn in rankers.items()}  # fmt: skip
+    per_rank = {
+        name: evaluate_ranked_items(fn(per["query"]), per_targets, n_items=cfg.n_items) for name, fn in rankers.items()
+    }
     personalized, _ = metrics_block(per_gens, per_rank, per_pers, baseline="none", report_beams=cfg.report_beams)
 
     health_path = reports / "sid_health.json"
     health = json.loads(health_path.read_text()) if health_path.exists() else {}
     pairs = {"semantic": sum(len(set(t)) for t in sem_targets), "personalized": sum(len(set(t)) for t in per_targets)}
-    data = {"preset": preset, "items": int(len(listed)), "requests": int(len(log)),
-            "test_requests": {"semantic": len(sem), "personalized": len(per)}, "test_pairs": pairs["semantic"],
-            "test_pairs_by_set": pairs, "cutoff": str(split.cutoff)}  # fmt: skip
+    data = {
+        "preset": preset,
+        "items": int(len(listed)),
+        "requests": int(len(log)),
+        "test_requests": {"semantic": len(sem), "personalized": len(per)},
+        "test_pairs": pairs["semantic"],
+        "test_pairs_by_set": pairs,
+        "cutoff": str(split.cutoff),
+    }
     metrics = build_metrics(semantic=semantic, personalized=personalized, sid_health=health, data=data)
     out = write_metrics(metrics, reports / "metrics.json")
     write_curves({"semantic": sem_gens, "personalized": per_gens}, reports / "curves.csv")
@@ -201,7 +236,10 @@ def personalized_generators(
     cfg: EvaluateConfig, gen_dir: Path, rl_dir: str | Path | None, contexts: dict[int, Any]
 ) -> list[tuple[str, Path, dict[int, Any] | None]]:
     """(method name, generator dir, user contexts or None) of every generator on the personalized set."""
-    out = [("cq_sid", gen_dir / "cq_sid" / "uq2sid" / "final", contexts), ("cq_sid_q2sid", gen_dir / "cq_sid" / "q2sid" / "final", None)]
+    out = [
+        ("cq_sid", gen_dir / "cq_sid" / "uq2sid" / "final", contexts),
+        ("cq_sid_q2sid", gen_dir / "cq_sid" / "q2sid" / "final", None),
+    ]
     for name in cfg.rl_methods if rl_dir is not None else ():
         path = Path(rl_dir) / "cq_sid" / name / "final"
         if (path / "model.safetensors").exists():

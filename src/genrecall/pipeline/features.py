@@ -55,9 +55,17 @@ def _latest(*stamps: pd.Series | pd.Timestamp | None) -> pd.Timestamp | None:
 
 
 def _write_and_materialize(
-    repo_path: str | Path, feast_data_dir: Path, state: SourceState, *, items: pd.DataFrame,
-    profiles: pd.DataFrame, recent: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp, push: bool = False,
-) -> tuple[pd.Timestamp, pd.Timestamp]:  # fmt: skip
+    repo_path: str | Path,
+    feast_data_dir: Path,
+    state: SourceState,
+    *,
+    items: pd.DataFrame,
+    profiles: pd.DataFrame,
+    recent: pd.DataFrame,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp,
+    push: bool = False,
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Write one part per view, save the state, apply, then materialize ``[start, end]`` (or push the rows)."""
     with Progress(transient=True) as bar:
         task = bar.add_task("features: writing sources", total=3)
@@ -77,8 +85,11 @@ def _write_and_materialize(
         if push:
             created = {src.CREATED: state.as_of}
             items = items.assign(**{src.TIMESTAMP: state.as_of}, **created)
-            rows = {src.ITEM_VIEW: items, src.PROFILE_VIEW: profiles.assign(**created),
-                    src.RECENT_VIEW: recent.assign(**created)}  # fmt: skip
+            rows = {
+                src.ITEM_VIEW: items,
+                src.PROFILE_VIEW: profiles.assign(**created),
+                src.RECENT_VIEW: recent.assign(**created),
+            }
             write_online(repo_path, feast_data_dir, rows)
         else:
             result = materialize(repo_path, feast_data_dir, start, end)
@@ -88,9 +99,14 @@ def _write_and_materialize(
 
 
 def features(
-    cfg: FeaturesConfig, data_dir: str | Path, sid_dir: str | Path, repo_path: str | Path,
-    feast_data_dir: str | Path, *, end_ts: pd.Timestamp | None = None,
-) -> FeaturesResult:  # fmt: skip
+    cfg: FeaturesConfig,
+    data_dir: str | Path,
+    sid_dir: str | Path,
+    repo_path: str | Path,
+    feast_data_dir: str | Path,
+    *,
+    end_ts: pd.Timestamp | None = None,
+) -> FeaturesResult:
     """Full build from the validated tables in ``data_dir`` and ``sid_dir/sid_assignments.parquet``.
 
     ``end_ts`` is the snapshot time (default: the latest timestamp in the data); later requests and
@@ -100,9 +116,13 @@ def features(
     items, categories = S.read_table(S.ITEMS, data_dir), S.read_table(S.CATEGORIES, data_dir)
     users, requests = _read(S.USERS, data_dir, required=False), S.read_table(S.REQUESTS, data_dir)
     sids = S.read_table(S.SID_ASSIGNMENTS, sid_dir)
-    as_of = pd.Timestamp(end_ts) if end_ts is not None else _latest(
-        requests["ts"], items["listed_at"], items["updated_at"], users["created_at"] if len(users) else None
-    )  # fmt: skip
+    as_of = (
+        pd.Timestamp(end_ts)
+        if end_ts is not None
+        else _latest(
+            requests["ts"], items["listed_at"], items["updated_at"], users["created_at"] if len(users) else None
+        )
+    )
     if as_of is None:
         raise ValueError(f"no timestamps in {data_dir}: pass end_ts")
     requests = requests[requests["ts"] <= as_of]
@@ -119,16 +139,28 @@ def features(
     shutil.rmtree(out / "sources", ignore_errors=True)  # a full build replaces history
     state = SourceState(item_rows, recent_state, categories, prior, as_of, {"recent_n": cfg.recent_n})
     start, end = _write_and_materialize(
-        repo_path, out, state, items=item_rows, profiles=profiles, recent=recent,
-        start=pd.Timestamp("1970-01-01", tz="UTC"), end=as_of, push=cfg.online_write == "push",
-    )  # fmt: skip
+        repo_path,
+        out,
+        state,
+        items=item_rows,
+        profiles=profiles,
+        recent=recent,
+        start=pd.Timestamp("1970-01-01", tz="UTC"),
+        end=as_of,
+        push=cfg.online_write == "push",
+    )
     return FeaturesResult(out, as_of, start, end, len(item_rows), len(profiles), len(recent), prior)
 
 
 def update_features(
-    cfg: FeaturesConfig, delta_dir: str | Path, sid_dir: str | Path, repo_path: str | Path,
-    feast_data_dir: str | Path, *, end_ts: pd.Timestamp | None = None,
-) -> FeaturesResult:  # fmt: skip
+    cfg: FeaturesConfig,
+    delta_dir: str | Path,
+    sid_dir: str | Path,
+    repo_path: str | Path,
+    feast_data_dir: str | Path,
+    *,
+    end_ts: pd.Timestamp | None = None,
+) -> FeaturesResult:
     """Append one day's changes to the sources and bring the online store up to date with them.
 
     ``delta_dir`` holds the day's contract tables, each optional: ``requests`` (the day's log),
@@ -165,7 +197,14 @@ def update_features(
 
     new_state = SourceState(new_items, recent_state, categories, state.prior_ctr, as_of, state.meta)
     start, end = _write_and_materialize(
-        repo_path, out, new_state, items=changed, profiles=profiles, recent=recent, start=None, end=as_of,
+        repo_path,
+        out,
+        new_state,
+        items=changed,
+        profiles=profiles,
+        recent=recent,
+        start=None,
+        end=as_of,
         push=cfg.online_write == "push",
     )
     return FeaturesResult(out, as_of, start, end, len(changed), len(profiles), len(recent), state.prior_ctr)

@@ -57,9 +57,16 @@ class FinetuneConfig:
     seed: int = 0  # replay sampling and data order (mixed with the day number)
 
     def sft(self, stage: str, day: int) -> SFTConfig:
-        return SFTConfig(stage=stage, max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
-                         warmup_steps=self.warmup_steps, seed=self.seed + day, checkpoint_every=0,
-                         num_threads=self.num_threads)  # fmt: skip
+        return SFTConfig(
+            stage=stage,
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup_steps=self.warmup_steps,
+            seed=self.seed + day,
+            checkpoint_every=0,
+            num_threads=self.num_threads,
+        )
 
 
 @dataclass
@@ -71,7 +78,9 @@ class FinetuneRun:
     seconds: float
 
 
-def new_and_old_requests(before: pd.DataFrame, after: pd.DataFrame, test_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def new_and_old_requests(
+    before: pd.DataFrame, after: pd.DataFrame, test_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(requests that entered the training period today, requests already in it before).
 
     Each frame needs only ``request_id`` and ``ts``; the rows returned are ``after``'s.
@@ -88,16 +97,29 @@ def _sample(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
     return df.iloc[np.sort(rng.choice(len(df), size=min(n, len(df)), replace=False))]
 
 
-def stage_dataset(stage: str, tok: Any, assignments: pd.DataFrame, *, new_requests: pd.DataFrame,
-                  new_items: pd.DataFrame, replay_requests: pd.DataFrame, replay_items: pd.DataFrame,
-                  contexts: Any, cfg: FinetuneConfig, ex_cfg: ExamplesConfig) -> tuple[SidDataset, int]:  # fmt: skip
+def stage_dataset(
+    stage: str,
+    tok: Any,
+    assignments: pd.DataFrame,
+    *,
+    new_requests: pd.DataFrame,
+    new_items: pd.DataFrame,
+    replay_requests: pd.DataFrame,
+    replay_items: pd.DataFrame,
+    contexts: Any,
+    cfg: FinetuneConfig,
+    ex_cfg: ExamplesConfig,
+) -> tuple[SidDataset, int]:
     """The day's examples for one stage: new + replay; returns (dataset, replayed rows)."""
 
     def build(requests: pd.DataFrame, items: pd.DataFrame) -> SidDataset:
         parts = [item_examples(items, assignments, tok)] if cfg.new_items_i2sid and len(items) else []
         if len(requests):
-            parts.append(query_examples(requests, assignments, tok, ex_cfg) if stage == "q2sid"
-                         else user_query_examples(requests, assignments, tok, contexts, ex_cfg))  # fmt: skip
+            parts.append(
+                query_examples(requests, assignments, tok, ex_cfg)
+                if stage == "q2sid"
+                else user_query_examples(requests, assignments, tok, contexts, ex_cfg)
+            )
         return SidDataset.concat(*parts, kind=stage) if parts else SidDataset([], np.empty((0, tok.sid_depth)))
 
     new, replay = build(new_requests, new_items), build(replay_requests, replay_items)
@@ -119,18 +141,37 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
         encoder = None
         if from_dict(TokenizerConfig, train_cfg.tokenizer).semantic_tokens:
             encoder = SentenceEncoder(from_dict(EncoderConfig, train_cfg.embed), ws.path("cache"))
-        res = train(train_cfg, data, ws.stage(day, ws.sid), out, ws.stage(day, ws.reports), feast_repo=ws.path("repo"),
-                    feast_data_dir=ws.stage(day, ws.feast), encoder=encoder, show_progress=False)  # fmt: skip
-        runs = {f"{m}/{s}": {"examples": v["examples"], "replay": 0, "steps": v["steps"], "final_loss": v["final_loss"],
-                             "seconds": v["seconds"]} for m, st in res.stages.items() for s, v in st.items()}  # fmt: skip
+        res = train(
+            train_cfg,
+            data,
+            ws.stage(day, ws.sid),
+            out,
+            ws.stage(day, ws.reports),
+            feast_repo=ws.path("repo"),
+            feast_data_dir=ws.stage(day, ws.feast),
+            encoder=encoder,
+            show_progress=False,
+        )
+        runs = {
+            f"{m}/{s}": {
+                "examples": v["examples"],
+                "replay": 0,
+                "steps": v["steps"],
+                "final_loss": v["final_loss"],
+                "seconds": v["seconds"],
+            }
+            for m, st in res.stages.items()
+            for s, v in st.items()
+        }
         return {"mode": "full", "runs": runs, "rl": retrain_rl(ws, day, params, out, train_cfg)}
 
     cfg = from_dict(FinetuneConfig, (params.get("daily") or {}).get("finetune"))
     ex_cfg = from_dict(ExamplesConfig, train_cfg.examples)
     live = ws.path("validated")
     keys = ["request_id", "ts"]  # split and sample on these; whole rows (list columns) for the chosen ones only
-    new_keys, old_keys = new_and_old_requests(read_table(REQUESTS, live, columns=keys),
-                                              read_table(REQUESTS, data, columns=keys), train_cfg.test_days)  # fmt: skip
+    new_keys, old_keys = new_and_old_requests(
+        read_table(REQUESTS, live, columns=keys), read_table(REQUESTS, data, columns=keys), train_cfg.test_days
+    )
     items, users, categories = read_table(ITEMS, data), read_table(USERS, data), read_table(CATEGORIES, data)
     listed = items[items["delisted_at"].isna()]
     known = read_table(ITEMS, live, columns=["item_id"])["item_id"]
@@ -161,8 +202,18 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
                 shutil.copytree(stage_dir / "final", target / "final")
                 continue
             if stage == "uq2sid" and contexts is None:  # point-in-time user context (Feast by default)
-                contexts = method_contexts(train_cfg, method, log_part, users, items, categories, assignments,
-                                           ws.path("repo"), ws.stage(day, ws.feast), ex_cfg)  # fmt: skip
+                contexts = method_contexts(
+                    train_cfg,
+                    method,
+                    log_part,
+                    users,
+                    items,
+                    categories,
+                    assignments,
+                    ws.path("repo"),
+                    ws.stage(day, ws.feast),
+                    ex_cfg,
+                )
             warm = stage_dir / "final"  # the warm start: the live generator's weights ...
             if stage == stage_dirs[-1].name:  # ... or, for the served stage, maybe what production serves
                 start = warm_start(ws, params, method, stage)
@@ -171,9 +222,18 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
                     target.mkdir(parents=True, exist_ok=True)
                     (target / LINEAGE).write_text(json.dumps({"lineage": start.lineage}) + "\n")
             model, tok = load_generator(warm)
-            dataset, replay = stage_dataset(stage, tok, assignments, new_requests=new_requests, new_items=new_items,
-                                            replay_requests=replay_requests, replay_items=replay_items,
-                                            contexts=contexts or {}, cfg=cfg, ex_cfg=ex_cfg)  # fmt: skip
+            dataset, replay = stage_dataset(
+                stage,
+                tok,
+                assignments,
+                new_requests=new_requests,
+                new_items=new_items,
+                replay_requests=replay_requests,
+                replay_items=replay_items,
+                contexts=contexts or {},
+                cfg=cfg,
+                ex_cfg=ex_cfg,
+            )
             if len(dataset) == 0:
                 shutil.copytree(warm, target / "final")
                 continue
@@ -182,7 +242,19 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
                 dataset = dataset.with_vectors(encoder)
             res = train_sft(model, tok, dataset, cfg.sft(stage, day), target, show_progress=False)
             shutil.rmtree(target / "checkpoints", ignore_errors=True)  # the day's final is what matters
-            runs[f"{method}/{stage}"] = dataclasses.asdict(FinetuneRun(
-                len(dataset), replay, res.steps, round(res.losses[-1], 4) if res.losses else None, round(res.seconds, 2)))
-    return {"mode": "incremental", "new_requests": len(new_requests), "new_items": len(new_items), "runs": runs,
-            "warm_start": warm_starts}
+            runs[f"{method}/{stage}"] = dataclasses.asdict(
+                FinetuneRun(
+                    len(dataset),
+                    replay,
+                    res.steps,
+                    round(res.losses[-1], 4) if res.losses else None,
+                    round(res.seconds, 2),
+                )
+            )
+    return {
+        "mode": "incremental",
+        "new_requests": len(new_requests),
+        "new_items": len(new_items),
+        "runs": runs,
+        "warm_start": warm_starts,
+    }

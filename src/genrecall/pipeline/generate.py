@@ -58,8 +58,9 @@ def extend(out_dir: str | Path, days: int = 1, *, show_progress: bool = True) ->
 def _write(market: Marketplace, out_dir: Path, start: float) -> GenerateResult:
     paths = market.save(out_dir)
     rows = {name: len(df) for name, df in market.tables().items()}
-    result = GenerateResult(str(out_dir), {k: str(v) for k, v in paths.items()}, rows, market.days,
-                            round(time.perf_counter() - start, 3))
+    result = GenerateResult(
+        str(out_dir), {k: str(v) for k, v in paths.items()}, rows, market.days, round(time.perf_counter() - start, 3)
+    )
     meta = {"config": dataclasses.asdict(market.cfg), **dataclasses.asdict(result)}
     (out_dir / "generate.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return result

@@ -52,8 +52,12 @@ def production_pick(params: dict[str, Any]) -> ProductionPick | None:
     path, _ = resolve(tag)
     manifest = verify(path)
     served = (manifest.metrics.get("served") or {}).get("method") or ""
-    return ProductionPick(tag, path, manifest.files,
-                          "" if served == config_of(PackageConfig, params, "package").select_baseline else served)
+    return ProductionPick(
+        tag,
+        path,
+        manifest.files,
+        "" if served == config_of(PackageConfig, params, "package").select_baseline else served,
+    )
 
 
 def warm_start(ws: Any, params: dict[str, Any], method: str, stage: str) -> WarmStart:
@@ -70,8 +74,11 @@ def warm_start(ws: Any, params: dict[str, Any], method: str, stage: str) -> Warm
         return WarmStart(live / "final", lineage, f"live stage ({lineage} lineage)")
     prod = production_pick(params)
     if prod is None or not prod.served:
-        return WarmStart(live / "final", "", "live stage (" + (f"production {prod.tag} serves SFT)" if prod else
-                                                              "no production bundle)"))  # fmt: skip
+        return WarmStart(
+            live / "final",
+            "",
+            "live stage (" + (f"production {prod.tag} serves SFT)" if prod else "no production bundle)"),
+        )
     tok = ws.path("models_sid") / method
     bundled = {rel.split("/", 1)[1]: sha for rel, sha in prod.files.items() if rel.startswith("sid_tokenizer/")}
     if not bundled or any(not (tok / f).is_file() or sha256_file(tok / f) != sha for f, sha in bundled.items()):
@@ -101,9 +108,18 @@ def retrain_rl(ws: Any, day: int, params: dict[str, Any], gen_dir: Path, train_c
     if lineage not in rl_cfg.variants:
         return {"variant": lineage, "skipped": f"{lineage!r} is not in train_rl.variants: the day serves SFT"}
     rl_cfg = dataclasses.replace(rl_cfg, variants={lineage: rl_cfg.variants[lineage]})
-    res = train_rl(rl_cfg, ws.stage(day, ws.validated), ws.stage(day, ws.sid), gen_dir, ws.stage(day, "models/rl"),
-                   ws.stage(day, ws.reports), train_cfg=train_cfg, feast_repo=ws.path("repo"),
-                   feast_data_dir=ws.stage(day, ws.feast), show_progress=False)  # fmt: skip
+    res = train_rl(
+        rl_cfg,
+        ws.stage(day, ws.validated),
+        ws.stage(day, ws.sid),
+        gen_dir,
+        ws.stage(day, "models/rl"),
+        ws.stage(day, ws.reports),
+        train_cfg=train_cfg,
+        feast_repo=ws.path("repo"),
+        feast_data_dir=ws.stage(day, ws.feast),
+        show_progress=False,
+    )
     stage = gen_dir / rl_cfg.method / rl_cfg.init_stage
     (stage / "final").rename(stage / "sft_final")
     shutil.copytree(res.variants[lineage]["final_dir"], stage / "final")

@@ -84,13 +84,19 @@ def select_generator(cfg: PackageConfig, metrics: dict[str, Any], dirs: dict[str
     best, best_value = cfg.select_baseline, float("-inf")
     for m in cfg.select_candidates:
         value, guard = _metric(metrics, cfg.select_metric, m), _metric(metrics, cfg.select_guard, m)
-        ok = m in dirs and dirs[m].exists() and value is not None and (
-            base_guard is None or (guard is not None and guard >= base_guard * (1 - cfg.select_guard_rel_drop)))
+        ok = (
+            m in dirs
+            and dirs[m].exists()
+            and value is not None
+            and (base_guard is None or (guard is not None and guard >= base_guard * (1 - cfg.select_guard_rel_drop)))
+        )
         table[m] = {"metric": value, "guard": guard, "eligible": float(ok)}
         if ok and value > best_value:  # ties keep the earlier candidate (list the baseline first)
             best, best_value = m, value
-    rule = (f"max {cfg.select_metric} over {list(cfg.select_candidates)} with {cfg.select_guard} >= "
-            f"(1 - {cfg.select_guard_rel_drop}) x {cfg.select_baseline}'s")  # fmt: skip
+    rule = (
+        f"max {cfg.select_metric} over {list(cfg.select_candidates)} with {cfg.select_guard} >= "
+        f"(1 - {cfg.select_guard_rel_drop}) x {cfg.select_baseline}'s"
+    )
     return Selection(best, str(dirs[best]), rule, table)
 
 
@@ -98,8 +104,11 @@ def item_quality(data_dir: str | Path, *, strength: float = 20.0, prior_ctr: flo
     """item_id, title, category_id, quality for every item in ITEMS (quality from REQUESTS)."""
     items = read_table(ITEMS, data_dir)
     requests_path = Path(data_dir) / REQUESTS.filename()
-    stats = log_exposure_stats(data_dir) if requests_path.exists() else \
-        pd.DataFrame({"item_id": pd.Series(dtype=np.int64), "exposures": 0, "clicks": 0})
+    stats = (
+        log_exposure_stats(data_dir)
+        if requests_path.exists()
+        else pd.DataFrame({"item_id": pd.Series(dtype=np.int64), "exposures": 0, "clicks": 0})
+    )
     prior = prior_ctr if prior_ctr is not None else log_ctr(stats) if len(stats) else 0.05
     df = items[["item_id", "title", "category_id"]].merge(stats, on="item_id", how="left")
     clicks, exposures = df["clicks"].fillna(0).to_numpy(), df["exposures"].fillna(0).to_numpy()
@@ -132,7 +141,9 @@ def package(
     metrics = json.loads(Path(metrics_path).read_text()) if metrics_path and Path(metrics_path).exists() else {}
     dirs = {cfg.select_baseline: Path(generator_dir)}
     if rl_dir is not None:
-        dirs.update({m: Path(rl_dir) / "cq_sid" / m / "final" for m in cfg.select_candidates if m != cfg.select_baseline})
+        dirs.update(
+            {m: Path(rl_dir) / "cq_sid" / m / "final" for m in cfg.select_candidates if m != cfg.select_baseline}
+        )
     choice = select_generator(cfg, metrics, dirs)
     generator_dir = choice.generator_dir
     metrics = {**metrics, "served": asdict(choice)}
@@ -145,9 +156,16 @@ def package(
     previous = pointer.current()
     with tempfile.TemporaryDirectory(prefix="genrecall-bundle-") as tmp:
         manifest = write_bundle(
-            Path(tmp) / "bundle", generator_dir=generator_dir, sid_model_dir=sid_model_dir, index_dir=index_dir,
-            items=items, categories=categories, metrics=metrics, data_version=data_version(data_dir, dvc_lock=dvc_lock),
-            params_hash=params_hash(load_params() if params is None else params), parent=previous,
+            Path(tmp) / "bundle",
+            generator_dir=generator_dir,
+            sid_model_dir=sid_model_dir,
+            index_dir=index_dir,
+            items=items,
+            categories=categories,
+            metrics=metrics,
+            data_version=data_version(data_dir, dvc_lock=dvc_lock),
+            params_hash=params_hash(load_params() if params is None else params),
+            parent=previous,
             examples=showcase(data_dir).to_dict(),
         )
         tag = save_to_store(Path(tmp) / "bundle", name=cfg.name)
@@ -156,8 +174,18 @@ def package(
         promoted, reasons = decision.promoted, decision.reasons
     else:
         promoted, reasons = False, ["gate skipped (package.run_gate = false)"]
-    result = PackageResult(tag, manifest.version, promoted, pointer.current(), previous, reasons,
-                           manifest.items, manifest.sids, time.perf_counter() - start, choice.method)
+    result = PackageResult(
+        tag,
+        manifest.version,
+        promoted,
+        pointer.current(),
+        previous,
+        reasons,
+        manifest.items,
+        manifest.sids,
+        time.perf_counter() - start,
+        choice.method,
+    )
     if report is not None:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
         Path(report).write_text(json.dumps(asdict(result), indent=2))

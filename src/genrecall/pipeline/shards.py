@@ -35,7 +35,9 @@ class ScaleConfig:
     shards: int = 8  # contiguous item shards; a few per worker so a slow shard does not idle the others
     max_workers: int = 2  # threads of the local runner (2 cores here)
     dask_address: str | None = None  # an existing scheduler, e.g. "tcp://scheduler:8786"; None = start one
-    dask_cluster_class: str | None = None  # None = distributed.LocalCluster; e.g. "dask_kubernetes.operator.KubeCluster"
+    dask_cluster_class: str | None = (
+        None  # None = distributed.LocalCluster; e.g. "dask_kubernetes.operator.KubeCluster"
+    )
     dask_cluster: dict[str, Any] = field(default_factory=lambda: {"n_workers": 2, "threads_per_worker": 1})
     # ^ cluster kwargs: one single-threaded worker process per core (MiniLM and the hash encoder hold the GIL)
     dask_adapt: dict[str, Any] = field(default_factory=dict)  # e.g. {minimum: 2, maximum: 50}: adaptive scaling
@@ -120,8 +122,9 @@ def _threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def embed_shard(texts: list[str], encoder: dict[str, Any] | EncoderConfig, cache_dir: str | None = None,
-                *, torch_threads: int = 1) -> np.ndarray:  # fmt: skip
+def embed_shard(
+    texts: list[str], encoder: dict[str, Any] | EncoderConfig, cache_dir: str | None = None, *, torch_threads: int = 1
+) -> np.ndarray:
     """(n, d) float32 vectors of ``texts``; through the cache in ``cache_dir`` when given."""
     _threads(torch_threads)
     cfg = encoder if isinstance(encoder, EncoderConfig) else _encoder_config(encoder)
@@ -132,7 +135,9 @@ def embed_shard(texts: list[str], encoder: dict[str, Any] | EncoderConfig, cache
     return vectors.astype(np.float32)
 
 
-def assign_shard(vectors: np.ndarray, categories: np.ndarray, tokenizer_dir: str, *, torch_threads: int = 1) -> np.ndarray:
+def assign_shard(
+    vectors: np.ndarray, categories: np.ndarray, tokenizer_dir: str, *, torch_threads: int = 1
+) -> np.ndarray:
     """(n, L) int64 level codes of one shard from the frozen tokenizer in ``tokenizer_dir``."""
     _threads(torch_threads)
     return _tokenizer(str(tokenizer_dir)).assign(np.asarray(vectors, dtype=np.float32), np.asarray(categories))
@@ -154,8 +159,11 @@ def make_task_runner(cfg: ScaleConfig) -> Any:
 
     if cfg.dask_address:
         return DaskTaskRunner(address=cfg.dask_address)
-    return DaskTaskRunner(cluster_class=cfg.dask_cluster_class or "distributed.LocalCluster",
-                          cluster_kwargs=dict(cfg.dask_cluster), adapt_kwargs=dict(cfg.dask_adapt) or None)  # fmt: skip
+    return DaskTaskRunner(
+        cluster_class=cfg.dask_cluster_class or "distributed.LocalCluster",
+        cluster_kwargs=dict(cfg.dask_cluster),
+        adapt_kwargs=dict(cfg.dask_adapt) or None,
+    )
 
 
 def save_result(result: ShardedResult, out_dir: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
@@ -165,7 +173,11 @@ def save_result(result: ShardedResult, out_dir: str | Path, *, extra: dict[str, 
     np.save(out / "item_ids.npy", result.item_ids.astype(np.int64))
     np.save(out / "items.npy", result.vectors.astype(np.float32))
     np.save(out / "codes.npy", result.codes.astype(np.int64))
-    meta = {"items": int(len(result.item_ids)), "shards": result.shards, "runner": result.runner,
-            "seconds": round(result.seconds, 3)} | (extra or {})  # fmt: skip
+    meta = {
+        "items": int(len(result.item_ids)),
+        "shards": result.shards,
+        "runner": result.runner,
+        "seconds": round(result.seconds, 3),
+    } | (extra or {})
     (out / "embed_assign.json").write_text(json.dumps(meta, indent=2, default=str))
     return out

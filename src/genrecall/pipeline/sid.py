@@ -130,8 +130,14 @@ def fit_method(
     tok = SidTokenizer(cfg.tokenizer_config(method))
     report = tok.fit(x, cats, queries=query_vectors, pairs=pairs, show_progress=show_progress)
     sids = make_sids(tok.assign(x, cats), cfg.cluster_config(method))
-    index = SidIndex.build(item_ids, sids, codebook_sizes=tok.codebook_sizes, suffix_mode=SUFFIX_MODE[method],
-                           t_max=cfg.t_max, g_max=cfg.g_max)  # fmt: skip
+    index = SidIndex.build(
+        item_ids,
+        sids,
+        codebook_sizes=tok.codebook_sizes,
+        suffix_mode=SUFFIX_MODE[method],
+        t_max=cfg.t_max,
+        g_max=cfg.g_max,
+    )
     return tok, index, report
 
 
@@ -166,15 +172,21 @@ def sid(
     health: dict[str, dict] = {}
     sizes: dict[str, np.ndarray] = {}
     for method in cfg.methods:
-        tok, index, report = fit_method(cfg, method, ids, x, cats, emb.query_vectors, pairs, show_progress=show_progress)
+        tok, index, report = fit_method(
+            cfg, method, ids, x, cats, emb.query_vectors, pairs, show_progress=show_progress
+        )
         sids = index.sid_of(ids)
         tok.save(Path(model_dir) / method)
         (Path(model_dir) / method / "fit.json").write_text(json.dumps(dataclasses.asdict(report), indent=2))
         index.save(Path(out_dir) / method)
-        h = sid_health(sids, tok.codebook_sizes, categories=cats, category_ids=tok.category_ids if tok.cfg.forcing else None)
+        h = sid_health(
+            sids, tok.codebook_sizes, categories=cats, category_ids=tok.category_ids if tok.cfg.forcing else None
+        )
         health[method] = h.to_dict()
         sizes[method] = index.cluster_sizes()
-        result.methods[method] = MethodSummary(len(ids), index.n_sids, list(tok.codebook_sizes), report.items_with_queries, report.seconds)
+        result.methods[method] = MethodSummary(
+            len(ids), index.n_sids, list(tok.codebook_sizes), report.items_with_queries, report.seconds
+        )
 
     reports = Path(reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
@@ -223,7 +235,12 @@ def sid_update(
         result.seconds[method] = time.perf_counter() - start
         if reports_dir is not None:
             all_sids = index.sid_of(ids)
-            health[method] = sid_health(all_sids, tok.codebook_sizes, categories=cats, category_ids=tok.category_ids if tok.cfg.forcing else None).to_dict()
+            health[method] = sid_health(
+                all_sids,
+                tok.codebook_sizes,
+                categories=cats,
+                category_ids=tok.category_ids if tok.cfg.forcing else None,
+            ).to_dict()
     if reports_dir is not None:
         Path(reports_dir).mkdir(parents=True, exist_ok=True)
         (Path(reports_dir) / "sid_health.json").write_text(json.dumps(health, indent=2))

@@ -96,9 +96,12 @@ def feast_contexts(
 
     known = requests[requests["user_id"].notna()]
     entity = pd.DataFrame(
-        {"request_id": known["request_id"].to_numpy(), "user_id": known["user_id"].astype(str).to_numpy(),
-         "event_timestamp": pd.to_datetime(known["ts"], utc=True)}
-    )  # fmt: skip
+        {
+            "request_id": known["request_id"].to_numpy(),
+            "user_id": known["user_id"].astype(str).to_numpy(),
+            "event_timestamp": pd.to_datetime(known["ts"], utc=True),
+        }
+    )
     frame = training_frame(repo_path, entity, data_dir=feast_data_dir)
     return contexts_from_features(frame, categories)
 
@@ -106,9 +109,12 @@ def feast_contexts(
 def contexts_from_features(frame: pd.DataFrame, categories: pd.DataFrame) -> dict[int, UserContext]:
     """Feast rows -> UserContext per request, with the same conversion the retriever uses."""
     names = dict(zip(categories["category_id"].astype(int), categories["name"].astype(str)))
-    return {int(row.request_id): context_from_features(row, names, max_history=len(row.recent_sids) or 1,
-                                                       max_categories=len(row.recent_categories) or 1)
-            for row in frame.itertuples(index=False)}  # fmt: skip
+    return {
+        int(row.request_id): context_from_features(
+            row, names, max_history=len(row.recent_sids) or 1, max_categories=len(row.recent_categories) or 1
+        )
+        for row in frame.itertuples(index=False)
+    }
 
 
 def train(
@@ -144,11 +150,21 @@ def train(
         index = SidIndex.load(Path(sid_dir) / method)
         contexts = None
         if method in cfg.personalized_methods:
-            contexts = method_contexts(cfg, method, train_log, users, items, categories, index.to_frame(),
-                                       feast_repo, feast_data_dir, ex_cfg)  # fmt: skip
-        summary[method] = train_method(cfg, index, listed, train_log, Path(out_dir) / method, texts=texts,
-                                       profiles=profile_values(users), contexts=contexts, encoder=encoder,
-                                       show_progress=show_progress)  # fmt: skip
+            contexts = method_contexts(
+                cfg, method, train_log, users, items, categories, index.to_frame(), feast_repo, feast_data_dir, ex_cfg
+            )
+        summary[method] = train_method(
+            cfg,
+            index,
+            listed,
+            train_log,
+            Path(out_dir) / method,
+            texts=texts,
+            profiles=profile_values(users),
+            contexts=contexts,
+            encoder=encoder,
+            show_progress=show_progress,
+        )
     result = TrainResult(str(out_dir), summary)
     Path(reports_dir).mkdir(parents=True, exist_ok=True)
     (Path(reports_dir) / "train.json").write_text(json.dumps(asdict(result), indent=2, sort_keys=True))
@@ -175,14 +191,17 @@ def train_method(
     """
     ex_cfg = from_dict(ExamplesConfig, cfg.examples)
     assignments = index.to_frame()
-    tok = GenTokenizer.train(texts, index.sid_vocab_sizes, from_dict(TokenizerConfig, cfg.tokenizer),
-                             profile_values=profiles)  # fmt: skip
+    tok = GenTokenizer.train(
+        texts, index.sid_vocab_sizes, from_dict(TokenizerConfig, cfg.tokenizer), profile_values=profiles
+    )
     datasets: dict[str, SidDataset] = {
-        "i2sid": SidDataset.concat(item_examples(items, assignments, tok),
-                                   pseudo_query_examples(items, assignments, tok, from_dict(PseudoQueryConfig, cfg.pseudo)),
-                                   kind="i2sid"),
+        "i2sid": SidDataset.concat(
+            item_examples(items, assignments, tok),
+            pseudo_query_examples(items, assignments, tok, from_dict(PseudoQueryConfig, cfg.pseudo)),
+            kind="i2sid",
+        ),
         "q2sid": query_examples(train_log, assignments, tok, ex_cfg),
-    }  # fmt: skip
+    }
     if contexts is not None:
         datasets["uq2sid"] = user_query_examples(train_log, assignments, tok, contexts, ex_cfg)
     gen_cfg = from_dict(GeneratorConfig, cfg.model)
@@ -195,22 +214,41 @@ def train_method(
     configs = {s: cfg.stage_config(s) for s in STAGES if s in datasets}
     results = train_progressive(model, tok, datasets, configs, out_dir, show_progress=show_progress)
     return {
-        s: {"examples": len(datasets[s]), "steps": r.steps, "final_loss": r.losses[-1] if r.losses else None,
-            "examples_per_s": round(r.examples_per_s, 1), "seconds": round(r.seconds, 1)}
+        s: {
+            "examples": len(datasets[s]),
+            "steps": r.steps,
+            "final_loss": r.losses[-1] if r.losses else None,
+            "examples_per_s": round(r.examples_per_s, 1),
+            "seconds": round(r.seconds, 1),
+        }
         for s, r in results.items()
-    }  # fmt: skip
+    }
 
 
 def method_contexts(
-    cfg: TrainConfig, method: str, requests: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
-    categories: pd.DataFrame, assignments: pd.DataFrame, feast_repo: str | Path, feast_data_dir: str | Path,
+    cfg: TrainConfig,
+    method: str,
+    requests: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    categories: pd.DataFrame,
+    assignments: pd.DataFrame,
+    feast_repo: str | Path,
+    feast_data_dir: str | Path,
     ex_cfg: ExamplesConfig,
-) -> dict[int, UserContext]:  # fmt: skip
+) -> dict[int, UserContext]:
     """Point-in-time user contexts for ``requests``: from Feast (which holds the production CQ-SIDs)
     or, for another SID space or without Feast, recomputed from the log with the same rule."""
     if cfg.context_source == "feast" and method == "cq_sid":
         return feast_contexts(requests, categories, feast_repo, feast_data_dir)
     if cfg.context_source not in ("feast", "log"):
         raise ValueError(f"train.context_source must be 'feast' or 'log', not {cfg.context_source!r}")
-    return user_contexts_from_log(requests, users, assignments, items=items, categories=categories,
-                                  max_history=ex_cfg.max_history, max_categories=ex_cfg.max_categories)  # fmt: skip
+    return user_contexts_from_log(
+        requests,
+        users,
+        assignments,
+        items=items,
+        categories=categories,
+        max_history=ex_cfg.max_history,
+        max_categories=ex_cfg.max_categories,
+    )

@@ -80,16 +80,24 @@ def rl_requests(train_log: pd.DataFrame, cfg: TrainRLConfig) -> pd.DataFrame:
 
 
 def rl_dataset(
-    rows: pd.DataFrame, tokenizer: GenTokenizer, lookup: dict[int, tuple[int, ...]], contexts: dict[int, UserContext],
+    rows: pd.DataFrame,
+    tokenizer: GenTokenizer,
+    lookup: dict[int, tuple[int, ...]],
+    contexts: dict[int, UserContext],
     ex_cfg: ExamplesConfig,
-) -> RLDataset:  # fmt: skip
+) -> RLDataset:
     """UQ2SID prompts (context clipped as in training) + the SIDs of each request's lists."""
     prompts = []
     for q, rid in zip(rows["query"], rows["request_id"]):
         ctx = contexts.get(int(rid))
         if ctx is not None:
-            ctx = UserContext(ctx.gender, ctx.age_band, ctx.price_tier, tuple(ctx.recent_sids)[-ex_cfg.max_history:],
-                              tuple(ctx.recent_categories)[-ex_cfg.max_categories:])  # fmt: skip
+            ctx = UserContext(
+                ctx.gender,
+                ctx.age_band,
+                ctx.price_tier,
+                tuple(ctx.recent_sids)[-ex_cfg.max_history :],
+                tuple(ctx.recent_categories)[-ex_cfg.max_categories :],
+            )
         prompts.append(encode_user_query(tokenizer, normalize_query(q), ctx))
     return RLDataset(prompts, requests_sids(rows, lookup), rows["request_id"].to_numpy(np.int64))
 
@@ -130,8 +138,18 @@ def train_rl(
     if rows.empty:
         raise ValueError("no training-period request with a click to learn from")
     items = read_table(ITEMS, data_dir)
-    contexts = method_contexts(train_cfg, cfg.method, rows, read_table(USERS, data_dir), items,
-                               read_table(CATEGORIES, data_dir), index.to_frame(), feast_repo, feast_data_dir, ex_cfg)  # fmt: skip
+    contexts = method_contexts(
+        train_cfg,
+        cfg.method,
+        rows,
+        read_table(USERS, data_dir),
+        items,
+        read_table(CATEGORIES, data_dir),
+        index.to_frame(),
+        feast_repo,
+        feast_data_dir,
+        ex_cfg,
+    )
     tok = load_generator(init).tokenizer
     data = rl_dataset(rows, tok, sid_lookup(index.to_frame()), contexts, ex_cfg)
     ranker = None
@@ -146,8 +164,17 @@ def train_rl(
         gen = load_generator(init, device=gcfg.device)
         if is_semantic(gen.model) and data.vectors is None:
             data = with_query_vectors(data, rows, gen.model)
-        res = train_grpo(gen.model, gen.tokenizer, index.trie, data, gcfg, Path(out_dir) / cfg.method / name,
-                         reward_cfg=reward_cfg, ranker=ranker, show_progress=show_progress)  # fmt: skip
+        res = train_grpo(
+            gen.model,
+            gen.tokenizer,
+            index.trie,
+            data,
+            gcfg,
+            Path(out_dir) / cfg.method / name,
+            reward_cfg=reward_cfg,
+            ranker=ranker,
+            show_progress=show_progress,
+        )
         write_log_csv(reports / "train_rl" / f"{name}.csv", res.logs)
         variants[name] = {"final_dir": str(res.final_dir), "config": asdict(gcfg), "summary": res.summary()}
     result = TrainRLResult(str(out_dir), len(data), variants)

@@ -74,8 +74,11 @@ def validate(
     reference = {}
     if reference_dir is not None:
         # cross-table checks only need the id column each table provides (suites.PROVIDES)
-        reference = {n: S.read_table(S.ALL_TABLES[n], reference_dir, columns=[PROVIDES[n][1]])
-                     for n in present_tables(reference_dir) if n in PROVIDES}  # fmt: skip
+        reference = {
+            n: S.read_table(S.ALL_TABLES[n], reference_dir, columns=[PROVIDES[n][1]])
+            for n in present_tables(reference_dir)
+            if n in PROVIDES
+        }
 
     with Progress(transient=True) as progress:
         task = progress.add_task("validate: reading", total=len(names) + 2)

@@ -9,7 +9,20 @@ from genrecall.rl.grpo import GRPOConfig, GRPOResult, RLDataset, member_log_prob
 from genrecall.rl.reward import QualityRanker, RankerReward, RequestSids, RewardConfig, request_sids, rewards
 
 __all__ = [
-    "GRPOConfig", "GRPOResult", "Groups", "QualityRanker", "RLDataset", "RankerReward", "RequestSids", "RewardConfig",
-    "build_groups", "draw_experts", "group_advantages", "member_log_probs", "request_sids", "rewards", "sample_sids",
+    "GRPOConfig",
+    "GRPOResult",
+    "Groups",
+    "QualityRanker",
+    "RLDataset",
+    "RankerReward",
+    "RequestSids",
+    "RewardConfig",
+    "build_groups",
+    "draw_experts",
+    "group_advantages",
+    "member_log_probs",
+    "request_sids",
+    "rewards",
+    "sample_sids",
     "train_grpo",
-]  # fmt: skip
+]

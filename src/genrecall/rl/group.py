@@ -101,8 +101,14 @@ def sample_sids(
     depth, device, b = tokenizer.sid_depth, next(model.parameters()).device, len(prompts)
     ids, attn = left_pad(prompts, tokenizer.pad_id, device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
-                **semantic_tensor(model, semantic))  # fmt: skip
+    res = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=pos,
+        use_cache=True,
+        logits_to_keep=1,
+        **semantic_tensor(model, semantic),
+    )
     cache = result_cache(res)
     rows = torch.arange(b, device=device).repeat_interleave(n)
     cache.reorder_cache(rows)  # prompt prefilled once, its cache copied to the n samples
@@ -113,7 +119,7 @@ def sample_sids(
     for t in range(depth):
         size, offset = tokenizer.sid_vocab_sizes[t], int(tokenizer.sid_offsets[t])
         allowed = torch.from_numpy(tables.allowed(t, prefix_ids)).to(device)
-        logp = logits.float()[:, offset:offset + size] - torch.logsumexp(logits.float(), dim=-1, keepdim=True)
+        logp = logits.float()[:, offset : offset + size] - torch.logsumexp(logits.float(), dim=-1, keepdim=True)
         step = (logp / temperature).masked_fill(~allowed, float("-inf"))
         dead = ~allowed.any(-1)  # an inconsistent trie only; keep the maths finite
         step[dead] = 0.0
@@ -124,21 +130,33 @@ def sample_sids(
         if t == depth - 1:
             break
         attn = torch.cat([attn, torch.ones((b * n, 1), dtype=attn.dtype, device=device)], dim=1)
-        res = model(input_ids=code + offset, attention_mask=attn, position_ids=next_pos, use_cache=True,
-                    logits_to_keep=1, **{cache_keyword(model): cache})  # fmt: skip
+        res = model(
+            input_ids=code + offset,
+            attention_mask=attn,
+            position_ids=next_pos,
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_keyword(model): cache},
+        )
         cache = result_cache(res)
         logits, next_pos = res.logits[:, -1, :], next_pos + 1
     return prefixes.reshape(b, n, depth)
 
 
 def beam_sids(
-    model: torch.nn.Module, tokenizer: GenTokenizer, trie: SidTrie, prompts: Sequence[Sequence[int]], n: int,
+    model: torch.nn.Module,
+    tokenizer: GenTokenizer,
+    trie: SidTrie,
+    prompts: Sequence[Sequence[int]],
+    n: int,
     semantic: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` distinct beams per prompt, (B, n, D), and which slots hold a beam (a tiny trie may hold fewer)."""
     out = np.zeros((len(prompts), n, tokenizer.sid_depth), dtype=np.int64)
     ok = np.zeros((len(prompts), n), dtype=bool)
-    for i, r in enumerate(beam_search(model, tokenizer, trie, prompts, n, batch_size=max(1, 256 // n), semantic=semantic)):
+    for i, r in enumerate(
+        beam_search(model, tokenizer, trie, prompts, n, batch_size=max(1, 256 // n), semantic=semantic)
+    ):
         k = len(r)
         if k:
             out[i, :k], ok[i, :k] = r.sids, True
@@ -223,7 +241,9 @@ def build_groups(
     reward_cfg = reward_cfg or RewardConfig()
     b, g, k, depth = len(prompts), group_size, experts, tokenizer.sid_depth
     if mode == "sample":
-        pol = sample_sids(model, tokenizer, trie, prompts, g, temperature=temperature, generator=generator, semantic=semantic)
+        pol = sample_sids(
+            model, tokenizer, trie, prompts, g, temperature=temperature, generator=generator, semantic=semantic
+        )
         pol_ok = np.ones((b, g), bool)
     else:
         pol, pol_ok = beam_sids(model, tokenizer, trie, prompts, g, semantic)
@@ -240,7 +260,17 @@ def build_groups(
             dup[i, g + j] = d
             active[i, g + j] = duplicates == "keep" or not d
     ids = list(request_ids) if request_ids is not None else [-1] * b
-    r = np.stack([rewards(sids[i], requests[i], reward_cfg, valid=trie.__contains__, ranker=ranker, request_id=int(ids[i]))
-                  for i in range(b)]) if b else np.zeros((0, g + k))  # fmt: skip
+    r = (
+        np.stack(
+            [
+                rewards(
+                    sids[i], requests[i], reward_cfg, valid=trie.__contains__, ranker=ranker, request_id=int(ids[i])
+                )
+                for i in range(b)
+            ]
+        )
+        if b
+        else np.zeros((0, g + k))
+    )
     adv = group_advantages(r, active, eps=eps)
     return Groups(sids, r, adv.values, is_expert, dup, active, adv.zero_variance)

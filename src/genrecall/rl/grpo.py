@@ -53,8 +53,19 @@ from genrecall.rl.group import Groups, build_groups
 from genrecall.rl.reward import RankerReward, RequestSids, RewardConfig
 from genrecall.sid.trie import SidTrie
 
-LOG_FIELDS: tuple[str, ...] = ("step", "reward_mean", "reward_std", "policy_reward_mean", "expert_reward_mean",
-                               "zero_variance_share", "unique_sids", "duplicate_share", "kl", "loss", "lr")  # fmt: skip
+LOG_FIELDS: tuple[str, ...] = (
+    "step",
+    "reward_mean",
+    "reward_std",
+    "policy_reward_mean",
+    "expert_reward_mean",
+    "zero_variance_share",
+    "unique_sids",
+    "duplicate_share",
+    "kl",
+    "loss",
+    "lr",
+)
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,11 @@ class GRPOResult:
 
 
 def member_log_probs(
-    model: torch.nn.Module, tokenizer: GenTokenizer, prompts: Sequence[Sequence[int]], sids: np.ndarray, rows: np.ndarray,
+    model: torch.nn.Module,
+    tokenizer: GenTokenizer,
+    prompts: Sequence[Sequence[int]],
+    sids: np.ndarray,
+    rows: np.ndarray,
     semantic: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Per-token log-probs (N, D) of SIDs ``sids`` (N, D) after prompt ``prompts[rows[n]]``.
@@ -133,8 +148,14 @@ def member_log_probs(
     device, depth = next(model.parameters()).device, tokenizer.sid_depth
     ids, attn = left_pad(prompts, tokenizer.pad_id, device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    res = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
-                **semantic_tensor(model, semantic))  # fmt: skip
+    res = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=pos,
+        use_cache=True,
+        logits_to_keep=1,
+        **semantic_tensor(model, semantic),
+    )
     cache = result_cache(res)
     idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device)
     cache.reorder_cache(idx)
@@ -142,19 +163,31 @@ def member_log_probs(
     n = tokens.shape[0]
     logits = res.logits[:, -1:, :].index_select(0, idx)  # predicts SID token 0
     if depth > 1:
-        chunk_attn = torch.cat([attn.index_select(0, idx), torch.ones((n, depth - 1), dtype=attn.dtype, device=device)], 1)
+        chunk_attn = torch.cat(
+            [attn.index_select(0, idx), torch.ones((n, depth - 1), dtype=attn.dtype, device=device)], 1
+        )
         chunk_pos = pos[:, -1:].index_select(0, idx) + 1 + torch.arange(depth - 1, device=device)[None, :]
-        out = model(input_ids=tokens[:, :-1], attention_mask=chunk_attn, position_ids=chunk_pos, use_cache=True,
-                    **{cache_keyword(model): cache})  # fmt: skip
+        out = model(
+            input_ids=tokens[:, :-1],
+            attention_mask=chunk_attn,
+            position_ids=chunk_pos,
+            use_cache=True,
+            **{cache_keyword(model): cache},
+        )
         logits = torch.cat([logits, out.logits], dim=1)
     logp = torch.log_softmax(logits.float(), dim=-1)
     return logp.gather(-1, tokens[..., None]).squeeze(-1)
 
 
 def grpo_loss(
-    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, *, clip_eps: float = 0.2,
-    ref_logp: torch.Tensor | None = None, beta_kl: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    clip_eps: float = 0.2,
+    ref_logp: torch.Tensor | None = None,
+    beta_kl: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Clipped surrogate (+ beta * k3 KL) averaged over tokens; returns (loss, mean k3 or None)."""
     ratio = torch.exp(logp - old_logp)
     adv = advantages[:, None]
@@ -204,21 +237,44 @@ def train_grpo(
     per_epoch = max(1, len(data) // cfg.prompts_per_step)
     logs: list[dict[str, float]] = []
     start = time.perf_counter()
-    with Progress(TextColumn(f"eg-grpo K={cfg.experts}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeRemainingColumn(), disable=not (show_progress and ctx.is_main), transient=True) as bar:  # fmt: skip
+    with Progress(
+        TextColumn(f"eg-grpo K={cfg.experts}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not (show_progress and ctx.is_main),
+        transient=True,
+    ) as bar:
         task = bar.add_task("rl", total=cfg.steps, info="")
         for step in range(cfg.steps):
             epoch, j = divmod(step, per_epoch)
-            step_idx = epoch_order(len(data), cfg.seed, epoch)[j * cfg.prompts_per_step:(j + 1) * cfg.prompts_per_step]
+            step_idx = epoch_order(len(data), cfg.seed, epoch)[
+                j * cfg.prompts_per_step : (j + 1) * cfg.prompts_per_step
+            ]
             idx = dist.shard(step_idx, ctx)  # this rank's prompts of the step (all of them in one process)
             prompts = [data.prompts[i] for i in idx]
             vectors = None if data.vectors is None else data.vectors[idx]
             model.eval()
-            groups = build_groups(model, tokenizer, trie, prompts, [data.requests[i] for i in idx],
-                                  group_size=cfg.group_size, experts=cfg.experts, mode=cfg.group_mode,
-                                  temperature=cfg.temperature, duplicates=cfg.expert_duplicates, reward_cfg=reward_cfg,
-                                  ranker=ranker, request_ids=ids[idx], rng=rng, generator=gen, eps=cfg.adv_eps,
-                                  semantic=vectors)  # fmt: skip
+            groups = build_groups(
+                model,
+                tokenizer,
+                trie,
+                prompts,
+                [data.requests[i] for i in idx],
+                group_size=cfg.group_size,
+                experts=cfg.experts,
+                mode=cfg.group_mode,
+                temperature=cfg.temperature,
+                duplicates=cfg.expert_duplicates,
+                reward_cfg=reward_cfg,
+                ranker=ranker,
+                request_ids=ids[idx],
+                rng=rng,
+                generator=gen,
+                eps=cfg.adv_eps,
+                semantic=vectors,
+            )
             lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -226,9 +282,11 @@ def train_grpo(
             stats = {k: dist.global_mean(v, len(idx), len(step_idx)) for k, v in groups.stats().items()}
             logs.append({"step": step + 1, **stats, "kl": kl, "loss": loss, "lr": lr})
             if (step + 1) % max(1, cfg.log_every) == 0 or step + 1 == cfg.steps:
-                recent = logs[-max(1, cfg.log_every):]
-                info = (f"reward {np.mean([r['reward_mean'] for r in recent]):.3f} "
-                        f"zero-var {np.mean([r['zero_variance_share'] for r in recent]):.2f}")  # fmt: skip
+                recent = logs[-max(1, cfg.log_every) :]
+                info = (
+                    f"reward {np.mean([r['reward_mean'] for r in recent]):.3f} "
+                    f"zero-var {np.mean([r['zero_variance_share'] for r in recent]):.2f}"
+                )
                 bar.update(task, completed=step + 1, info=info)
     model.eval()
     result = GRPOResult(cfg.steps, logs, seconds=time.perf_counter() - start)
@@ -242,8 +300,16 @@ def train_grpo(
     return result
 
 
-def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], groups: Groups, cfg: GRPOConfig,
-            semantic: np.ndarray | None = None) -> tuple[float, float]:  # fmt: skip
+def _update(
+    model,
+    ref,
+    opt,
+    tokenizer: GenTokenizer,
+    prompts: list[list[int]],
+    groups: Groups,
+    cfg: GRPOConfig,
+    semantic: np.ndarray | None = None,
+) -> tuple[float, float]:
     """``updates_per_batch`` clipped-surrogate steps on one batch of groups; returns (last loss, KL)."""
     b_idx, m_idx = np.nonzero(groups.active)
     sids = groups.sids[b_idx, m_idx]
@@ -256,7 +322,9 @@ def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], 
     n_tok = float(len(b_idx) * tokenizer.sid_depth)
     signal = dist.all_reduce_sum(torch.tensor([float(bool(adv.any())), n_tok], dtype=torch.float64))
     if not signal[0] and not cfg.beta_kl:  # every group (on every rank) has zero variance: no gradient at all
-        return 0.0, _kl_only(model, tokenizer, prompts, sids, b_idx, ref_logp, semantic) if ref_logp is not None else float("nan")
+        return 0.0, _kl_only(
+            model, tokenizer, prompts, sids, b_idx, ref_logp, semantic
+        ) if ref_logp is not None else float("nan")
     w = dist.weight(int(n_tok), int(signal[1]))  # this rank's token-mean -> its share of the step's token-mean
     model.train()
     old, loss_v, kl_v = None, 0.0, float("nan")
@@ -276,8 +344,15 @@ def _update(model, ref, opt, tokenizer: GenTokenizer, prompts: list[list[int]], 
 
 
 @torch.no_grad()
-def _kl_only(model, tokenizer: GenTokenizer, prompts, sids: np.ndarray, rows: np.ndarray, ref_logp: torch.Tensor,
-             semantic: np.ndarray | None = None) -> float:  # fmt: skip
+def _kl_only(
+    model,
+    tokenizer: GenTokenizer,
+    prompts,
+    sids: np.ndarray,
+    rows: np.ndarray,
+    ref_logp: torch.Tensor,
+    semantic: np.ndarray | None = None,
+) -> float:
     d = ref_logp - member_log_probs(model, tokenizer, prompts, sids, rows, semantic)
     return float((torch.exp(d) - d - 1).mean())
 
@@ -290,5 +365,7 @@ def write_log_csv(path: str | Path, logs: Sequence[dict[str, float]], **extra: s
         w = csv.writer(f)
         w.writerow([*extra, *LOG_FIELDS])
         for log in logs:
-            w.writerow([*extra.values(), *(f"{log[k]:.6g}" if isinstance(log[k], float) else log[k] for k in LOG_FIELDS)])
+            w.writerow(
+                [*extra.values(), *(f"{log[k]:.6g}" if isinstance(log[k], float) else log[k] for k in LOG_FIELDS)]
+            )
     return path

@@ -104,7 +104,9 @@ class QualityRanker:
     Ignores the request: a popularity prior, not a personal ranker.
     """
 
-    def __init__(self, items_of: Callable[[Sequence[int]], np.ndarray], quality: Mapping[int, float] | pd.Series) -> None:
+    def __init__(
+        self, items_of: Callable[[Sequence[int]], np.ndarray], quality: Mapping[int, float] | pd.Series
+    ) -> None:
         self.items_of = items_of
         self.quality = dict(quality.items()) if isinstance(quality, pd.Series) else dict(quality)
         self.top = max(self.quality.values(), default=0.0) or 1.0

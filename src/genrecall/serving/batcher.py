@@ -52,8 +52,15 @@ class BatchStats:
 class MicroBatcher(Generic[Req, Resp]):
     """Runs ``fn(list_of_requests) -> list_of_responses`` on one worker thread, merging concurrent requests."""
 
-    def __init__(self, fn: Callable[[Sequence[Req]], Sequence[Resp]], *, max_batch_size: int = 32,
-                 max_queue: int = 256, max_wait_ms: float = 0.0, name: str = "genrecall-batcher") -> None:
+    def __init__(
+        self,
+        fn: Callable[[Sequence[Req]], Sequence[Resp]],
+        *,
+        max_batch_size: int = 32,
+        max_queue: int = 256,
+        max_wait_ms: float = 0.0,
+        name: str = "genrecall-batcher",
+    ) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1 and max_wait_ms >= 0")
         self.fn = fn

@@ -85,8 +85,11 @@ class Manifest:
 
     def content_digest(self) -> str:
         """A hash of the bundle's content (file hashes, lineage, metrics), independent of when it was built."""
-        blob = json.dumps({"files": self.files, "data": self.data_version, "params": self.params_hash,
-                           "metrics": self.metrics}, sort_keys=True, default=str)
+        blob = json.dumps(
+            {"files": self.files, "data": self.data_version, "params": self.params_hash, "metrics": self.metrics},
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -143,10 +146,14 @@ def check_consistency(gen_sid_vocab: tuple[int, ...], sid_tok: SidTokenizer, ind
         raise BundleError(f"generator emits SIDs of depth {len(gen_sid_vocab)}, the index holds depth {index.depth}")
     levels = tuple(int(k) for k in sid_tok.codebook_sizes)
     if index.codebook_sizes is not None and tuple(index.codebook_sizes) != levels:
-        raise BundleError(f"SID tokenizer codebooks {levels} != index codebooks {index.codebook_sizes}: built by different tokenizers")
+        raise BundleError(
+            f"SID tokenizer codebooks {levels} != index codebooks {index.codebook_sizes}: built by different tokenizers"
+        )
     if tuple(gen_sid_vocab[:-1]) != levels:
-        raise BundleError(f"generator SID vocabulary {gen_sid_vocab[:-1]} != SID tokenizer codebooks {levels}: "
-                          "the generator was trained on another SID tokenizer")
+        raise BundleError(
+            f"generator SID vocabulary {gen_sid_vocab[:-1]} != SID tokenizer codebooks {levels}: "
+            "the generator was trained on another SID tokenizer"
+        )
     sids = index.sids()
     if len(sids):
         too_big = np.flatnonzero(sids.max(axis=0) >= np.asarray(gen_sid_vocab))
@@ -208,23 +215,34 @@ def write_bundle(
         raise BundleError(f"{absent.size} indexed item(s) have no title/quality row, e.g. {absent[:5].tolist()}")
     table = table.loc[ids]
     cat = table["category_id"] if "category_id" in table else pd.Series(-1, index=table.index)
-    pd.DataFrame({
-        "item_id": ids,
-        "title": table["title"].fillna("").astype(str).to_numpy(),
-        "quality": table["quality"].astype(np.float64).fillna(0.0).to_numpy(),
-        "category_id": pd.to_numeric(cat, errors="coerce").fillna(-1).astype(np.int64).to_numpy(),
-    }).to_parquet(out / "items.parquet", index=False)
+    pd.DataFrame(
+        {
+            "item_id": ids,
+            "title": table["title"].fillna("").astype(str).to_numpy(),
+            "quality": table["quality"].astype(np.float64).fillna(0.0).to_numpy(),
+            "category_id": pd.to_numeric(cat, errors="coerce").fillna(-1).astype(np.int64).to_numpy(),
+        }
+    ).to_parquet(out / "items.parquet", index=False)
     cats = categories if categories is not None else pd.DataFrame({"category_id": [], "name": []})
-    pd.DataFrame({"category_id": cats["category_id"].astype(np.int64).to_numpy(),
-                  "name": cats["name"].astype(str).to_numpy()}).to_parquet(out / "categories.parquet", index=False)
+    pd.DataFrame(
+        {"category_id": cats["category_id"].astype(np.int64).to_numpy(), "name": cats["name"].astype(str).to_numpy()}
+    ).to_parquet(out / "categories.parquet", index=False)
     if examples is not None:
         (out / EXAMPLES).write_text(json.dumps(examples, indent=2, sort_keys=True))
 
     files = {rel: sha256_file(out / rel) for rel in _bundle_files(out)}
     manifest = Manifest(
-        version="", created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), data_version=data_version,
-        params_hash=params_hash, index_fingerprint=index_fingerprint(index), sid_vocab_sizes=gen_vocab,
-        items=len(index), sids=index.n_sids, files=files, parent=parent, metrics=dict(metrics or {}),
+        version="",
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        data_version=data_version,
+        params_hash=params_hash,
+        index_fingerprint=index_fingerprint(index),
+        sid_vocab_sizes=gen_vocab,
+        items=len(index),
+        sids=index.n_sids,
+        files=files,
+        parent=parent,
+        metrics=dict(metrics or {}),
     )
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     manifest = Manifest(**{**asdict(manifest), "version": version or f"{stamp}-{manifest.content_digest()[:10]}"})
@@ -265,7 +283,9 @@ def verify(path: str | Path) -> Manifest:
     listed = set(manifest.files)
     problems = [f"missing {rel}" for rel in sorted(listed - present)]
     problems += [f"unlisted file {rel}" for rel in sorted(present - listed)]
-    problems += [f"hash mismatch {rel}" for rel in sorted(listed & present) if sha256_file(path / rel) != manifest.files[rel]]
+    problems += [
+        f"hash mismatch {rel}" for rel in sorted(listed & present) if sha256_file(path / rel) != manifest.files[rel]
+    ]
     unsafe = [rel for rel in present if not rel.endswith(SAFE_SUFFIXES)]
     problems += [f"unsafe file type {rel}" for rel in sorted(unsafe)]
     if problems:
@@ -323,8 +343,12 @@ class Bundle:
             raise BundleError(f"bundle {manifest.version}: generator SID vocabulary differs from the manifest")
         check_consistency(generator.tokenizer.sid_vocab_sizes, sid_tok, index)
         df = pd.read_parquet(path / "items.parquet")
-        items = ItemTable(df["item_id"].to_numpy(np.int64), df["title"].astype(str).to_numpy(dtype=object),
-                          df["quality"].to_numpy(np.float64), df["category_id"].to_numpy(np.int64))
+        items = ItemTable(
+            df["item_id"].to_numpy(np.int64),
+            df["title"].astype(str).to_numpy(dtype=object),
+            df["quality"].to_numpy(np.float64),
+            df["category_id"].to_numpy(np.int64),
+        )
         if not np.array_equal(items.item_id, index.item_ids()):
             raise BundleError(f"bundle {manifest.version}: items table and index hold different items")
         cats = pd.read_parquet(path / "categories.parquet")
@@ -374,8 +398,14 @@ def save_to_store(bundle_dir: str | Path, *, name: str = BUNDLE_NAME, labels: di
             raise BundleError(f"{tag} already exists in the store with different content")
     except NotFound:
         pass
-    meta = {"data_version": manifest.data_version, "params_hash": manifest.params_hash, "parent": manifest.parent or "",
-            "items": manifest.items, "sids": manifest.sids, "created_at": manifest.created_at}
+    meta = {
+        "data_version": manifest.data_version,
+        "params_hash": manifest.params_hash,
+        "parent": manifest.parent or "",
+        "items": manifest.items,
+        "sids": manifest.sids,
+        "created_at": manifest.created_at,
+    }
     with bentoml.models.create(tag, labels={"format": FORMAT, **(labels or {})}, metadata=meta) as model:
         shutil.copytree(bundle_dir, model.path, dirs_exist_ok=True)
         crashpoint("package:store-copied")  # drill: files copied, the model not yet saved to the store
@@ -394,4 +424,3 @@ def list_bundles(name: str = BUNDLE_NAME) -> list[str]:
 def bundle_metrics(source: str | Path) -> dict[str, Any]:
     """The metrics recorded in a bundle's manifest (no weights are loaded)."""
     return read_manifest(resolve(source)[0]).metrics
-

@@ -112,8 +112,16 @@ def compare(candidate: dict[str, Any], production: dict[str, Any], cfg: GateConf
             continue
         allowed = max(cfg.abs_tolerance, cfg.rel_tolerance * abs(p))
         drop = (c - p) if path.rsplit("/", 1)[-1] in cfg.lower_is_better else (p - c)
-        checks.append(MetricCheck(path, c, p, allowed, drop <= allowed + 1e-12,
-                                  f"{'worse' if drop > 0 else 'better or equal'} by {abs(drop):.4g}"))
+        checks.append(
+            MetricCheck(
+                path,
+                c,
+                p,
+                allowed,
+                drop <= allowed + 1e-12,
+                f"{'worse' if drop > 0 else 'better or equal'} by {abs(drop):.4g}",
+            )
+        )
     return checks
 
 
@@ -177,12 +185,19 @@ class ProductionPointer:
                 last = json.loads(line)
             except json.JSONDecodeError:  # a torn last line: ignored, the record is rewritten below
                 continue
-        if last is None or (last.get("production"), last.get("at")) != (state.get("production"), state.get("updated_at")):
+        if last is None or (last.get("production"), last.get("at")) != (
+            state.get("production"),
+            state.get("updated_at"),
+        ):
             self._log(state.get("event", "promote"), state, recovered=True)
 
     def _log(self, event: str, state: dict[str, Any], *, recovered: bool = False) -> None:
-        record = {"event": event, "production": state.get("production"), "at": state.get("updated_at"),
-                  "reason": state.get("reason")}
+        record = {
+            "event": event,
+            "production": state.get("production"),
+            "at": state.get("updated_at"),
+            "reason": state.get("reason"),
+        }
         if recovered:
             record["recovered"] = True  # written by the next writer: the original one was killed before it
         with open(self.events, "a") as log:
@@ -217,8 +232,13 @@ class ProductionPointer:
         return list(self.read().get("history", []))
 
     def _write(self, state: dict[str, Any], event: str, reason: str) -> None:
-        state = {**state, "name": self.name, "updated_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-                 "reason": reason, "event": event}
+        state = {
+            **state,
+            "name": self.name,
+            "updated_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "reason": reason,
+            "event": event,
+        }
         _write_json_atomic(self.path, state)
         crashpoint("pointer:before-audit")  # drill: the pointer moved, the audit record is not written yet
         self._log(event, state)
@@ -248,9 +268,16 @@ class ProductionPointer:
 
 
 # -- the gate -----------------------------------------------------------------------------------------------
-def gate(candidate: str, cfg: GateConfig | None = None, *, pointer: ProductionPointer | None = None,
-         force: bool = False, measured: tuple[dict[str, Any], dict[str, Any]] | None = None,
-         expected_production: str | None = None, basis: str = "") -> GateDecision:
+def gate(
+    candidate: str,
+    cfg: GateConfig | None = None,
+    *,
+    pointer: ProductionPointer | None = None,
+    force: bool = False,
+    measured: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    expected_production: str | None = None,
+    basis: str = "",
+) -> GateDecision:
     """Promote ``candidate`` (a store tag) to production if it passes the gate (or ``force``).
 
     The candidate is verified first. Under the pointer's lock: production is read, its metrics come
@@ -288,13 +315,18 @@ def gate(candidate: str, cfg: GateConfig | None = None, *, pointer: ProductionPo
                 try:
                     prod_metrics = bundle_metrics(production)
                 except (BundleError, OSError, ValueError) as exc:  # vanished from the store, unreadable manifest
-                    decision.reasons.append(f"production {production} unreadable ({exc}): nothing to compare "
-                                            "against, promotion refused (use --force to override)")
+                    decision.reasons.append(
+                        f"production {production} unreadable ({exc}): nothing to compare "
+                        "against, promotion refused (use --force to override)"
+                    )
             if prod_metrics is not None:
                 decision.checks = compare(cand_metrics, prod_metrics, cfg)
                 failed = [c for c in decision.checks if not c.passed]
-                decision.reasons += [f"{c.metric}: {c.candidate} vs production {c.production} ({c.note}, "
-                                     f"allowed drop {c.allowed_drop:.4g})" for c in failed]
+                decision.reasons += [
+                    f"{c.metric}: {c.candidate} vs production {c.production} ({c.note}, "
+                    f"allowed drop {c.allowed_drop:.4g})"
+                    for c in failed
+                ]
                 decision.promoted = not failed
             if force and not decision.promoted:
                 decision.reasons.append("forced")

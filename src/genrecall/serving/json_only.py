@@ -32,11 +32,22 @@ class JsonOnly:
             ctype = headers.get(b"content-type", b"").decode("latin-1").strip()
             media = ctype.split(";", 1)[0].strip().lower()
             if ctype and media != "application/json" and not media.endswith("+json"):
-                body = json.dumps({"error": f"unsupported Content-Type {ctype!r}: send the body as application/json",
-                                   "detail": "Content-Type must be application/json"}).encode()  # fmt: skip
-                await send({"type": "http.response.start", "status": 400,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode())]})  # fmt: skip
+                body = json.dumps(
+                    {
+                        "error": f"unsupported Content-Type {ctype!r}: send the body as application/json",
+                        "detail": "Content-Type must be application/json",
+                    }
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 400,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

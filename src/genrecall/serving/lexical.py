@@ -66,6 +66,8 @@ class TitleBM25:
             found = self._bm25.search([query], k)
         ids, scores = found.items[0], found.scores[0]
         keep = ids >= 0
-        hits = [LexicalHit(int(i), str(self._titles[self._rows[int(i)]]), float(s))
-                for i, s in zip(ids[keep].tolist(), np.asarray(scores[keep], dtype=np.float64).tolist())]
+        hits = [
+            LexicalHit(int(i), str(self._titles[self._rows[int(i)]]), float(s))
+            for i, s in zip(ids[keep].tolist(), np.asarray(scores[keep], dtype=np.float64).tolist())
+        ]
         return LexicalResponse(hits, self.version, (time.perf_counter() - start) * 1000)

@@ -26,14 +26,17 @@ ERROR_COMPONENTS = ("InvalidArgument",)  # BentoML's 400 component (NotFound/Int
 VALIDATION_ERROR: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-                "description": "where: the field (path) that is wrong"},
+        "loc": {
+            "type": "array",
+            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "description": "where: the field (path) that is wrong",
+        },
         "msg": {"type": "string", "description": "what is wrong with it"},
         "type": {"type": "string", "description": "pydantic's error code"},
         "url": {"type": "string"},
     },
     "required": ["loc", "msg", "type"],
-}  # fmt: skip
+}
 
 
 def error_schema(title: str, description: str) -> dict[str, Any]:
@@ -43,11 +46,13 @@ def error_schema(title: str, description: str) -> dict[str, Any]:
         "description": description,
         "properties": {
             "error": {"title": "Message", "type": "string", "description": "one line: what is wrong"},
-            "detail": {"title": "Error Detail", "anyOf": [{"type": "string"},
-                                                          {"type": "array", "items": VALIDATION_ERROR}]},
+            "detail": {
+                "title": "Error Detail",
+                "anyOf": [{"type": "string"}, {"type": "array", "items": VALIDATION_ERROR}],
+            },
         },
         "required": ["error"],
-    }  # fmt: skip
+    }
 
 
 def _nullable_defaults(schema: dict[str, Any]) -> None:

@@ -52,14 +52,28 @@ def promotion_date(tag: str | None) -> str | None:
 def bundle_info(retriever: Any, *, batching: Any, lexical: bool, promoted_at: str | None, cfg: Any) -> dict[str, Any]:
     """The body of ``POST /bundle``: what is served, the batching counters, and what the page needs."""
     m = retriever.bundle.manifest
-    return {"bundle": retriever.version, "created_at": m.created_at, "data_version": m.data_version,
-            "params_hash": m.params_hash, "items": m.items, "sids": m.sids,
-            "personalized": retriever.features is not None, "promoted_at": promoted_at, "bm25": lexical,
-            "examples": {"users": list(retriever.bundle.examples.get("users", [])),
-                         "queries": list(retriever.bundle.examples.get("queries", []))},
-            "limits": asdict(limits_of(cfg)),
-            "batching": {"batches": batching.batches, "requests": batching.requests, "largest": batching.largest,
-                         "shed": batching.shed}}  # fmt: skip
+    return {
+        "bundle": retriever.version,
+        "created_at": m.created_at,
+        "data_version": m.data_version,
+        "params_hash": m.params_hash,
+        "items": m.items,
+        "sids": m.sids,
+        "personalized": retriever.features is not None,
+        "promoted_at": promoted_at,
+        "bm25": lexical,
+        "examples": {
+            "users": list(retriever.bundle.examples.get("users", [])),
+            "queries": list(retriever.bundle.examples.get("queries", [])),
+        },
+        "limits": asdict(limits_of(cfg)),
+        "batching": {
+            "batches": batching.batches,
+            "requests": batching.requests,
+            "largest": batching.largest,
+            "shed": batching.shed,
+        },
+    }
 
 
 def _swagger_page() -> Path | None:
@@ -87,8 +101,10 @@ def page_app() -> Any:
     async def index(_: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
-    routes: list[Any] = [Route("/", index, methods=["GET", "HEAD"], name="search-page"),
-                         Mount("/static", StaticFiles(directory=STATIC), name="search-page-static")]
+    routes: list[Any] = [
+        Route("/", index, methods=["GET", "HEAD"], name="search-page"),
+        Mount("/static", StaticFiles(directory=STATIC), name="search-page-static"),
+    ]
     swagger = _swagger_page()
     if swagger is not None:
 

@@ -108,14 +108,20 @@ class SearchResponse:
 
     def to_dict(self) -> dict[str, Any]:
         """The HTTP response body (DESIGN.md section 4)."""
-        return {"items": [dataclasses.asdict(h) for h in self.items], "sids": self.sids, "bundle": self.bundle,
-                "personalized": self.personalized}
+        return {
+            "items": [dataclasses.asdict(h) for h in self.items],
+            "sids": self.sids,
+            "bundle": self.bundle,
+            "personalized": self.personalized,
+        }
 
 
 class Retriever:
     """A loaded bundle + an optional feature source, answering search requests."""
 
-    def __init__(self, bundle: Bundle, cfg: ServeConfig | None = None, features: UserFeatureSource | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle, cfg: ServeConfig | None = None, features: UserFeatureSource | None = None
+    ) -> None:
         self.bundle = bundle
         self.cfg = cfg or ServeConfig()
         self.features = features
@@ -129,7 +135,9 @@ class Retriever:
         self.encoder = SentenceEncoder.for_model(self.model, cache_dir=None)
 
     @classmethod
-    def load(cls, source: str | Path, cfg: ServeConfig | None = None, features: UserFeatureSource | None = None) -> "Retriever":
+    def load(
+        cls, source: str | Path, cfg: ServeConfig | None = None, features: UserFeatureSource | None = None
+    ) -> "Retriever":
         cfg = cfg or ServeConfig()
         return cls(Bundle.load(source, device=cfg.device), cfg, features)
 
@@ -159,8 +167,10 @@ class Retriever:
         """User contexts from the feature source (None for anonymous/unknown users or without a source)."""
         if self.features is None or all(u is None for u in user_ids):
             return [None] * len(user_ids)
-        return [self._context(f) if u is not None else None
-                for u, f in zip(user_ids, self.features.user_contexts(list(user_ids)))]
+        return [
+            self._context(f) if u is not None else None
+            for u, f in zip(user_ids, self.features.user_contexts(list(user_ids)))
+        ]
 
     def _context(self, feats: Any) -> UserContext | None:
         if not getattr(feats, "known", False):
@@ -170,8 +180,13 @@ class Retriever:
         def valid(sid: tuple[int, ...]) -> bool:  # SIDs of another index (before a rebuild) are skipped
             return len(sid) == self._depth and all(0 <= c < n for c, n in zip(sid, sizes))
 
-        return context_from_features(feats, self.bundle.category_names, max_history=self.cfg.max_history,
-                                     max_categories=self.cfg.max_categories, valid_sid=valid)  # fmt: skip
+        return context_from_features(
+            feats,
+            self.bundle.category_names,
+            max_history=self.cfg.max_history,
+            max_categories=self.cfg.max_categories,
+            valid_sid=valid,
+        )
 
     @staticmethod
     def text(query: str) -> str:
@@ -182,8 +197,9 @@ class Retriever:
         return encode_user_query(self.tokenizer, self.text(query), context)
 
     # -- search ------------------------------------------------------------------------------------------
-    def search(self, query: str, user_id: str | None = None, *, k: int | None = None,
-               beam_size: int | None = None) -> SearchResponse:
+    def search(
+        self, query: str, user_id: str | None = None, *, k: int | None = None, beam_size: int | None = None
+    ) -> SearchResponse:
         """Top-``k`` items for one query (and user)."""
         return self.search_batch([SearchRequest(query, user_id, k, beam_size)])[0]
 
@@ -196,9 +212,15 @@ class Retriever:
         beams: list[BeamResult | None] = [None] * len(reqs)
         for beam_size in sorted({r.beam_size for r in reqs}):
             rows = [i for i, r in enumerate(reqs) if r.beam_size == beam_size]
-            found = beam_search(self.model, self.tokenizer, self.bundle.trie, [prompts[i] for i in rows], beam_size,
-                                batch_size=self.cfg.prompt_batch_size,
-                                semantic=None if vectors is None else vectors[rows])  # fmt: skip
+            found = beam_search(
+                self.model,
+                self.tokenizer,
+                self.bundle.trie,
+                [prompts[i] for i in rows],
+                beam_size,
+                batch_size=self.cfg.prompt_batch_size,
+                semantic=None if vectors is None else vectors[rows],
+            )
             for i, b in zip(rows, found):
                 beams[i] = b
         return [self._respond(b, r.k, c is not None) for b, r, c in zip(beams, reqs, contexts)]  # type: ignore[arg-type]
@@ -219,9 +241,16 @@ class Retriever:
         order = order[:k]
         rows = table.rows(ids[order])
         sid_str = [sid_to_str(s) for s in beams.sids.tolist()]
-        return [Hit(int(ids[o]), str(table.title[r]), sid_str[rank[o]], float(beams.scores[rank[o]]))
-                for o, r in zip(order, rows)]
+        return [
+            Hit(int(ids[o]), str(table.title[r]), sid_str[rank[o]], float(beams.scores[rank[o]]))
+            for o, r in zip(order, rows)
+        ]
 
     def _respond(self, beams: BeamResult, k: int, personalized: bool) -> SearchResponse:
-        return SearchResponse(self.expand(beams, k), [sid_to_str(s) for s in beams.sids.tolist()],
-                              [float(s) for s in beams.scores], self.version, personalized)
+        return SearchResponse(
+            self.expand(beams, k),
+            [sid_to_str(s) for s in beams.sids.tolist()],
+            [float(s) for s in beams.scores],
+            self.version,
+            personalized,
+        )

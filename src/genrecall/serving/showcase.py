@@ -54,10 +54,17 @@ def showcase(data_dir: str | Path, *, users: int = 5, queries: int = 8) -> Showc
         return Showcase()
     log = pq.read_table(path, columns=["user_id", "query", "clicked"])
     clicked = pc.fill_null(pc.list_value_length(log.column("clicked")), 0)
-    log = pa.table({"user_id": log.column("user_id"), "query": log.column("query"),
-                    "hit": pc.cast(pc.greater(clicked, 0), pa.int64())})  # fmt: skip
+    log = pa.table(
+        {
+            "user_id": log.column("user_id"),
+            "query": log.column("query"),
+            "hit": pc.cast(pc.greater(clicked, 0), pa.int64()),
+        }
+    )
     hits = log.filter(pc.equal(log.column("hit"), 1))
     known = hits.filter(pc.is_valid(hits.column("user_id")))
     named = hits.filter(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(hits.column("query"))), 0))
-    return Showcase(_top(known.select(["user_id", "hit"]), "user_id", "hit", users),
-                    _top(named.select(["query", "hit"]), "query", "hit", queries))
+    return Showcase(
+        _top(known.select(["user_id", "hit"]), "user_id", "hit", users),
+        _top(named.select(["query", "hit"]), "query", "hit", queries),
+    )

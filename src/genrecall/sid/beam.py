@@ -56,7 +56,9 @@ def _one(z: np.ndarray, books: list[np.ndarray], child: tuple[np.ndarray, ...], 
     return codes[:beam]
 
 
-def tokenizer_beam(tok: SidTokenizer, trie: SidTrie, vectors: np.ndarray, beam_size: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
+def tokenizer_beam(
+    tok: SidTokenizer, trie: SidTrie, vectors: np.ndarray, beam_size: int, sizes: tuple[int, ...]
+) -> list[np.ndarray]:
     """Top-``beam_size`` SIDs of the trie for each query vector, by residual distance (best first).
 
     ``sizes`` are the decoder's per-position vocabulary sizes (``SidIndex.sid_vocab_sizes``).

@@ -203,7 +203,9 @@ class EmbeddingCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         vec_type = pa.list_(pa.float32(), self.encoder.dim)
         flat = pa.array(vectors.astype(np.float32).ravel(), type=pa.float32())
-        table = pa.table({"key": pa.array(keys, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, type=vec_type)})
+        table = pa.table(
+            {"key": pa.array(keys, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, type=vec_type)}
+        )
         tmp = self.dir / f".{name}.tmp"
         pq.write_table(table, tmp)
         tmp.replace(self.dir / name)  # atomic: a crash never leaves a half-written shard

@@ -143,7 +143,9 @@ class SidIndex:
     def remove(self, item_ids: np.ndarray | Iterable[int]) -> int:
         """Drop items (unknown ids are ignored); returns how many were removed."""
         removed = 0
-        for item in np.asarray(list(item_ids) if not isinstance(item_ids, np.ndarray) else item_ids, dtype=np.int64).tolist():
+        for item in np.asarray(
+            list(item_ids) if not isinstance(item_ids, np.ndarray) else item_ids, dtype=np.int64
+        ).tolist():
             sid = self._sid_of.get(item)
             if sid is not None:
                 self._drop(item, sid)
@@ -172,7 +174,9 @@ class SidIndex:
         """SIDs (n, L+1) of items; rows of -1 for items not in the index."""
         ids = np.asarray(list(item_ids) if not isinstance(item_ids, np.ndarray) else item_ids, dtype=np.int64)
         missing = (-1,) * self.depth
-        return np.array([self._sid_of.get(i, missing) for i in ids.tolist()], dtype=np.int64).reshape(len(ids), self.depth)
+        return np.array([self._sid_of.get(i, missing) for i in ids.tolist()], dtype=np.int64).reshape(
+            len(ids), self.depth
+        )
 
     def __contains__(self, item_id: object) -> bool:
         return isinstance(item_id, (int, np.integer)) and int(item_id) in self._sid_of
@@ -219,15 +223,24 @@ class SidIndex:
         """SID_ASSIGNMENTS rows (item_id, sid, codes), sorted by item_id."""
         ids = self.item_ids()
         sids = self.sid_of(ids)
-        return pd.DataFrame({"item_id": ids, "sid": [sid_to_str(s) for s in sids.tolist()], "codes": [list(s) for s in sids.tolist()]})
+        return pd.DataFrame(
+            {"item_id": ids, "sid": [sid_to_str(s) for s in sids.tolist()], "codes": [list(s) for s in sids.tolist()]}
+        )
 
     def save(self, directory: str | Path) -> Path:
         """Write ``sid_assignments.parquet`` + ``index.json`` into ``directory``."""
         directory = Path(directory)
         write_table(self.to_frame(), SID_ASSIGNMENTS, directory)
-        meta = {"depth": self.depth, "codebook_sizes": list(self.codebook_sizes) if self.codebook_sizes else None,
-                "suffix_mode": self.suffix_mode, "t_max": self.t_max, "g_max": self.g_max,
-                "items": len(self), "sids": self.n_sids, "sid_vocab_sizes": list(self.sid_vocab_sizes)}
+        meta = {
+            "depth": self.depth,
+            "codebook_sizes": list(self.codebook_sizes) if self.codebook_sizes else None,
+            "suffix_mode": self.suffix_mode,
+            "t_max": self.t_max,
+            "g_max": self.g_max,
+            "items": len(self),
+            "sids": self.n_sids,
+            "sid_vocab_sizes": list(self.sid_vocab_sizes),
+        }
         (directory / "index.json").write_text(json.dumps(meta, indent=2))
         return directory
 
@@ -235,7 +248,13 @@ class SidIndex:
     def load(cls, directory: str | Path) -> "SidIndex":
         directory = Path(directory)
         meta = json.loads((directory / "index.json").read_text())
-        index = cls(meta["depth"], codebook_sizes=meta["codebook_sizes"], suffix_mode=meta["suffix_mode"], t_max=meta["t_max"], g_max=meta["g_max"])
+        index = cls(
+            meta["depth"],
+            codebook_sizes=meta["codebook_sizes"],
+            suffix_mode=meta["suffix_mode"],
+            t_max=meta["t_max"],
+            g_max=meta["g_max"],
+        )
         df = read_table(SID_ASSIGNMENTS, directory)
         codes = np.array(df["codes"].tolist(), dtype=np.int64).reshape(len(df), meta["depth"])
         index.add(df["item_id"].to_numpy(np.int64), codes)

@@ -166,7 +166,12 @@ class RQVAE(nn.Module):
         return [book for book in self.levels if isinstance(book, EMACodebook)]
 
     def quantize(
-        self, z: torch.Tensor, forced: torch.Tensor | None = None, *, update: bool = False, generator: torch.Generator | None = None
+        self,
+        z: torch.Tensor,
+        forced: torch.Tensor | None = None,
+        *,
+        update: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
         """Residual quantisation of ``z``; ``forced`` (n,) gives a level-1 code per row or -1 for nearest.
 
@@ -191,7 +196,9 @@ class RQVAE(nn.Module):
             codes.append(idx)
         return z_q, torch.stack(codes, dim=1), commitment, restarts
 
-    def forward(self, x: torch.Tensor, forced: torch.Tensor | None = None, *, generator: torch.Generator | None = None) -> RQVAEOutput:
+    def forward(
+        self, x: torch.Tensor, forced: torch.Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> RQVAEOutput:
         z = self.encoder(x)
         z_q, codes, commitment, restarts = self.quantize(z, forced, update=self.training, generator=generator)
         z_st = z + (z_q - z).detach()  # straight-through estimator
@@ -199,7 +206,12 @@ class RQVAE(nn.Module):
 
     @torch.no_grad()
     def init_codebooks(
-        self, z: torch.Tensor, forced: torch.Tensor | None = None, *, iters: int = 20, generator: torch.Generator | None = None
+        self,
+        z: torch.Tensor,
+        forced: torch.Tensor | None = None,
+        *,
+        iters: int = 20,
+        generator: torch.Generator | None = None,
     ) -> None:
         """k-means init level by level on the residuals of ``z``.
 
@@ -236,7 +248,9 @@ class RQVAE(nn.Module):
             self.train(was)
 
 
-def dead_after_steps(codebook_size: int, batch_size: int, minimum: int = 100, steps_per_epoch: int | None = None) -> int:
+def dead_after_steps(
+    codebook_size: int, batch_size: int, minimum: int = 100, steps_per_epoch: int | None = None
+) -> int:
     """Steps a code may stay unused before restart: ``minimum``, raised to 8 batches' worth of draws
     under uniform use (a 2048-code level sees only 128 items a step, so 100 steps is too few), and
     capped at one epoch (a code that no item picked during a whole pass over the catalog is dead;

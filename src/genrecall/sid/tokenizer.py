@@ -59,7 +59,9 @@ class SidTokenizerConfig:
     gamma: float = 0.001  # paper: InfoNCE weight gamma = 0.001
     tau: float = 0.1  # paper: InfoNCE temperature 0.1
     ema_decay: float = 0.99  # paper: EMA codebook decay 0.99
-    dead_code_steps: int = 100  # restart a code unused this many steps (raised for big codebooks, capped at an epoch; rqvae.py)
+    dead_code_steps: int = (
+        100  # restart a code unused this many steps (raised for big codebooks, capped at an epoch; rqvae.py)
+    )
     kmeans_iters: int = 20  # Lloyd iterations for codebook init
     kmeans_sample: int = 20000  # items used for k-means init (all if fewer); bounds init cost on big catalogs
     target_items_per_sid: float = 4.0  # sizes "auto" levels so a full prefix holds about this many items
@@ -207,13 +209,21 @@ class SidTokenizer:
         forced_np = self.category_code(cats, n)
 
         # item -> its queries, as CSR arrays (items without queries have an empty slice)
-        use_q = cfg.contrastive and cfg.gamma > 0 and queries is not None and pairs is not None and len(pairs.item_index) > 0
+        use_q = (
+            cfg.contrastive
+            and cfg.gamma > 0
+            and queries is not None
+            and pairs is not None
+            and len(pairs.item_index) > 0
+        )
         if use_q and pairs is not None and queries is not None:
             order = np.argsort(pairs.item_index, kind="stable")
             q_of = np.asarray(pairs.query_index, dtype=np.int64)[order]
             offsets = np.concatenate([[0], np.cumsum(np.bincount(pairs.item_index, minlength=n))])
             q_t = torch.from_numpy(np.asarray(queries, dtype=np.float32))
-        report = FitReport(cfg.method, sizes, cfg.epochs, items_with_queries=int(np.sum(np.diff(offsets) > 0)) if use_q else 0)
+        report = FitReport(
+            cfg.method, sizes, cfg.epochs, items_with_queries=int(np.sum(np.diff(offsets) > 0)) if use_q else 0
+        )
 
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -221,14 +231,26 @@ class SidTokenizer:
             torch.manual_seed(cfg.seed)
             per_epoch = math.ceil(n / cfg.batch_size)
             dead = tuple(dead_after_steps(k, cfg.batch_size, cfg.dead_code_steps, per_epoch) for k in sizes)
-            model = RQVAE(x_np.shape[1], hidden_dims=cfg.hidden_dims, latent_dim=cfg.latent_dim, codebook_sizes=sizes, decay=cfg.ema_decay, dead_after=dead)
+            model = RQVAE(
+                x_np.shape[1],
+                hidden_dims=cfg.hidden_dims,
+                latent_dim=cfg.latent_dim,
+                codebook_sizes=sizes,
+                decay=cfg.ema_decay,
+                dead_after=dead,
+            )
         x = torch.from_numpy(x_np)
         forced = torch.from_numpy(forced_np)
         sample = np.sort(rng.permutation(n)[: cfg.kmeans_sample])
         ctx = dist.context()
         if ctx.is_main:
             with torch.no_grad():
-                model.init_codebooks(model.encoder(x[sample]), forced[sample] if cfg.forcing else None, iters=cfg.kmeans_iters, generator=gen)
+                model.init_codebooks(
+                    model.encoder(x[sample]),
+                    forced[sample] if cfg.forcing else None,
+                    iters=cfg.kmeans_iters,
+                    generator=gen,
+                )
         dist.broadcast_module(model)  # rank 0's init (and weights) everywhere,
         gen.set_state(dist.broadcast_object(gen.get_state()))  # and its RNG, so restarts agree
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -269,7 +291,11 @@ class SidTokenizer:
                     dist.average_gradients(model)
                     opt.step()
                     rec_val = dist.global_mean(recon.item(), len(lb), len(b))
-                    tot += rec_val + cfg.beta * dist.global_mean(out.commitment.item(), len(lb), len(b)) + cfg.gamma * nce_val
+                    tot += (
+                        rec_val
+                        + cfg.beta * dist.global_mean(out.commitment.item(), len(lb), len(b))
+                        + cfg.gamma * nce_val
+                    )
                     rec_tot += rec_val
                     nce_tot += nce_val
                     progress.advance(task)
@@ -277,7 +303,13 @@ class SidTokenizer:
                 report.recon.append(rec_tot / steps)
                 report.infonce.append(nce_tot / steps)
                 restarts = [book.restarts for book in model.books]
-                log.info("%s epoch %d: loss %.5f, dead codes restarted so far per level %s", cfg.method, len(report.loss), report.loss[-1], restarts)
+                log.info(
+                    "%s epoch %d: loss %.5f, dead codes restarted so far per level %s",
+                    cfg.method,
+                    len(report.loss),
+                    report.loss[-1],
+                    restarts,
+                )
         model.eval()
         self.model = model
         report.restarts = [book.restarts for book in model.books]
@@ -327,7 +359,13 @@ class SidTokenizer:
         for key in ("codebook_sizes", "hidden_dims"):
             conf[key] = tuple(conf[key])
         tok = cls(SidTokenizerConfig(**conf))
-        tok.model = RQVAE(meta["input_dim"], hidden_dims=tok.cfg.hidden_dims, latent_dim=tok.cfg.latent_dim, codebook_sizes=tuple(meta["codebook_sizes"]), decay=tok.cfg.ema_decay)
+        tok.model = RQVAE(
+            meta["input_dim"],
+            hidden_dims=tok.cfg.hidden_dims,
+            latent_dim=tok.cfg.latent_dim,
+            codebook_sizes=tuple(meta["codebook_sizes"]),
+            decay=tok.cfg.ema_decay,
+        )
         tok.model.load_state_dict(load_file(str(directory / "model.safetensors")))
         tok.model.eval()
         tok.category_ids = np.asarray(meta["category_ids"], dtype=np.int64)

@@ -135,7 +135,7 @@ class SidTrie:
                 # prefixes of length t+1 in sorted order: new ids wherever the prefix changes between rows
                 changed = np.ones(len(sids), dtype=bool)
                 if len(sids):
-                    changed[1:] = (sids[1:, :t + 1] != sids[:-1, :t + 1]).any(axis=1)
+                    changed[1:] = (sids[1:, : t + 1] != sids[:-1, : t + 1]).any(axis=1)
                 ids = np.cumsum(changed) - 1
                 table = np.full((n_parents, size), -1, dtype=np.int64)
                 fits = sids[:, t] < size  # a code the decoder cannot emit: that child stays -1
