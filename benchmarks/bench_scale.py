@@ -61,7 +61,7 @@ def fit_tokenizer(data: Path, out: Path, encoder: dict, sample: int, seed: int =
     t2 = time.perf_counter()
     return {
         "items": len(cat.item_ids),
-        "fit_sample": int(len(rows)),
+        "fit_sample": len(rows),
         "fit_seconds": round(t0 - start, 1),
         "codebook_sizes": list(tok.codebook_sizes),
         "embed_5k_one_core_s": round(t1 - t0, 2),

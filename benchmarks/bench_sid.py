@@ -37,9 +37,23 @@ def bench_embedding(n: int = 2000, batch_size: int = 64) -> dict:
     from genrecall.sid.encoder import EncoderConfig, make_encoder
 
     rng = np.random.default_rng(0)
-    words = (
-        "stainless steel electric kettle running shoes women men cotton t-shirt wireless mouse led desk lamp".split()
-    )
+    words = [
+        "stainless",
+        "steel",
+        "electric",
+        "kettle",
+        "running",
+        "shoes",
+        "women",
+        "men",
+        "cotton",
+        "t-shirt",
+        "wireless",
+        "mouse",
+        "led",
+        "desk",
+        "lamp",
+    ]
     texts = [" ".join(rng.choice(words, 8)) + f" | brand: B{i % 50} | color: red | size: {i % 9}" for i in range(n)]
     t0 = time.perf_counter()
     enc = make_encoder(EncoderConfig(encoder="minilm", batch_size=batch_size))

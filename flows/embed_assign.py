@@ -116,4 +116,4 @@ def embed_assign_job(
     """Deployment entry point (deploy/prefect/prefect.yaml): ``run`` on the runner params.yaml names,
     writing ``out_dir``; returns a small summary (arrays stay out of the Prefect API)."""
     res = run(data_dir, tokenizer_dir, out_dir, cache_dir=cache_dir, params_path=params_path)
-    return {"items": int(len(res.item_ids)), "shards": res.shards, "runner": res.runner, "seconds": res.seconds}
+    return {"items": len(res.item_ids), "shards": res.shards, "runner": res.runner, "seconds": res.seconds}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ def _schedule(cron: str, every: float | None, tz: str) -> Any:
 
     if every is None:
         return Cron(cron, timezone=tz)
-    first = datetime.now(timezone.utc) + timedelta(seconds=FIRST_RUN_S)
+    first = datetime.now(UTC) + timedelta(seconds=FIRST_RUN_S)
     return Interval(timedelta(seconds=every), anchor_date=first, timezone="UTC")
 
 

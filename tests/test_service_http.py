@@ -15,8 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving_fixtures import free_port, known_user, served_tiny_env, shared_tiny_pipeline, start_server, stop
-from tests.serving_fixtures import serving, titled_items
+from tests.serving_fixtures import (
+    free_port,
+    known_user,
+    served_tiny_env,
+    serving,
+    shared_tiny_pipeline,
+    start_server,
+    stop,
+    titled_items,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,10 @@ inside the commands so ``genrecall --help`` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated
 
 import typer
 import yaml
@@ -29,7 +30,7 @@ app = typer.Typer(
 )
 console = Console()
 
-ParamsOpt = Annotated[Optional[Path], typer.Option("--params", help="params.yaml to read (default: ./params.yaml)")]
+ParamsOpt = Annotated[Path | None, typer.Option("--params", help="params.yaml to read (default: ./params.yaml)")]
 
 
 def _params(path: Path | None) -> dict:
@@ -110,8 +111,8 @@ def _ranked(p: dict, *dirs: Path) -> Iterator[tuple[bool, list[Path]]]:
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="directory for the raw tables")] = Path("data/raw"),
-    preset: Annotated[Optional[str], typer.Option(help="override generate.preset")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="override generate.seed")] = None,
+    preset: Annotated[str | None, typer.Option(help="override generate.preset")] = None,
+    seed: Annotated[int | None, typer.Option(help="override generate.seed")] = None,
     params: ParamsOpt = None,
 ) -> None:
     """Generate the synthetic marketplace (catalog, users, search log, ground truth)."""
@@ -139,9 +140,7 @@ def validate(
     report: Annotated[Path, typer.Option(help="validation report (JSON; a .md beside it)")] = Path(
         "reports/validation.json"
     ),
-    reference_dir: Annotated[
-        Optional[Path], typer.Option(help="already-validated tables for cross-table checks")
-    ] = None,
+    reference_dir: Annotated[Path | None, typer.Option(help="already-validated tables for cross-table checks")] = None,
     params: ParamsOpt = None,
 ) -> None:
     """Validate every incoming table with Great Expectations; quarantine bad rows with reasons."""
@@ -242,7 +241,6 @@ def train_sft(
     params: ParamsOpt = None,
 ) -> None:
     """Progressive SFT (I2SID -> Q2SID -> UQ2SID) of the generator for each SID method."""
-    from genrecall.config import from_dict
     from genrecall.pipeline.train import train as run
     from genrecall.pipeline.train import train_config
 
@@ -322,9 +320,9 @@ def evaluate(
     reports_dir: Annotated[Path, typer.Option(help="metrics.json, curves.csv, plots")] = Path("reports"),
     feast_repo: FeastRepoOpt = Path("feature_repo"),
     feast_data: FeastDataOpt = Path("data/feast"),
-    rl_dir: Annotated[
-        Optional[Path], typer.Option(help="train_rl output; its variants are evaluated if present")
-    ] = Path("models/rl"),
+    rl_dir: Annotated[Path | None, typer.Option(help="train_rl output; its variants are evaluated if present")] = Path(
+        "models/rl"
+    ),
     params: ParamsOpt = None,
 ) -> None:
     """Evaluate CQ-SID, the RQ-VAE baseline, BM25 and dense on held-out requests -> reports/metrics.json."""
@@ -415,10 +413,10 @@ def eval_real(
     train: Annotated[Path, typer.Option(help="training judgments: query,item_id,relevance")],
     test: Annotated[Path, typer.Option(help="test judgments (query-disjoint from --train)")],
     out: Annotated[Path, typer.Option(help="metrics JSON to write (a `judged` test set)")],
-    work_dir: Annotated[Optional[Path], typer.Option(help="models and indexes (default: OUT without suffix)")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="models and indexes (default: OUT without suffix)")] = None,
     params: ParamsOpt = None,
     set_: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--set",
             help="override eval_real params: KEY=VALUE (YAML), e.g. --set sid.target_items_per_sid=10; repeatable",
@@ -454,7 +452,7 @@ def package(
     metrics: Annotated[Path, typer.Option(help="metrics the gate compares")] = Path("reports/metrics.json"),
     report: Annotated[Path, typer.Option(help="what happened (JSON)")] = Path("reports/package.json"),
     rl_dir: Annotated[
-        Optional[Path], typer.Option(help="train_rl output: its variants may be served (package.select_*)")
+        Path | None, typer.Option(help="train_rl output: its variants may be served (package.select_*)")
     ] = Path("models/rl"),
     params: ParamsOpt = None,
     force: Annotated[
@@ -515,7 +513,7 @@ def rollback() -> None:
 def serve(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 3000,
     host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
-    bundle: Annotated[Optional[str], typer.Option(help="bundle tag or dir (default: production)")] = None,
+    bundle: Annotated[str | None, typer.Option(help="bundle tag or dir (default: production)")] = None,
 ) -> None:
     """Serve the production bundle over HTTP (BentoML): POST /search, GET /healthz."""
     import os

@@ -70,7 +70,7 @@ class BM25Retriever:
             show_progress=False,
         )
 
-    def fit(self, item_ids: np.ndarray | Sequence[int], texts: Sequence[str]) -> "BM25Retriever":
+    def fit(self, item_ids: np.ndarray | Sequence[int], texts: Sequence[str]) -> BM25Retriever:
         """Index ``texts[i]`` (title, brand, attributes) under ``item_ids[i]``."""
         import bm25s
 
@@ -156,7 +156,7 @@ class DenseRetriever:
             x = x / np.where(norms > 0, norms, 1.0)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def fit(self, item_ids: np.ndarray | Sequence[int], embeddings: np.ndarray) -> "DenseRetriever":
+    def fit(self, item_ids: np.ndarray | Sequence[int], embeddings: np.ndarray) -> DenseRetriever:
         """Index ``embeddings[i]`` (n, d) under ``item_ids[i]``."""
         import faiss
 

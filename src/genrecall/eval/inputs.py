@@ -32,7 +32,7 @@ class GeneratorRun:
     request_ids: np.ndarray | None = None  # optional ids aligned to ``sids`` (for joins and debugging)
 
     @classmethod
-    def from_sids(cls, per_request: Sequence[Any], request_ids: Sequence[int] | None = None) -> "GeneratorRun":
+    def from_sids(cls, per_request: Sequence[Any], request_ids: Sequence[int] | None = None) -> GeneratorRun:
         """From one sequence of SIDs per request: tuples, "c1-c2-c3-s" strings or (b, depth) arrays."""
         out: list[np.ndarray | None] = []
         for sids in per_request:
@@ -47,7 +47,7 @@ class GeneratorRun:
         return cls(filled, ids)
 
     @classmethod
-    def from_array(cls, sids: np.ndarray, *, pad: int = -1) -> "GeneratorRun":
+    def from_array(cls, sids: np.ndarray, *, pad: int = -1) -> GeneratorRun:
         """From an (n, B, depth) array; beams whose first code equals ``pad`` are dropped."""
         sids = np.asarray(sids, dtype=np.int64)
         if sids.ndim != 3:

@@ -29,8 +29,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from genrecall.eval.inputs import GeneratorRun, ItemQuality, Sid, SidLookup, as_item_quality, as_sid_lookup
-from genrecall.eval.inputs import target_pairs
+from genrecall.eval.inputs import (
+    GeneratorRun,
+    ItemQuality,
+    Sid,
+    SidLookup,
+    as_item_quality,
+    as_sid_lookup,
+    target_pairs,
+)
 
 __all__ = [
     "SWEEP",
@@ -40,13 +47,13 @@ __all__ = [
     "ItemMetrics",
     "PairRanks",
     "PersonalizedMetrics",
+    "as_item_quality",
+    "as_sid_lookup",
     "beams_to_target",
     "evaluate_generator",
     "evaluate_ranked_items",
     "first_ranks",
     "personalized_metrics",
-    "as_item_quality",
-    "as_sid_lookup",
     "target_pairs",
 ]
 

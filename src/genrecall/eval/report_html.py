@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -330,7 +330,7 @@ def render(inp: ReportInputs, *, title: str = "genrecall report", t_max: int | N
     _bundle(page, inp)
     data = inp.metrics.get("data") or {}
     facts = ", ".join(f"{k} {_num(data[k])}" for k in ("preset", "items", "requests", "test_pairs") if k in data)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     nav = "".join(f'<a href="#{sid}">{_e(t)}</a>' for sid, t in page.sections)
     sources = "".join(f"<li><code>{_e(p)}</code></li>" for p in inp.read)
     missing = "".join(f"<li><code>{_e(p)}</code></li>" for p in inp.missing)

@@ -129,7 +129,7 @@ class SourceState:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path) -> "SourceState":
+    def load(cls, directory: str | Path) -> SourceState:
         d = Path(directory)
         if not (d / "meta.json").exists():
             raise FileNotFoundError(f"no feature state at {d}: run the full `features` stage first")

@@ -29,13 +29,13 @@ from genrecall.gen.sft import STAGES, SFTConfig, SFTResult, train_progressive, t
 from genrecall.gen.tokenizer import GenTokenizer, TokenizerConfig
 
 __all__ = [
+    "STAGES",
     "BeamResult",
     "ExamplesConfig",
     "GenTokenizer",
     "GeneratorConfig",
     "SFTConfig",
     "SFTResult",
-    "STAGES",
     "SidDataset",
     "TokenizerConfig",
     "UserContext",

@@ -95,7 +95,7 @@ class SidDataset:
     def __getitem__(self, i: int) -> Example:
         return Example(self.prompts[i], self.targets[i])
 
-    def with_vectors(self, encode: Callable[[list[str]], np.ndarray]) -> "SidDataset":
+    def with_vectors(self, encode: Callable[[list[str]], np.ndarray]) -> SidDataset:
         """A copy whose rows carry ``encode(texts)`` (each distinct text encoded once), stored as float16."""
         if len(self.texts) != len(self):
             raise ValueError(f"dataset {self.kind!r} has no texts to encode")
@@ -106,7 +106,7 @@ class SidDataset:
         return SidDataset(self.prompts, self.targets, self.kind, self.sources, self.texts, vectors)
 
     @classmethod
-    def concat(cls, *parts: "SidDataset", kind: str = "mixed") -> "SidDataset":
+    def concat(cls, *parts: SidDataset, kind: str = "mixed") -> SidDataset:
         """Join datasets (e.g. replay of an earlier stage's data); vectors only when every part has them."""
         prompts = [p for d in parts for p in d.prompts]
         targets = np.concatenate([d.targets for d in parts]) if parts else np.empty((0, 0), dtype=np.int64)
@@ -116,7 +116,7 @@ class SidDataset:
         vectors = np.concatenate([d.vectors for d in parts]) if with_vec else None  # type: ignore[misc]
         return cls(prompts, targets, kind, sources, texts, vectors)
 
-    def subset(self, rows: np.ndarray) -> "SidDataset":
+    def subset(self, rows: np.ndarray) -> SidDataset:
         """The rows ``rows`` (e.g. a validation split), every field kept aligned."""
         rows = np.asarray(rows, dtype=np.int64)
         return SidDataset(
@@ -150,7 +150,7 @@ class SidDataset:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "SidDataset":
+    def load(cls, path: str | Path) -> SidDataset:
         table = pq.read_table(path)
         kind = (table.schema.metadata or {}).get(b"kind", b"").decode()
         cols = table.to_pydict()

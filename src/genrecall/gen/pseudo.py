@@ -32,7 +32,7 @@ from genrecall.gen.tokenizer import GenTokenizer
 KINDS = ("span", "words", "attrs")
 ATTRIBUTES = ("color", "material", "size", "style")  # the synthetic marketplace's attribute columns
 _WORD = re.compile(r"[a-z0-9][a-z0-9.\-/']*")
-_STOP = frozenset("a an and the of for with in on to by or x ft".split())
+_STOP = frozenset(["a", "an", "and", "the", "of", "for", "with", "in", "on", "to", "by", "or", "x", "ft"])
 
 
 @dataclass(frozen=True)

@@ -124,9 +124,7 @@ class SentenceEncoder:
         return dataclasses.asdict(self.config)
 
     @classmethod
-    def for_model(
-        cls, model: nn.Module, cache_dir: str | Path | None = None, **kwargs: Any
-    ) -> "SentenceEncoder | None":
+    def for_model(cls, model: nn.Module, cache_dir: str | Path | None = None, **kwargs: Any) -> SentenceEncoder | None:
         """The encoder recorded in a semantic model's config (None for a plain model)."""
         if not is_semantic(model):
             return None

@@ -124,7 +124,7 @@ class GenTokenizer:
         cfg: TokenizerConfig | None = None,
         *,
         profile_values: Mapping[str, Iterable[str]] | None = None,
-    ) -> "GenTokenizer":
+    ) -> GenTokenizer:
         """Train a byte-level BPE on ``texts`` (titles + queries); deterministic for the same input."""
         cfg = cfg or TokenizerConfig()
         norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if cfg.lowercase else [])
@@ -162,7 +162,7 @@ class GenTokenizer:
         max_text_tokens: int = 32,
         max_categories: int = 3,
         semantic_tokens: int = 0,
-    ) -> "GenTokenizer":
+    ) -> GenTokenizer:
         """Use a local checkpoint's own ``tokenizer.json`` as the text backend (never downloads)."""
         path = Path(local_dir) / "tokenizer.json"
         if not path.exists():
@@ -330,7 +330,7 @@ class GenTokenizer:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "GenTokenizer":
+    def load(cls, path: str | Path) -> GenTokenizer:
         data = json.loads(Path(path).read_text())
         if data.get("format") != FORMAT:
             raise ValueError(f"{path} is not a genrecall generator tokenizer")

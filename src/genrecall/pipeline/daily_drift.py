@@ -48,7 +48,7 @@ def fit_record(index_dir: Path, tok_dir: Path, data_dir: Path, emb_dir: Path) ->
         SidTokenizer.load(tok_dir), emb.items[emb.item_rows(ids[keep])], categories_of(items[keep])
     )
     return {
-        "items": int(len(ids)),
+        "items": len(ids),
         "max_item_id": int(ids.max()) if len(ids) else 0,
         "qerr": float(err.mean()) if len(err) else 0.0,
     }
@@ -177,7 +177,7 @@ def align_codes(old: Any, tok: Any, new: Any) -> tuple[Any, dict[str, Any]]:
     )
     same = aligned.sid_of(common)[:, :-1] == o[:, :-1]
     return aligned, {
-        "common_items": int(len(common)),
+        "common_items": len(common),
         "levels": report,
         "level_codes_unchanged": float(same.all(axis=1).mean()) if len(common) else 0.0,
     }

@@ -11,10 +11,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from genrecall.config import from_dict
 from genrecall.faults import crashpoint
@@ -161,7 +162,7 @@ def run_step(
         "inputs": key,
         "result": result,
         "seconds": round(time.perf_counter() - start, 2),
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if tracked:
         state["steps"][name]["peak_rss_mb"] = peak_rss_mb()

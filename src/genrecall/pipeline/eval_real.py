@@ -34,9 +34,9 @@ from genrecall.data.judged import load_judged, relevant_pairs
 from genrecall.data.text import normalize_query
 from genrecall.eval.baselines import BM25Retriever, DenseRetriever
 from genrecall.eval.fusion import FusionConfig, fusion_metrics, generator_items
-from genrecall.eval.oracle import cluster_oracle
 from genrecall.eval.inputs import GeneratorRun, as_sid_lookup
 from genrecall.eval.metrics import GeneratorMetrics, evaluate_generator, evaluate_ranked_items
+from genrecall.eval.oracle import cluster_oracle
 from genrecall.eval.report import build_metrics, metrics_block, print_summary, write_metrics
 from genrecall.gen.model import load_generator
 from genrecall.gen.semantic import SentenceEncoder

@@ -17,9 +17,9 @@ Also writes ``reports/curves.csv`` (hitrate vs beams, for ``dvc plots``) and one
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,15 @@ import torch
 from genrecall.data.schema import CATEGORIES, ITEMS, REQUESTS, read_table
 from genrecall.data.split import time_split
 from genrecall.eval.baselines import BM25Retriever, DenseRetriever
-from genrecall.eval.metrics import EvalConfig, GeneratorMetrics, GeneratorRun, evaluate_generator
-from genrecall.eval.metrics import evaluate_ranked_items, personalized_metrics
-from genrecall.eval.report import build_metrics, metrics_block, plot_hitrate, print_summary, write_curves
-from genrecall.eval.report import write_metrics
+from genrecall.eval.metrics import (
+    EvalConfig,
+    GeneratorMetrics,
+    GeneratorRun,
+    evaluate_generator,
+    evaluate_ranked_items,
+    personalized_metrics,
+)
+from genrecall.eval.report import build_metrics, metrics_block, plot_hitrate, print_summary, write_curves, write_metrics
 from genrecall.features.sources import exposure_stats, log_ctr, quality_score
 from genrecall.gen.beam import beam_search
 from genrecall.gen.examples import encode_user_query, normalize_query
@@ -216,8 +221,8 @@ def evaluate(
     pairs = {"semantic": sum(len(set(t)) for t in sem_targets), "personalized": sum(len(set(t)) for t in per_targets)}
     data = {
         "preset": preset,
-        "items": int(len(listed)),
-        "requests": int(len(log)),
+        "items": len(listed),
+        "requests": len(log),
         "test_requests": {"semantic": len(sem), "personalized": len(per)},
         "test_pairs": pairs["semantic"],
         "test_pairs_by_set": pairs,

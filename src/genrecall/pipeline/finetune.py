@@ -32,12 +32,12 @@ from genrecall.data.split import time_split
 from genrecall.gen.examples import ExamplesConfig, SidDataset, item_examples, query_examples, user_query_examples
 from genrecall.gen.model import load_generator
 from genrecall.gen.semantic import SentenceEncoder
-from genrecall.gen.tokenizer import TokenizerConfig
-from genrecall.sid.encoder import EncoderConfig
 from genrecall.gen.sft import SFTConfig, train_sft
+from genrecall.gen.tokenizer import TokenizerConfig
 from genrecall.pipeline.daily_state import daily_methods, day_mode, fresh
 from genrecall.pipeline.lineage import LINEAGE, retrain_rl, warm_start
 from genrecall.pipeline.train import method_contexts, train, train_config
+from genrecall.sid.encoder import EncoderConfig
 from genrecall.sid.index import SidIndex
 
 

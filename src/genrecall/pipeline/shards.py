@@ -174,7 +174,7 @@ def save_result(result: ShardedResult, out_dir: str | Path, *, extra: dict[str, 
     np.save(out / "items.npy", result.vectors.astype(np.float32))
     np.save(out / "codes.npy", result.codes.astype(np.int64))
     meta = {
-        "items": int(len(result.item_ids)),
+        "items": len(result.item_ids),
         "shards": result.shards,
         "runner": result.runner,
         "seconds": round(result.seconds, 3),

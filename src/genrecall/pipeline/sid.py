@@ -230,7 +230,7 @@ def sid_update(
             index.add(ids[todo], codes)
         index.save(Path(out_dir) / method)
         result.added[method] = int(todo.sum())
-        result.removed[method] = int(len(gone))
+        result.removed[method] = len(gone)
         result.sids[method] = index.n_sids
         result.seconds[method] = time.perf_counter() - start
         if reports_dir is not None:

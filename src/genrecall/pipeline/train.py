@@ -39,9 +39,9 @@ from genrecall.gen.examples import (
 from genrecall.gen.model import GeneratorConfig, make_generator
 from genrecall.gen.pseudo import PseudoQueryConfig, pseudo_query_examples
 from genrecall.gen.semantic import SentenceEncoder
-from genrecall.sid.encoder import EncoderConfig
 from genrecall.gen.sft import STAGES, SFTConfig, train_progressive
 from genrecall.gen.tokenizer import PROFILE_FIELDS, GenTokenizer, TokenizerConfig
+from genrecall.sid.encoder import EncoderConfig
 from genrecall.sid.index import SidIndex
 
 

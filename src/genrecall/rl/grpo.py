@@ -44,11 +44,11 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from genrecall import dist
+from genrecall.gen.beam import cache_keyword, left_pad, result_cache
 from genrecall.gen.model import save_generator
+from genrecall.gen.semantic import semantic_tensor
 from genrecall.gen.sft import SFTConfig, epoch_order, make_optimizer
 from genrecall.gen.tokenizer import GenTokenizer
-from genrecall.gen.beam import cache_keyword, left_pad, result_cache
-from genrecall.gen.semantic import semantic_tensor
 from genrecall.rl.group import Groups, build_groups
 from genrecall.rl.reward import RankerReward, RequestSids, RewardConfig
 from genrecall.sid.trie import SidTrie

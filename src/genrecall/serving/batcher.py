@@ -137,14 +137,14 @@ class MicroBatcher(Generic[Req, Resp]):
             out = list(self.fn([r for r, _ in live]))
             if len(out) != len(live):
                 raise RuntimeError(f"batch function returned {len(out)} responses for {len(live)} requests")
-        except BaseException as exc:  # noqa: BLE001 - every failure must reach its caller, never kill the worker
+        except BaseException as exc:
             if len(live) == 1:
                 live[0][1].set_exception(exc)
                 return
             for r, f in live:  # isolate the failing request(s): the others still get their answers
                 try:
                     f.set_result(self.fn([r])[0])
-                except BaseException as one:  # noqa: BLE001
+                except BaseException as one:
                     f.set_exception(one)
             return
         for (_, f), resp in zip(live, out):

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ class Manifest:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
         if d.get("format") != FORMAT:
             raise BundleError(f"not a genrecall bundle manifest (format {d.get('format')!r})")
         if d.get("format_version") != FORMAT_VERSION:
@@ -233,7 +233,7 @@ def write_bundle(
     files = {rel: sha256_file(out / rel) for rel in _bundle_files(out)}
     manifest = Manifest(
         version="",
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         data_version=data_version,
         params_hash=params_hash,
         index_fingerprint=index_fingerprint(index),
@@ -244,7 +244,7 @@ def write_bundle(
         parent=parent,
         metrics=dict(metrics or {}),
     )
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     manifest = Manifest(**{**asdict(manifest), "version": version or f"{stamp}-{manifest.content_digest()[:10]}"})
     _write_json_atomic(out / MANIFEST, manifest.to_dict())
     return manifest
@@ -330,7 +330,7 @@ class Bundle:
         return self.index.trie
 
     @classmethod
-    def load(cls, source: str | Path, *, device: str = "cpu") -> "Bundle":
+    def load(cls, source: str | Path, *, device: str = "cpu") -> Bundle:
         """Load a bundle from a directory or a BentoML store tag; verifies hashes and consistency first."""
         path, tag = resolve(source)
         manifest = verify(path)

@@ -35,7 +35,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +235,7 @@ class ProductionPointer:
         state = {
             **state,
             "name": self.name,
-            "updated_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "updated_at": datetime.now(UTC).isoformat(timespec="microseconds"),
             "reason": reason,
             "event": event,
         }

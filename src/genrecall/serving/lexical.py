@@ -53,7 +53,7 @@ class TitleBM25:
         self._lock = threading.Lock()  # bm25s keeps per-call state on the model: one query at a time
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, config: BM25Config | None = None) -> "TitleBM25":
+    def from_bundle(cls, bundle: Bundle, config: BM25Config | None = None) -> TitleBM25:
         return cls(bundle.items, bundle.version, config)
 
     def __len__(self) -> int:

@@ -137,7 +137,7 @@ class Retriever:
     @classmethod
     def load(
         cls, source: str | Path, cfg: ServeConfig | None = None, features: UserFeatureSource | None = None
-    ) -> "Retriever":
+    ) -> Retriever:
         cfg = cfg or ServeConfig()
         return cls(Bundle.load(source, device=cfg.device), cfg, features)
 

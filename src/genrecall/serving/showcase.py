@@ -33,7 +33,7 @@ class Showcase:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "Showcase":
+    def from_dict(cls, d: dict[str, Any] | None) -> Showcase:
         d = d or {}
         return cls([str(u) for u in d.get("users", [])], [str(q) for q in d.get("queries", [])])
 

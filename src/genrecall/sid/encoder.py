@@ -24,10 +24,10 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from genrecall.faults import crashpoint
 import pyarrow.parquet as pq
 from rich.progress import Progress
+
+from genrecall.faults import crashpoint
 
 ATTRIBUTE_COLUMNS = ("color", "material", "size", "style")
 

@@ -100,8 +100,8 @@ def sid_health(
     match = category_match(sids[:, 0], categories, category_ids) if categories is not None and n else None
     return SidHealth(
         items=int(n),
-        sids=int(len(sid_sizes)),
-        clusters=int(len(pre_sizes)),
+        sids=len(sid_sizes),
+        clusters=len(pre_sizes),
         codebook_sizes=[int(k) for k in codebook_sizes],
         utilisation=util,
         entropy=ent,

@@ -62,7 +62,7 @@ class SidIndex:
 
     # -- building ---------------------------------------------------------------------------------
     @classmethod
-    def build(cls, item_ids: np.ndarray, codes: np.ndarray, **kwargs) -> "SidIndex":
+    def build(cls, item_ids: np.ndarray, codes: np.ndarray, **kwargs) -> SidIndex:
         """An index over ``item_ids`` with full SIDs ``codes`` (n, L+1); kwargs as in ``__init__``."""
         codes = np.asarray(codes, dtype=np.int64)
         if codes.ndim != 2:
@@ -245,7 +245,7 @@ class SidIndex:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "SidIndex":
+    def load(cls, directory: str | Path) -> SidIndex:
         directory = Path(directory)
         meta = json.loads((directory / "index.json").read_text())
         index = cls(

@@ -352,7 +352,7 @@ class SidTokenizer:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "SidTokenizer":
+    def load(cls, directory: str | Path) -> SidTokenizer:
         directory = Path(directory)
         meta = json.loads((directory / "tokenizer.json").read_text())
         conf = meta["config"]

@@ -55,7 +55,7 @@ class SidTrie:
 
     # -- building -------------------------------------------------------------------------------
     @classmethod
-    def from_sids(cls, sids: np.ndarray | Iterable[Sequence[int]], depth: int | None = None) -> "SidTrie":
+    def from_sids(cls, sids: np.ndarray | Iterable[Sequence[int]], depth: int | None = None) -> SidTrie:
         """Build from an (n, depth) int array or an iterable of SIDs; duplicates are collapsed."""
         arr = np.asarray(list(sids) if not isinstance(sids, np.ndarray) else sids, dtype=np.int64)
         if arr.ndim != 2:
@@ -147,7 +147,7 @@ class SidTrie:
 
     def has_prefix(self, prefix: Sequence[int]) -> bool:
         key = tuple(int(c) for c in prefix)
-        return key == () and bool(self._sids) or key in self._children or key in self._sids
+        return (key == () and bool(self._sids)) or key in self._children or key in self._sids
 
     def __contains__(self, sid: object) -> bool:
         return isinstance(sid, tuple) and sid in self._sids
