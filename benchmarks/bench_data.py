@@ -66,7 +66,7 @@ def main() -> None:
     for preset in args.preset:
         cmd = [sys.executable, __file__, "--one", "--preset", preset, "--seed", str(args.seed)]
         cmd += ["--out", args.out] if args.out else []
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         print(
             res.stdout.strip() if res.returncode == 0 else json.dumps({"preset": preset, "error": res.stderr[-2000:]}),
             flush=True,

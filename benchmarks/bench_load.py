@@ -90,9 +90,11 @@ def run_locust(
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=seconds + 120)
     wall = time.perf_counter() - start
-    rows = list(csv.DictReader(open(f"{prefix}_stats.csv")))
+    with open(f"{prefix}_stats.csv") as fh:
+        rows = list(csv.DictReader(fh))
     agg = next(r for r in rows if r["Name"] == "Aggregated")
-    failures = {r["Error"]: int(r["Occurrences"]) for r in csv.DictReader(open(f"{prefix}_failures.csv"))}
+    with open(f"{prefix}_failures.csv") as fh:
+        failures = {r["Error"]: int(r["Occurrences"]) for r in csv.DictReader(fh)}
     n = int(agg["Request Count"])
     num = lambda v: float(v) if v not in ("N/A", "") else float("nan")  # noqa: E731
     shed = sum(v for k, v in failures.items() if "503" in k)

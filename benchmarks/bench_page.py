@@ -39,7 +39,8 @@ const nav = performance.getEntriesByType('navigation')[0];
 const rows = [{name: 'index.html', kind: 'static', bytes: nav.encodedBodySize, transfer: nav.transferSize}];
 for (const r of performance.getEntriesByType('resource')) {
   const name = new URL(r.name).pathname.replace(/^\\//, '');
-  rows.push({name, kind: r.initiatorType === 'fetch' ? 'api' : 'static', bytes: r.encodedBodySize, transfer: r.transferSize});
+  rows.push({name, kind: r.initiatorType === 'fetch' ? 'api' : 'static',
+             bytes: r.encodedBodySize, transfer: r.transferSize});
 }
 return rows;"""
 
@@ -160,7 +161,8 @@ def main() -> None:
     for key, label in (("first_result", "time to first result (cold load)"), ("typed_query", "typed query to result")):
         s = res[key]
         print(
-            f"{label:<34} p50 {s['p50_ms']:6.0f} ms  p90 {s['p90_ms']:6.0f} ms  (n={s['n']}, {s['min_ms']:.0f}-{s['max_ms']:.0f})"
+            f"{label:<34} p50 {s['p50_ms']:6.0f} ms  p90 {s['p90_ms']:6.0f} ms  "
+            f"(n={s['n']}, {s['min_ms']:.0f}-{s['max_ms']:.0f})"
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

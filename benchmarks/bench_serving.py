@@ -1,7 +1,8 @@
 """Serving latency through real HTTP: p50/p95/p99 and throughput per beam size, one client and concurrent.
 
     python benchmarks/bench_serving.py                        # the production bundle of ./.state/bentoml
-    python benchmarks/bench_serving.py --bundle genrecall-bundle:<version> --requests 200 --out reports/bench_serving.json
+    python benchmarks/bench_serving.py --bundle genrecall-bundle:<version> --requests 200 \
+        --out reports/bench_serving.json
     python benchmarks/bench_serving.py --tiny                 # self-check: builds the tests' tiny bundle first
     python benchmarks/bench_serving.py --in-process           # also time Retriever.search without HTTP
 

@@ -173,7 +173,7 @@ def bench_incremental(items: int = 100_000, new_share: float = 0.01, epochs: int
 
 def bench_health(items: int = 20_000, epochs: int | None = None, seed: int = 0) -> dict:
     """SID health of both methods on a synthetic catalog of ``items`` items (no disk)."""
-    ids, x, cats = synthetic_catalog(items, seed=seed)
+    _ids, x, cats = synthetic_catalog(items, seed=seed)
     cfg = SidConfig() if epochs is None else SidConfig(epochs=epochs)
     out = {}
     for method in cfg.methods:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 
 from locust import HttpUser, constant, constant_throughput, events, task
 
-QUERIES = json.loads(open(os.environ["GENRECALL_LOAD_QUERIES"]).read())
+QUERIES = json.loads(Path(os.environ["GENRECALL_LOAD_QUERIES"]).read_text())
 RATE = float(os.environ.get("GENRECALL_LOAD_RATE", "0"))
 MAX_REQUESTS = int(os.environ.get("GENRECALL_LOAD_MAX_REQUESTS", "0"))
 _state: dict = {"n": 0, "runner": None}

@@ -13,7 +13,8 @@ Three views, two entities:
 Feature services: ``training`` and ``serving`` select the same user features (one definition, no
 training/serving skew); ``items`` selects the item view for the service's cluster expansion.
 
-Where the source Parquet lives: ``source_dir``, a path relative to this repo or absolute. ``feast apply`` from the CLI reads it from
+Where the source Parquet lives: ``source_dir``, a path relative to this repo or absolute. ``feast apply``
+from the CLI reads it from
 ``$GENRECALL_FEAST_DATA`` (default ``data``, i.e. ``feature_repo/data/sources``); genrecall's own
 code calls ``build(source_dir)`` with the data directory it was given (genrecall.features.store).
 ``$GENRECALL_FEAST_SOURCE`` follows ``offline_store.type``: ``duckdb`` (default), ``file`` or ``spark``.
@@ -48,7 +49,7 @@ user = Entity(
 
 def _source(source_dir: str, view: str, kind: str):
     # A directory of Parquet parts: the daily update appends a part instead of rewriting history.
-    common = dict(name=f"{view}_source", timestamp_field=TIMESTAMP, created_timestamp_column=CREATED)
+    common = {"name": f"{view}_source", "timestamp_field": TIMESTAMP, "created_timestamp_column": CREATED}
     if kind == "duckdb":  # offline_store type: duckdb reads the parts by glob, relative to the process, not
         #                   the repo, so the path is made absolute here (at apply time, not in git)
         root = (

@@ -149,7 +149,8 @@ def test_the_reports_charts_are_drawn_from_a_file_with_no_network(browser, tmp_p
     drawn = browser.execute_script("""
         return [...document.querySelectorAll('figure.chart')].map(f => {
             const svg = f.querySelector('svg'), box = svg.getBoundingClientRect();
-            return {name: f.dataset.chart, w: box.width, h: box.height, shapes: svg.querySelectorAll('path, rect, use').length,
+            return {name: f.dataset.chart, w: box.width, h: box.height,
+                    shapes: svg.querySelectorAll('path, rect, use').length,
                     texts: [...svg.querySelectorAll('text')].map(t => t.textContent)};
         });""")
     assert [c["name"] for c in drawn] == report.charts and len(drawn) == 8

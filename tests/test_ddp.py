@@ -1,8 +1,8 @@
 """Data-parallel training (genrecall.dist): 2 real gloo processes vs 1 process on the same global batches.
 
 One module fixture spawns two processes on a free 127.0.0.1 port (the process start-up dominates the
-cost, so both trainers run in one spawn); each test compares with the same training run in this process: same losses and weights within float-summation noise, rank 0 alone
-writing files.
+cost, so both trainers run in one spawn); each test compares with the same training run in this process:
+same losses and weights within float-summation noise, rank 0 alone writing files.
 """
 
 from __future__ import annotations

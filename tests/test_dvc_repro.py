@@ -97,7 +97,13 @@ def workspace_env(root: Path) -> dict[str, str]:
 
 def dvc(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "dvc"), *args], cwd=root, env=workspace_env(root), capture_output=True, text=True, timeout=timeout
+        [str(BIN / "dvc"), *args],
+        cwd=root,
+        env=workspace_env(root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -22,7 +22,7 @@ class CountingHashEncoder(HashEncoder):
     calls: list[int]
 
     def encode(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
-        self.calls = getattr(self, "calls", []) + [len(texts)]
+        self.calls = [*getattr(self, "calls", []), len(texts)]
         return super().encode(texts)
 
 

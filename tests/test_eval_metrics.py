@@ -274,7 +274,7 @@ def test_report_round_trip_plot_and_summary(tmp_path) -> None:
     run_base = GeneratorRun.from_sids([[(2,), (0,)], [(2,), (1,)]])
     targets = [[1], [2]]
     quality = dict.fromkeys(range(10, 40), 1.0)
-    kw = dict(beams=(1, 2), n_items=(100, 1000), truncate_n=1000)
+    kw = {"beams": (1, 2), "n_items": (100, 1000), "truncate_n": 1000}
     gens = {
         "cq_sid": evaluate_generator(run_good, index, targets, quality, **kw),
         "rq_vae": evaluate_generator(run_base, index, targets, quality, **kw),

@@ -110,7 +110,7 @@ def test_trie_tables_agree_with_next_codes_and_follow_edits() -> None:
     sizes = (7, 6, 4)  # narrower than some codes: those children must be absent, as next_codes filtered by size
     tables = trie.tables(sizes)
     assert [t.shape[1] for t in tables.child] == list(sizes)
-    for prefix in [()] + trie.prefixes():
+    for prefix in [(), *trie.prefixes()]:
         node = _walk(tables, prefix)
         if node < 0:  # unreachable for this vocabulary: some code of the prefix is out of range
             assert any(c >= sizes[i] for i, c in enumerate(prefix))

@@ -82,7 +82,7 @@ def tiny_tables(seed: int = 0, n_requests: int = 60) -> Tables:
                 "user_id": [None, "u1", "u2", "u3"][r % 4],
                 "query": f"{COLORS[color]} {NOUNS[noun]}",
                 "query_kind": "attr_noun",
-                "exposed": matching + [100 + (noun + 1) % 3],
+                "exposed": [*matching, 100 + (noun + 1) % 3],
                 "clicked": clicked,
                 "purchased": clicked[:1] if r % 3 == 0 else [],
             }

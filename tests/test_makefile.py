@@ -39,6 +39,7 @@ def test_make_pipeline_puts_the_venv_bin_on_path_for_dvc_stages(tmp_path: Path) 
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     lines = log.read_text().splitlines()

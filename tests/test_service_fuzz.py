@@ -90,6 +90,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(url: str, tmp_path: P
         text=True,
         timeout=FUZZ_SECONDS + 300,
         env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"},
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     responses = _responses(next(tmp_path.glob("*.ndjson")))

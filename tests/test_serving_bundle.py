@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -84,20 +85,20 @@ def test_tampered_file_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="hash mismatch generator/model.safetensors"):
+    with pytest.raises(BundleError, match=re.escape("hash mismatch generator/model.safetensors")):
         Bundle.load(bad)
 
 
 def test_extra_missing_and_unsafe_files_are_refused(bundle_dir: Path, tmp_path: Path) -> None:
     extra = _copy(bundle_dir, tmp_path / "extra")
     (extra / "generator" / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
-    with pytest.raises(BundleError, match="unlisted file generator/pytorch_model.bin"):
+    with pytest.raises(BundleError, match=re.escape("unlisted file generator/pytorch_model.bin")):
         verify(extra)
     missing = _copy(bundle_dir, tmp_path / "missing")
     (missing / "index" / "index.json").unlink()
-    with pytest.raises(BundleError, match="missing index/index.json"):
+    with pytest.raises(BundleError, match=re.escape("missing index/index.json")):
         verify(missing)
-    with pytest.raises(BundleError, match="no manifest.json"):
+    with pytest.raises(BundleError, match=re.escape("no manifest.json")):
         verify(tmp_path)
 
 
@@ -154,7 +155,7 @@ def test_store_round_trip_and_tamper_in_store(bundle_dir: Path) -> None:
     assert loaded.tag == tag and loaded.version == tag
     stored = Path(bentoml.models.get(tag).path)
     (stored / "items.parquet").write_bytes(b"not parquet")
-    with pytest.raises(BundleError, match="hash mismatch items.parquet"):
+    with pytest.raises(BundleError, match=re.escape("hash mismatch items.parquet")):
         Bundle.load(tag)
     with pytest.raises(BundleError, match="no bundle 'bundle-test:nope'"):
         Bundle.load("bundle-test:nope")

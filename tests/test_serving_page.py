@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ def test_bm25_ranks_the_bundles_titles(items: ItemTable) -> None:
     res = bm25.search("red kettle", k=10)
     ids = [h.item_id for h in res.items]
     assert ids[0] == 10 and set(ids) == {10, 11, 14}, "both words, then one of them; no shared word: not returned"
-    assert [h.title for h in res.items][0] == TITLES[0] and res.items[0].score > res.items[1].score > 0
+    assert next(h.title for h in res.items) == TITLES[0] and res.items[0].score > res.items[1].score > 0
     body = res.to_dict()
     assert body["bundle"] == "b:1" and set(body["items"][0]) == {"item_id", "title", "score"} and body["ms"] >= 0
     assert bm25.search("red kettle", k=1).items[0].item_id == 10
@@ -124,7 +125,7 @@ def test_bundle_info_carries_what_the_page_needs(tmp_path: Path) -> None:
 
     class FakeBundle:
         manifest = Manifest()
-        examples = {"users": ["u1"], "queries": ["kettle"]}
+        examples: ClassVar[dict[str, list[str]]] = {"users": ["u1"], "queries": ["kettle"]}
 
     class FakeRetriever:
         version, bundle, features = "b:1", FakeBundle(), None

@@ -30,7 +30,7 @@ def _fitted():
 
 
 def test_beam_of_one_is_the_tokenizers_own_greedy_assignment() -> None:
-    x, ids, tok, index = _fitted()
+    x, _ids, tok, index = _fitted()
     runs = tokenizer_beam(tok, index.trie, x[:50], 1, index.sid_vocab_sizes)
     codes = tok.assign(x[:50])
     for row, run in zip(codes, runs):

@@ -70,7 +70,7 @@ def test_add_rule_smallest_group_and_new_groups_up_to_g_max() -> None:
 
 
 def test_add_to_split_cluster_goes_to_smallest_group() -> None:
-    index, ids, sids = _index()
+    index, _ids, _sids = _index()
     big = (1, 1, 1)
     before = {g: len(index.items((*big, g))) for g in range(10) if len(index.items((*big, g)))}
     index.remove(index.items((*big, 0))[:10])  # make group 0 the smallest
@@ -96,7 +96,7 @@ def test_remove_and_move_keep_trie_in_sync() -> None:
 
 
 def test_dedup_mode_add_stays_unique() -> None:
-    index, ids, sids = _index(mode="dedup")
+    index, _ids, _sids = _index(mode="dedup")
     new = index.add(np.arange(9000, 9050), np.tile([1, 1, 1], (50, 1)))
     all_sids = index.sid_of(index.item_ids())
     assert len(np.unique(all_sids, axis=0)) == len(index)

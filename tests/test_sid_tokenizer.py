@@ -31,7 +31,14 @@ def _catalog(n: int = 600, n_cat: int = 12, d: int = 16, seed: int = 0, unknown:
 
 
 def _cfg(**kw) -> SidTokenizerConfig:
-    base = dict(epochs=3, batch_size=64, hidden_dims=(32,), latent_dim=8, codebook_sizes=("auto", 8, 4), kmeans_iters=5)
+    base = {
+        "epochs": 3,
+        "batch_size": 64,
+        "hidden_dims": (32,),
+        "latent_dim": 8,
+        "codebook_sizes": ("auto", 8, 4),
+        "kmeans_iters": 5,
+    }
     return SidTokenizerConfig(**(base | kw))
 
 
@@ -103,7 +110,7 @@ def test_same_seed_same_codes_and_save_load(tmp_path: Path) -> None:
 
 
 def test_baseline_ignores_categories_and_codebooks_stay_alive() -> None:
-    x, cats, truth = _catalog(n=800)
+    x, cats, _truth = _catalog(n=800)
     tok = SidTokenizer(_cfg(method="rq_vae", epochs=4))
     report = tok.fit(x, cats)
     assert not tok.cfg.forcing and len(tok.category_ids) == 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
 
     @property
@@ -89,7 +89,7 @@ def env_world_size() -> int:
 
 def init(cfg: DistConfig | None = None) -> DistContext:
     """Join the torchrun job described by the environment (idempotent); without one, do nothing."""
-    global _CFG
+    global _CFG  # noqa: PLW0603 - the process group is process-wide state, and so is the config it was joined with
     _CFG = cfg or _CFG
     if env_world_size() > 1 and not tdist.is_initialized():
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -37,17 +37,16 @@ def rrf(channels: Sequence[Sequence[np.ndarray]], n: int, k: int = 60) -> list[n
     """Reciprocal-rank fusion of several channels' ranked lists, first ``n`` items per request (ranx)."""
     from ranx import Run, fuse  # imported here: numba compiles on first import (seconds)
 
-    runs = []
-    for channel in channels:  # ranx wants every query in every run: an empty list gets a sentinel doc -1
-        runs.append(
-            Run(
-                {
-                    f"q{r}": {f"d{int(i)}": float(len(items) - j) for j, i in enumerate(list(items)[:n])}
-                    or {"d-1": 0.0}
-                    for r, items in enumerate(channel)
-                }
-            )
+    def as_run(channel: Sequence[np.ndarray]) -> Run:
+        # ranx wants every query in every run: an empty list gets a sentinel doc -1
+        return Run(
+            {
+                f"q{r}": {f"d{int(i)}": float(len(items) - j) for j, i in enumerate(list(items)[:n])} or {"d-1": 0.0}
+                for r, items in enumerate(channel)
+            }
         )
+
+    runs = [as_run(channel) for channel in channels]
     fused = fuse(runs=runs, method="rrf", params={"k": k}).to_dict()
     out = []
     for r in range(len(channels[0])):

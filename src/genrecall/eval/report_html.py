@@ -203,7 +203,8 @@ def _rl(page: _Page, inp: ReportInputs) -> None:
         page.chart(
             "rl-variants",
             charts.grouped_bars(keys, series, ylabel="personalized test set", title="EG-GRPO variants against SFT"),
-            "K = expert SIDs injected per group; K=0 is plain GRPO. The paper: EG-GRPO K=2 >= SFT everywhere, GRPO loses clk@10 and pvr@10.",
+            "K = expert SIDs injected per group; K=0 is plain GRPO. "
+            "The paper: EG-GRPO K=2 >= SFT everywhere, GRPO loses clk@10 and pvr@10.",
         )
     ]
 
@@ -250,7 +251,8 @@ def _validation(page: _Page, inp: ReportInputs) -> None:
                 horizontal_line=line,
                 height=2.8,
             ),
-            "Rows that broke an expectation go to data/quarantine/ with their reasons; a table fails above its allowed share.",
+            "Rows that broke an expectation go to data/quarantine/ with their reasons; "
+            "a table fails above its allowed share.",
         )
     ]
     rows = [
@@ -283,7 +285,8 @@ def _daily(page: _Page, inp: ReportInputs) -> None:
                     {k: [d.production.get(k) for d in days] for k in keys},
                     [d.promoted for d in days],
                 ),
-                "Each day's candidate (solid) and the production bundle it had to beat, both on that day's gate sample (dashed).",
+                "Each day's candidate (solid) and the production bundle it had to beat, "
+                "both on that day's gate sample (dashed).",
             )
         )
 
@@ -335,9 +338,11 @@ def render(inp: ReportInputs, *, title: str = "genrecall report", t_max: int | N
     sources = "".join(f"<li><code>{_e(p)}</code></li>" for p in inp.read)
     missing = "".join(f"<li><code>{_e(p)}</code></li>" for p in inp.missing)
     doc = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, '
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, '
         f'initial-scale=1"><title>{_e(title)}</title><link rel="icon" href="data:,"><style>{CSS}</style></head><body>'
-        f'<header><h1>{_e(title)}</h1><p class="muted">{facts or "no data block"} · written {now}</p><nav>{nav}</nav></header>'
+        f'<header><h1>{_e(title)}</h1><p class="muted">{facts or "no data block"} · written {now}</p>'
+        f"<nav>{nav}</nav></header>"
         f'<main>{"".join(page.parts)}<section id="sources"><h2>Sources</h2><ul>{sources}</ul>'
         + (f"<p class=muted>Not found:</p><ul>{missing}</ul>" if missing else "")
         + "</section></main></body></html>"

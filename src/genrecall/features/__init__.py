@@ -9,10 +9,12 @@ from typing import Any
 
 from genrecall.features.sources import FeaturesConfig, SourceState
 
-_STORE_NAMES = {
+__all__ = [
     "FeatureClient",
+    "FeaturesConfig",
     "ItemFeatures",
     "MaterializeResult",
+    "SourceState",
     "UserFeatures",
     "apply",
     "apply_and_materialize",
@@ -21,9 +23,8 @@ _STORE_NAMES = {
     "repo_config",
     "training_frame",
     "write_online",
-}
-
-__all__ = ["FeaturesConfig", "SourceState", *sorted(_STORE_NAMES)]
+]
+_STORE_NAMES = set(__all__) - {"FeaturesConfig", "SourceState"}  # loaded from .store on first use
 
 
 def __getattr__(name: str) -> Any:

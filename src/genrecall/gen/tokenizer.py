@@ -225,7 +225,7 @@ class GenTokenizer:
 
     def encode_target(self, sid: Sequence[int]) -> list[int]:
         """What the model learns to emit after <sid>: the SID tokens then <eos>."""
-        return self.encode_sid(sid) + [self.eos_id]
+        return [*self.encode_sid(sid), self.eos_id]
 
     def decode_sid(self, token_ids: Sequence[int]) -> Sid:
         """SID token ids (a trailing <eos> is allowed) -> the SID tuple; raises on anything else."""
@@ -276,7 +276,7 @@ class GenTokenizer:
         if kind == "item":
             if profile or history or categories:
                 raise ValueError("item prompts carry no user context")
-            return ids + [self._extra["<item>"]] + self.encode_text(text) + [self.sid_id]
+            return [*ids, self._extra["<item>"], *self.encode_text(text), self.sid_id]
         if profile is not None or history or categories:
             ids.append(self._extra["<user>"])
             if profile is not None:
@@ -290,7 +290,7 @@ class GenTokenizer:
                 ids.append(self._extra["<cat>"])
                 for i, name in enumerate(cats):
                     ids += ([self.sep_id] if i else []) + self.encode_text(name)
-        return ids + [self._extra["<query>"]] + self.encode_text(text) + [self.sid_id]
+        return [*ids, self._extra["<query>"], *self.encode_text(text), self.sid_id]
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Readable rendering of any ids (text runs decoded, other tokens by name); for debugging."""

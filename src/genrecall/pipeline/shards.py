@@ -14,6 +14,7 @@ Each worker process loads the encoder and the tokenizer once and keeps them (``f
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ def load_catalog(data_dir: str | Path, *, limit: int | None = None) -> Catalog:
 def shard_bounds(n: int, shards: int) -> list[slice]:
     """``shards`` contiguous row ranges covering ``range(n)`` in order (sizes differ by at most one)."""
     edges = np.linspace(0, n, min(max(shards, 1), max(n, 1)) + 1).round().astype(int)
-    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 def merge(parts: list[np.ndarray]) -> np.ndarray:

@@ -11,6 +11,7 @@ global batch (all-reduced / gathered through ``genrecall.dist``), so ranks stay 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ class RQVAEOutput:
 def mlp(dims: list[int]) -> nn.Sequential:
     """Linear layers with SiLU in between (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(a, b))
         if i < len(dims) - 2:
             layers.append(nn.SiLU())
