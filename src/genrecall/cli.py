@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -123,7 +123,7 @@ def generate(
     from genrecall.pipeline.generate import generate as run
 
     cfg = from_dict(MarketplaceConfig, _params(params).get("generate"))
-    overrides = {k: v for k, v in {"preset": preset, "seed": seed}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"preset": preset, "seed": seed}.items() if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     result = run(cfg, out)
     console.print(
@@ -433,7 +433,7 @@ def eval_real(
         key, sep, value = item.partition("=")
         if not sep or not key:
             _fail(f"--set needs KEY=VALUE, got {item!r}")
-        override: dict = yaml.safe_load(value) if value else None
+        override: Any = yaml.safe_load(value) if value else None
         for part in reversed(key.split(".")):
             override = {part: override}
         block = merge_params(block, override)

@@ -234,13 +234,13 @@ class _GatherRows(torch.autograd.Function):
     """All-gather rows forward; backward sums the gradient over ranks and keeps this rank's rows."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, counts: list[int]) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
         rank = tdist.get_rank()
         ctx.lo, ctx.hi = sum(counts[:rank]), sum(counts[: rank + 1])
         return _gather(x, counts)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad = grad.contiguous().clone()
         tdist.all_reduce(grad, op=tdist.ReduceOp.SUM)
         return grad[ctx.lo : ctx.hi], None

@@ -57,7 +57,7 @@ class BM25Retriever:
 
             self._stemmer = Stemmer.Stemmer(self.config.stemmer)
 
-    def _tokenize(self, texts: Sequence[str], *, ids: bool):
+    def _tokenize(self, texts: Sequence[str], *, ids: bool) -> Any:
         import bm25s
 
         return bm25s.tokenize(

@@ -29,7 +29,7 @@ class FusionConfig:
     rrf_k: int = 60  # the RRF constant of Cormack et al. (and ranx's default)
 
 
-def _hits(ranked: Sequence[int], relevant: set[int], n: int) -> set[int]:
+def _hits(ranked: Sequence[int] | np.ndarray, relevant: set[int], n: int) -> set[int]:
     return relevant.intersection(int(i) for i in list(ranked)[:n])
 
 

@@ -35,7 +35,7 @@ def _figure(width: float, height: float, ncols: int = 1) -> Iterator[tuple[Any, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with matplotlib.rc_context(RC):
+    with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # RC's keys are valid rcParams; its dict type is not narrowed
         fig, axes = plt.subplots(1, ncols, figsize=(width, height))
         try:
             yield fig, axes

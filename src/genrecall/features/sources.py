@@ -320,7 +320,11 @@ def recent_rows(
                 cats = push(cats, int(cat))
             ts = max(ts, last + step)  # strictly increasing per user; only ever later, so never a leak
             current[uid] = [sids, cats, n + 1, ts]
-            out_user.append(uid), out_ts.append(ts), out_sids.append(sids), out_cats.append(cats), out_n.append(n + 1)
+            out_user.append(uid)
+            out_ts.append(ts)
+            out_sids.append(sids)
+            out_cats.append(cats)
+            out_n.append(n + 1)
             progress.advance(task)
     rows = pd.DataFrame(
         {

@@ -27,10 +27,10 @@ import pandas as pd
 import yaml
 
 os.environ.setdefault("FEAST_USAGE", "False")
-_filters = list(warnings.filters)
+_filters = list(warnings.filters)  # feast's import resets the warning filters: restore ours after
 from feast import FeatureStore, RepoConfig  # noqa: E402
 
-warnings.filters[:] = _filters
+warnings.filters[:] = _filters  # type: ignore[index]  # typeshed types filters as a Sequence; it is a list
 
 DEFAULT_REPO = Path("feature_repo")
 PROFILE_FEATURES = ("gender", "age_band", "price_tier")
@@ -113,8 +113,12 @@ def current_store(repo_path: str | Path, data_dir: str | Path | None = None) -> 
     refreshed here, idempotently, instead.
     """
     store = open_store(repo_path, data_dir)
-    wanted = {o.name: o.batch_source.path for o in feast_objects(repo_path, data_dir) if hasattr(o, "batch_source")}
-    have = {v.name: v.batch_source.path for v in store.list_feature_views()}
+    wanted = {
+        o.name: getattr(o.batch_source, "path", None)
+        for o in feast_objects(repo_path, data_dir)
+        if hasattr(o, "batch_source")
+    }
+    have = {v.name: getattr(v.batch_source, "path", None) for v in store.list_feature_views()}
     return store if have == wanted else apply(repo_path, data_dir)
 
 

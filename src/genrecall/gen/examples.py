@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -113,7 +113,7 @@ class SidDataset:
         sources = np.concatenate([d.sources for d in parts]) if parts else np.empty(0, dtype=np.int64)
         texts = [t for d in parts for t in d.texts] if all(len(d.texts) == len(d) for d in parts) else []
         with_vec = bool(parts) and all(d.vectors is not None for d in parts)
-        vectors = np.concatenate([d.vectors for d in parts]) if with_vec else None  # type: ignore[misc]
+        vectors = np.concatenate([d.vectors for d in parts if d.vectors is not None]) if with_vec else None
         return cls(prompts, targets, kind, sources, texts, vectors)
 
     def subset(self, rows: np.ndarray) -> SidDataset:
@@ -183,7 +183,7 @@ def _weighted_sample(counts: dict[Sid, float], k: int, rng: np.random.Generator)
     return [sids[i] for i in sorted(pick)]
 
 
-def _engaged(row, lookup: Mapping[int, Sid], purchase_weight: float) -> dict[Sid, float]:
+def _engaged(row: Any, lookup: Mapping[int, Sid], purchase_weight: float) -> dict[Sid, float]:
     counts: dict[Sid, float] = {}
     for items, w in ((row.clicked, 1.0), (row.purchased, purchase_weight - 1.0)):
         for item in items if items is not None else ():

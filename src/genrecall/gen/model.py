@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -98,7 +98,7 @@ def qwen2_config(cfg: GeneratorConfig, vocab_size: int, tokenizer: GenTokenizer 
     if tokenizer is not None:
         extra = {"pad_token_id": tokenizer.pad_id, "bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
         extra |= semantic_fields(cfg, tokenizer)
-    return Qwen2Config(
+    return Qwen2Config(  # type: ignore[call-arg]  # rope_theta is a Qwen2 kwarg that transformers' stubs omit
         vocab_size=int(vocab_size),
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
@@ -124,7 +124,7 @@ def semantic_fields(cfg: GeneratorConfig, tokenizer: GenTokenizer) -> dict[str, 
     return {
         "semantic_dim": cfg.semantic_dim,
         "semantic_tokens": tokenizer.semantic_tokens,
-        "semantic_token_id": int(tokenizer.semantic_id),
+        "semantic_token_id": int(cast(int, tokenizer.semantic_id)),  # set whenever semantic_tokens > 0
         "semantic_encoder": dict(cfg.semantic_encoder),
     }
 
@@ -141,7 +141,8 @@ def build_model(cfg: GeneratorConfig, vocab_size: int, *, tokenizer: GenTokenize
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = model_class(hf)(hf)
-    return model.to(device=resolve_device(cfg.device), dtype=resolve_dtype(cfg.dtype))
+    torch.nn.Module.to(model, device=resolve_device(cfg.device), dtype=resolve_dtype(cfg.dtype))  # in place
+    return model
 
 
 def load_pretrained(
@@ -168,7 +169,7 @@ def load_pretrained(
             dtype=resolve_dtype(cfg.dtype),
             attn_implementation=cfg.attn_implementation,
         )
-    old = model.get_input_embeddings().weight.shape[0]
+    old = int(cast(torch.Tensor, model.get_input_embeddings().weight).shape[0])
     if tokenizer.n_text > old:
         raise ValueError(f"tokenizer has {tokenizer.n_text} text ids but the checkpoint only {old}: not its tokenizer")
     if len(tokenizer) > old:
@@ -176,7 +177,8 @@ def load_pretrained(
     model.config.pad_token_id = tokenizer.pad_id
     model.config.bos_token_id = tokenizer.bos_id
     model.config.eos_token_id = tokenizer.eos_id
-    return model.to(resolve_device(cfg.device))
+    torch.nn.Module.to(model, resolve_device(cfg.device))  # in place
+    return model
 
 
 def make_generator(cfg: GeneratorConfig, tokenizer: GenTokenizer) -> Qwen2ForCausalLM:
@@ -204,12 +206,13 @@ def load_generator(path: str | Path, *, device: str = "cpu", dtype: str | None =
     """Read a directory written by `save_generator` (or a trainer's final checkpoint)."""
     path = Path(path)
     tokenizer = GenTokenizer.load(path / TOKENIZER_FILE)
-    kwargs = {"dtype": resolve_dtype(dtype)} if dtype else {}
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)} if dtype else {}
     config = Qwen2Config.from_pretrained(str(path), local_files_only=True)
     with _quiet():
         model = model_class(config).from_pretrained(str(path), local_files_only=True, **kwargs)
     model.eval()
-    return Generator(model.to(resolve_device(device)), tokenizer)
+    torch.nn.Module.to(model, resolve_device(device))  # in place
+    return Generator(model, tokenizer)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

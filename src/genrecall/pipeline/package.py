@@ -91,7 +91,7 @@ def select_generator(cfg: PackageConfig, metrics: dict[str, Any], dirs: dict[str
             and (base_guard is None or (guard is not None and guard >= base_guard * (1 - cfg.select_guard_rel_drop)))
         )
         table[m] = {"metric": value, "guard": guard, "eligible": float(ok)}
-        if ok and value > best_value:  # ties keep the earlier candidate (list the baseline first)
+        if ok and value is not None and value > best_value:  # ties keep the earlier candidate (list the baseline first)
             best, best_value = m, value
     rule = (
         f"max {cfg.select_metric} over {list(cfg.select_candidates)} with {cfg.select_guard} >= "

@@ -105,7 +105,7 @@ def publish_error_schema(service: Any) -> Any:
         __slots__ = ()  # same layout as BentoML's (attrs, slotted) class: the instance can switch to it
 
         @property
-        def openapi_spec(self) -> Any:  # type: ignore[override]
+        def openapi_spec(self) -> Any:
             return _Spec(super().openapi_spec)
 
     Service.__name__ = Service.__qualname__ = base.__name__

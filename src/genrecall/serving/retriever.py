@@ -209,9 +209,10 @@ class Retriever:
         contexts = self.contexts([r.user_id for r in reqs])
         prompts = [self.prompt(r.query, c) for r, c in zip(reqs, contexts)]
         vectors = None if self.encoder is None else self.encoder([self.text(r.query) for r in reqs])
+        sizes = [r.beam_size or self.cfg.default_beam_size for r in reqs]  # check() filled every one in
         beams: list[BeamResult | None] = [None] * len(reqs)
-        for beam_size in sorted({r.beam_size for r in reqs}):
-            rows = [i for i, r in enumerate(reqs) if r.beam_size == beam_size]
+        for beam_size in sorted(set(sizes)):
+            rows = [i for i, size in enumerate(sizes) if size == beam_size]
             found = beam_search(
                 self.model,
                 self.tokenizer,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,7 +63,7 @@ class SidIndex:
 
     # -- building ---------------------------------------------------------------------------------
     @classmethod
-    def build(cls, item_ids: np.ndarray, codes: np.ndarray, **kwargs) -> SidIndex:
+    def build(cls, item_ids: np.ndarray, codes: np.ndarray, **kwargs: Any) -> SidIndex:
         """An index over ``item_ids`` with full SIDs ``codes`` (n, L+1); kwargs as in ``__init__``."""
         codes = np.asarray(codes, dtype=np.int64)
         if codes.ndim != 2:
