@@ -20,13 +20,14 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.state/dvc-site
 # dvc.yaml's stages call `genrecall`: the venv's bin comes first on PATH, activated or not.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv run pipeline report test test-fast serve schedule backfill constraints clean
+.PHONY: help venv run pipeline report lint format test test-fast serve schedule backfill constraints clean
 
 help:
 	@echo "make run    - create .venv, install, run the pipeline (dvc repro), print results, serve on 127.0.0.1:$(PORT)"
 	@echo "make serve  - serve the production bundle (PORT=3000); the search page is http://127.0.0.1:$(PORT)/"
 	@echo "make report - write reports/report.html (one self-contained file) and print its path"
-	@echo "make test   - create .venv if missing and run the test suite"
+	@echo "make test   - create .venv if missing, run make lint, then the test suite"
+	@echo "make lint   - ruff check, ruff format --check and mypy (what CI runs first); make format fixes the first two"
 	@echo "make schedule - Prefect server on 127.0.0.1:$(PREFECT_PORT) + the daily rebuild on its 03:00 cron (Ctrl-C stops both)"
 	@echo "make constraints - re-freeze constraints.txt from the current venv"
 
@@ -69,7 +70,19 @@ DAYS ?= 1
 backfill: venv
 	$(BIN)/genrecall backfill --days $(DAYS)
 
-test: venv
+# The house checks (rules and settings in pyproject.toml): CI fails on a lint, format or type error.
+LINT_PATHS := src tests flows bento benchmarks feature_repo
+lint: venv
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+# Apply the fixes ruff can make safely, then format.
+format: venv
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+
+test: venv lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv

@@ -16,13 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import genrecall.data.marketplace as mp
 from genrecall.config import from_dict
 from genrecall.data import schema as S
 from genrecall.features.sources import SCHEMAS, FeaturesConfig, quality_score
-
-store_mod = pytest.importorskip("genrecall.features.store")  # imports Feast (~10 s, once)
-from genrecall.features.store import FeatureClient, UserFeatures, open_store, training_frame  # noqa: E402
-from genrecall.pipeline.features import features, update_features  # noqa: E402
+from genrecall.features.store import FeatureClient, UserFeatures, open_store, training_frame
+from genrecall.pipeline.features import features, update_features
 
 T = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
 SID = {101: "0-1-2-0", 102: "0-1-3-0", 103: "1-0-0-0", 104: "1-2-0-0", 105: "2-0-0-0", 106: "2-1-0-0"}
@@ -329,7 +328,6 @@ def test_spark_sources_over_the_same_layout() -> None:
 
 
 def test_marketplace_build_and_daily_update(tmp_path: Path, repo_root: Path) -> None:
-    mp = pytest.importorskip("genrecall.data.marketplace")
     market = mp.generate_marketplace(mp.MarketplaceConfig(preset="tiny", seed=3))
     data, repo, feast_dir = tmp_path / "validated", repo_root / "feature_repo", tmp_path / "feast"
     for name, df in market.tables().items():

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+import genrecall.data.marketplace as marketplace
 from genrecall.data.schema import ITEMS, REQUESTS, SID_ASSIGNMENTS, read_table, write_table
 from genrecall.pipeline.embed import EmbedConfig, embed
 from genrecall.pipeline.sid import SidConfig, sid, sid_update
@@ -183,7 +184,6 @@ def test_unknown_method_is_refused(tmp_path: Path) -> None:
 
 
 def test_end_to_end_on_the_tiny_marketplace(tmp_path: Path) -> None:
-    marketplace = pytest.importorskip("genrecall.data.marketplace")
     market = marketplace.generate_marketplace(marketplace.MarketplaceConfig(preset="tiny"))
     market.save(tmp_path / "data")
     embed(HASH, tmp_path / "data", tmp_path / "cache", tmp_path / "emb", show_progress=False)
@@ -217,7 +217,6 @@ def test_contrastive_pairs_exclude_the_held_out_days(tmp_path: Path) -> None:
     from genrecall.pipeline.embed import load_embeddings
     from genrecall.pipeline.sid import listed_items, query_pairs
 
-    marketplace = pytest.importorskip("genrecall.data.marketplace")
     marketplace.generate_marketplace(marketplace.MarketplaceConfig(preset="tiny")).save(tmp_path / "data")
     embed(HASH, tmp_path / "data", tmp_path / "cache", tmp_path / "emb", show_progress=False)
     cfg = SidConfig(**{**SMALL.__dict__, "methods": ("cq_sid",), "test_days": 2})

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+import genrecall.data.marketplace as mp
 from genrecall.data import schema as S
 from genrecall.data.validate import ValidateConfig, ValidationError, validate_tables
 from genrecall.pipeline.validate import validate
@@ -278,7 +279,6 @@ def test_stage_writes_outputs_and_threshold_fails_above_and_passes_below(tmp_pat
 
 
 def test_marketplace_output_and_its_next_day_delta_validate_clean():
-    mp = pytest.importorskip("genrecall.data.marketplace")
     market = mp.generate_marketplace(mp.MarketplaceConfig(preset="tiny"))
     res = validate_tables(market.tables())
     assert {k: t.reasons for k, t in res.report.tables.items() if t.quarantined} == {}
