@@ -34,6 +34,7 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow  # fits two SID tokenizers (~5 s)
 def test_align_codes_undoes_a_relabelling_of_the_codebooks() -> None:
     """Permute a fitted tokenizer's level-2/3 codebooks (what a refit does to code labels): alignment
     must find the inverse, so the index gets its old SIDs back and ``assign`` agrees with it."""

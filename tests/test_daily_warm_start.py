@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from genrecall.gen.model import load_generator, save_generator
@@ -60,6 +61,7 @@ def _serve_rl_variant(root: Path, variant: str) -> str:
     return res.tag
 
 
+@pytest.mark.slow  # trains SFT, RL and a daily fine-tune (~8 s)
 def test_daily_fine_tune_starts_from_the_served_rl_model(tmp_path: Path) -> None:
     from genrecall.env import apply_defaults
 

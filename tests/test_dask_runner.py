@@ -51,6 +51,7 @@ def test_concurrent_shards_share_one_cache_without_clobbering(tmp_path: Path) ->
     assert stats.encoded == 0 and np.allclose(again, enc.encode(["blue kettle", "running shoes"]))
 
 
+@pytest.mark.slow  # a Dask cluster under a Prefect run (~20 s)
 def test_local_and_dask_runners_give_the_same_sids(catalog: dict, prefect_harness: None, tmp_path: Path) -> None:  # noqa: F811
     from flows.embed_assign import run
 

@@ -154,6 +154,7 @@ def test_context_without_torchrun_is_a_single_process() -> None:
         dist.DistConfig(device="tpu")
 
 
+@pytest.mark.slow  # spawns two torch processes (~15 s before the first test)
 def test_two_process_sft_matches_one_process(ddp_root: Path, tmp_path: Path) -> None:
     tok, datasets = _sft_data()
     model = build_model(TINY, len(tok), tokenizer=tok)
@@ -174,6 +175,7 @@ def test_two_process_sft_matches_one_process(ddp_root: Path, tmp_path: Path) -> 
     assert [p for p in (ddp_root / "rank1").rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.slow  # spawns two torch processes (~15 s before the first test)
 def test_two_process_rqvae_fit_matches_one_process(ddp_root: Path) -> None:
     single, rep = _fit_sid()
     ddp = SidTokenizer.load(ddp_root / "rank0" / "sid")
@@ -187,6 +189,7 @@ def test_two_process_rqvae_fit_matches_one_process(ddp_root: Path) -> None:
     assert np.array_equal(ddp.assign(d["embeddings"], d["categories"]), single.assign(d["embeddings"], d["categories"]))
 
 
+@pytest.mark.slow  # spawns two torch processes (~15 s before the first test)
 def test_two_process_grpo_matches_one_process(ddp_root: Path, tmp_path: Path) -> None:
     tok, trie, data = _rl_data()
     model = build_model(TINY, len(tok), tokenizer=tok)

@@ -132,5 +132,6 @@ def test_every_fmt_skip_says_why() -> None:
 
 def test_tests_import_the_projects_own_modules_plainly() -> None:
     needle = "importorskip(" + '"genrecall'
-    skipping = [p.name for p in sorted((ROOT / "tests").rglob("*.py")) if needle in p.read_text()]
+    here = Path(__file__).name  # this file names the pattern it looks for
+    skipping = [p.name for p in sorted((ROOT / "tests").rglob("*.py")) if p.name != here and needle in p.read_text()]
     assert skipping == []

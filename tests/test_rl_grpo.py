@@ -146,6 +146,7 @@ def test_select_generator_takes_the_best_candidate_whose_deep_recall_holds(tmp_p
     assert select_generator(cfg, {}, dirs).method == "cq_sid"  # no metrics: the baseline
 
 
+@pytest.mark.slow  # the whole train_rl stage on the tiny pipeline (~6 s)
 def test_train_rl_stage_on_the_tiny_pipeline(tmp_path) -> None:
     from genrecall.config import from_dict
     from genrecall.pipeline.evaluate import EvaluateConfig, evaluate
