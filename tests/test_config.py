@@ -43,7 +43,7 @@ def test_a_params_path_that_does_not_exist_is_an_error(tmp_path, monkeypatch) ->
         load_params()
     with pytest.raises(ParamsNotFound):
         stage_config(_Cfg, "mystage")  # what the service and every stage call
-    with pytest.raises(ParamsNotFound, match="missing.yaml"):
+    with pytest.raises(ParamsNotFound, match=r"missing\.yaml"):
         load_params(tmp_path / "missing.yaml")
     monkeypatch.delenv("GENRECALL_PARAMS")
     monkeypatch.chdir(tmp_path)

@@ -16,8 +16,8 @@ import pytest
 
 from genrecall.data.schema import ITEMS, REQUESTS, read_table
 from genrecall.pipeline.daily import STEPS, InjectedFailure, Workspace, load_state
-from genrecall.pipeline.daily_commit import version
-from genrecall.pipeline.daily_drift import align_codes
+from genrecall.pipeline.daily.commit import version
+from genrecall.pipeline.daily.drift import align_codes
 from tests.prefect_fixtures import LAYOUT, _tiny_root, daily_params, day0_workspace, prefect_harness  # noqa: F401
 
 BUNDLE = "daily-fault-bundle"
@@ -85,7 +85,9 @@ def test_a_crash_at_each_step_loses_nothing_and_the_rerun_finishes_once(tmp_path
     params = daily_params(BUNDLE)
     prod0, live0 = production_tag(BUNDLE), snapshot(root)
     requests0 = read_table(REQUESTS, root / "data/validated")
-    commits0 = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+    commits0 = subprocess.run(
+        ["git", "rev-list", "--count", "HEAD"], check=False, cwd=root, capture_output=True, text=True
+    ).stdout
     ws = Workspace(root, **LAYOUT)
 
     for i, step in enumerate(STEPS):
@@ -105,7 +107,9 @@ def test_a_crash_at_each_step_loses_nothing_and_the_rerun_finishes_once(tmp_path
     requests = read_table(REQUESTS, root / "data/validated")
     assert requests["request_id"].is_unique and len(requests) == len(requests0) + result["ingest"]["requests"]
     assert read_table(ITEMS, root / "data/validated")["item_id"].is_unique
-    commits = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+    commits = subprocess.run(
+        ["git", "rev-list", "--count", "HEAD"], check=False, cwd=root, capture_output=True, text=True
+    ).stdout
     assert int(commits) == int(commits0) + 1, "the day is versioned exactly once"
     assert not list(root.glob("data/*.old-day*")) and not list(root.glob("models/*.old-day*"))
     state = json.loads((root / "data/daily/day-0005/state.json").read_text())
@@ -118,7 +122,7 @@ def test_a_crash_at_each_step_loses_nothing_and_the_rerun_finishes_once(tmp_path
 def test_each_step_records_its_own_peak_memory(tmp_path: Path) -> None:
     """``state.json`` carries each step's own resident-memory peak (the high-water mark is restarted
     per step), so a heavy step does not hide behind, or inflate, the steps after it."""
-    from genrecall.pipeline.daily_state import reset_peak_rss, run_step
+    from genrecall.pipeline.daily.state import reset_peak_rss, run_step
 
     if not reset_peak_rss():
         pytest.skip("this kernel does not let a process restart its RSS high-water mark")

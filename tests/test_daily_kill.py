@@ -60,6 +60,7 @@ def _run(root: Path, params: Path, kill: str | None, *day: str) -> subprocess.Co
         env["GENRECALL_KILL_AT"] = kill
     return subprocess.run(
         [sys.executable, "-m", "tests.daily_runner", str(root), str(params), *day],
+        check=False,
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -95,7 +96,9 @@ def test_sigkill_inside_every_step_then_rerun_completes_the_day_once(tmp_path: P
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(params))
     prod0 = production_tag(BUNDLE)
-    commits0 = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+    commits0 = subprocess.run(
+        ["git", "rev-list", "--count", "HEAD"], check=False, cwd=root, capture_output=True, text=True
+    ).stdout
     ws = Workspace(root, **LAYOUT)
 
     log = []
@@ -118,10 +121,12 @@ def test_sigkill_inside_every_step_then_rerun_completes_the_day_once(tmp_path: P
     assert production_tag(BUNDLE) == tag, "the day's bundle is production (the test gate lets it through)"
     events = [json.loads(e) for e in ProductionPointer(BUNDLE).events.read_text().splitlines()]
     assert [e["production"] for e in events].count(tag) == 1, "one promotion, one audit record"
-    assert [e for e in events if e["production"] == tag][0].get("recovered"), "the record the kill lost was rebuilt"
+    assert next(e for e in events if e["production"] == tag).get("recovered"), "the record the kill lost was rebuilt"
     for t in list_bundles(BUNDLE):
         verify(resolve(t)[0])  # nothing half-saved in the store
-    commits = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+    commits = subprocess.run(
+        ["git", "rev-list", "--count", "HEAD"], check=False, cwd=root, capture_output=True, text=True
+    ).stdout
     assert int(commits) == int(commits0) + 1, "the day is versioned exactly once"
     assert not list(root.glob("data/*.old-day*")) and not list(root.glob("models/*.old-day*"))
     live = _tables(root)

@@ -1,6 +1,6 @@
 """The daily rebuild's bookkeeping: the workspace layout, the config, and each day's state (which
-steps are done, for which inputs, with what result). The steps themselves are in ``daily.py``,
-``daily_drift.py`` and ``daily_commit.py``; all of them build on this module.
+steps are done, for which inputs, with what result). The steps themselves are in ``steps.py``,
+``drift.py`` and ``commit.py``; all of them build on this module.
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ class DailyConfig:
     dvc: bool = True  # version each day's record with DVC when the workspace is a DVC + git repo
     dvc_push: bool = True  # push it to the default DVC remote (when one is configured)
     keep_stages: int = 2  # staging dirs of finished days kept for inspection; older ones are deleted
-    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig (finetune.py)
+    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig (pipeline/finetune.py)
     methods: tuple[str, ...] = ()  # SID methods kept current on incremental days; () = the served one only
     #                                (the RQ-VAE baseline is a research comparison: refreshed by full rebuilds)
-    gate_eval: dict[str, Any] = field(default_factory=dict)  # DailyGateConfig (daily_gate.py)
+    gate_eval: dict[str, Any] = field(default_factory=dict)  # DailyGateConfig (daily/gate.py)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Workspace:
         return self.path("records") / f"day-{day:04d}" / name
 
 
-class InjectedFailure(RuntimeError):
+class InjectedFailure(RuntimeError):  # noqa: N818 (a drill, named as such: not an error of the code)
     """Raised on purpose at a step (``fail_at`` / $GENRECALL_DAILY_FAIL_AT) to drill crash recovery."""
 
 
@@ -197,7 +197,7 @@ def config_of(cls: type, params: dict[str, Any], name: str) -> Any:
 
 
 def as_result(obj: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, default=str))
+    return json.loads(json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj, default=str))
 
 
 def main_method(params: dict[str, Any]) -> str:

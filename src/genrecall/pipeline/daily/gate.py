@@ -142,7 +142,7 @@ def gate_metrics(
     (``contexts``: this side's user contexts, default the sample's)."""
     cfg, tok = sample.eval_cfg, gen.tokenizer
     contexts = sample.contexts if contexts is None else contexts
-    kw = {
+    kw: dict[str, Any] = {
         "beams": cfg.beams,
         "n_items": cfg.n_items,
         "truncate_n": cfg.truncate_n,
