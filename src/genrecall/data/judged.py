@@ -41,15 +41,6 @@ LINE_COLUMN = "_line"  # the row's line in the file it was read from (kept in th
 
 
 @dataclass
-class JudgedConfig:
-    """How judged sets are split and what counts as relevant."""
-
-    test_share: float = 0.5  # half the queries for test, as the Home Depot dev/held-out halves
-    seed: int = 0  # the split is a function of (queries, seed) only
-    relevant_threshold: float = 2.5  # Home Depot averages 1-3 ratings; >= 2.5 = mostly "relevant" (DESIGN §4)
-
-
-@dataclass
 class JudgedSet:
     """A validated judged set: contract-typed good rows, quarantined rows and the report."""
 

@@ -172,8 +172,6 @@ class ProductionPointer:
                 held[key] = 0
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    _locked = locked  # the old private name
-
     def _reconcile(self) -> None:
         """Append the audit record of a pointer change whose writer died before logging it."""
         if not self.path.exists():
