@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genrecall.atomic import write_json_atomic
 from genrecall.faults import crashpoint
 from genrecall.pipeline.daily import state as D
 
@@ -88,7 +89,7 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
         "reasons": decision.reasons,
         "basis": basis,
     }
-    D.write_json(ws.record(day, "reports/publish.json"), result)
+    write_json_atomic(ws.record(day, "reports/publish.json"), result)
     ws.record(day, "reports/summary.md").write_text(summary_markdown(D.load_state(ws, day), result))
     return result
 

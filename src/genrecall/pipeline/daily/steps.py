@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from genrecall.atomic import write_json_atomic
 from genrecall.config import from_dict
 from genrecall.data import schema as S
 from genrecall.faults import crashpoint
@@ -27,7 +28,6 @@ from genrecall.pipeline.daily.state import (
     fresh,
     load_state,
     main_method,
-    write_json,
 )
 
 DAY_METRICS = "daily_metrics.json"  # the day's gate-sample numbers (reports/ and daily/day-d/reports/)
@@ -153,8 +153,8 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
         tok.save(models / method)
         index.save(out / method)
     main = main_method(params)
-    write_json(models / FIT_RECORD, fit_record(out / main, models / main, data, emb))
-    write_json(reports / "sid_alignment.json", alignment)
+    write_json_atomic(models / FIT_RECORD, fit_record(out / main, models / main, data, emb))
+    write_json_atomic(reports / "sid_alignment.json", alignment)
     return {"mode": "full", "sids": {m: s.sids for m, s in fit.methods.items()}, "alignment": alignment}
 
 
@@ -162,7 +162,7 @@ def _keep_other_health(live: Path, staged: Path) -> None:
     """An incremental day measures only the methods it updated: the others (the RQ-VAE baseline, whose
     index is refreshed by full rebuilds) keep their entries, which still describe their live index."""
     if live.exists() and staged.exists():
-        write_json(staged, {**json.loads(live.read_text()), **json.loads(staged.read_text())})
+        write_json_atomic(staged, {**json.loads(live.read_text()), **json.loads(staged.read_text())})
 
 
 def _changed_texts(live_dir: Path, delta_items: pd.DataFrame) -> list[int]:
@@ -240,14 +240,14 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
         method=method,
         production_feast_data_dir=own,
     )
-    write_json(reports / "daily_gate.json", paired)
+    write_json_atomic(reports / "daily_gate.json", paired)
     crashpoint("evaluate:mid")  # drill: the paired numbers are written, the day's metrics are not
     # The day's numbers get their own file: metrics.json keeps the pipeline's full block (every method, the
     # RL variants, sid_health), which only a full evaluation rewrites. An incremental day's bundle manifest
     # carries these gate-sample numbers (package_day); the report's daily history reads them.
     steps = load_state(ws, day)["steps"]
     ingest = steps["ingest"]["result"]
-    write_json(
+    write_json_atomic(
         reports / DAY_METRICS,
         {
             **paired["candidate"],
