@@ -36,6 +36,7 @@ from genrecall.faults import crashpoint
 from genrecall.gen.model import Generator, load_generator
 from genrecall.sid.index import SidIndex
 from genrecall.sid.tokenizer import SidTokenizer
+from genrecall.sid.trie import SidTrie
 
 BUNDLE_NAME = "genrecall-bundle"  # the BentoML model name of every bundle
 FORMAT, FORMAT_VERSION = "genrecall-bundle", 1
@@ -311,7 +312,7 @@ class Bundle:
         return self.tag or self.manifest.version
 
     @property
-    def trie(self):
+    def trie(self) -> SidTrie:
         return self.index.trie
 
     @classmethod
