@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from genrecall.data import vocab
+from genrecall.data.market_config import NEVER, SIM_BRANDS, SIM_ITEMS, SIM_LEAVES, MarketplaceConfig, Preset
 from genrecall.data.schema import CATEGORIES, ITEMS, PRICE_EVENTS, USERS
-from genrecall.data.market_config import MarketplaceConfig, NEVER, Preset, SIM_BRANDS, SIM_ITEMS, SIM_LEAVES
-from genrecall.data.simkit import _conform, _empty, _flat, _shop_price, _ts
+from genrecall.data.simkit import conform, empty_frame, flatten_lists, shop_price, to_ts
 
 
 def build_tree(rng: np.random.Generator, size: Preset) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -47,7 +47,7 @@ def build_tree(rng: np.random.Generator, size: Preset) -> tuple[pd.DataFrame, pd
                     pick = np.sort(rng.choice(len(words), min(len(words), int(rng.integers(lo, hi + 1))), replace=False))
                     row[attr] = [words[j] for j in pick]
                 leaves.append(row)
-    return _conform(pd.DataFrame(cats), CATEGORIES), _conform(pd.DataFrame(leaves), SIM_LEAVES)
+    return conform(pd.DataFrame(cats), CATEGORIES), conform(pd.DataFrame(leaves), SIM_LEAVES)
 
 
 _POOLS: dict[int, tuple[str, ...]] = {}
@@ -68,7 +68,7 @@ def make_brands(rng: np.random.Generator, names: tuple[str, ...], leaves: pd.Dat
     """Brands with a price tier, a Zipf weight and 1-3 top categories (the biggest span 4-6)."""
     n = len(names)
     if n == 0:
-        return _empty(SIM_BRANDS)
+        return empty_frame(SIM_BRANDS)
     top_ids = np.unique(leaves["top_id"].to_numpy())
     tier = rng.choice(3, n, p=vocab.BRAND_TIER_SHARES)
     if existing is None:  # names come in random order, so rank = position
@@ -82,8 +82,8 @@ def make_brands(rng: np.random.Generator, names: tuple[str, ...], leaves: pd.Dat
     order = np.argsort(rng.random((n, len(top_ids))), axis=1)
     tops = [[int(top_ids[j]) for j in order[i, : min(n_tops[i], len(top_ids))]] for i in range(n)]
     df = pd.DataFrame({"brand": list(names), "tier": tier.astype(np.int8), "weight": weight, "tops": tops,
-                       "created_at": _ts(created_us)})
-    return _conform(df, SIM_BRANDS)
+                       "created_at": to_ts(created_us)})
+    return conform(df, SIM_BRANDS)
 
 
 def make_items(rng: np.random.Generator, cfg: MarketplaceConfig, ids: np.ndarray, listed_us: np.ndarray,
@@ -91,12 +91,12 @@ def make_items(rng: np.random.Generator, cfg: MarketplaceConfig, ids: np.ndarray
     """New items (ITEMS rows), their hidden truth (SIM_ITEMS rows) and listing prices (PRICE_EVENTS)."""
     n, n_leaves = len(ids), len(leaves)
     if n == 0:
-        return _empty(ITEMS), _empty(SIM_ITEMS), _empty(PRICE_EVENTS)
+        return empty_frame(ITEMS), empty_frame(SIM_ITEMS), empty_frame(PRICE_EVENTS)
     pop = leaves["popularity"].to_numpy()
     leaf = rng.choice(n_leaves, n, p=pop / pop.sum())
     top = leaves["top_id"].to_numpy()[leaf]
     # brand: Zipf-weighted among the brands selling in the item's top category
-    b_top, b_idx = _flat(brands["tops"])
+    b_top, b_idx = flatten_lists(brands["tops"])
     b_weight = brands["weight"].to_numpy()
     brand = np.zeros(n, dtype=np.int64)
     for t in np.unique(top):
@@ -109,12 +109,12 @@ def make_items(rng: np.random.Generator, cfg: MarketplaceConfig, ids: np.ndarray
     # attributes: uniform over the leaf's own words
     attrs = {}
     for a in vocab.ATTRIBUTE_NAMES:
-        words, parent = _flat(leaves[a])
+        words, parent = flatten_lists(leaves[a])
         start = np.searchsorted(parent, np.arange(n_leaves))
         count = np.bincount(parent, minlength=n_leaves)
         attrs[a] = words[start[leaf] + (rng.random(n) * count[leaf]).astype(np.int64)]
     tier = brands["tier"].to_numpy()[brand]
-    price = _shop_price(leaves["price_level"].to_numpy()[leaf] * np.asarray(vocab.BRAND_TIER_PRICE)[tier]
+    price = shop_price(leaves["price_level"].to_numpy()[leaf] * np.asarray(vocab.BRAND_TIER_PRICE)[tier]
                         * np.exp(rng.normal(0, 0.3, n)))
     # hidden audience fit: the leaf's audience, nudged by style and colour words
     lean = _leans(attrs["style"]) + 0.5 * _leans(attrs["color"])  # (2, n): gender, age
@@ -127,14 +127,14 @@ def make_items(rng: np.random.Generator, cfg: MarketplaceConfig, ids: np.ndarray
     category[category == -1] = pd.NA
     brand_names = brands["brand"].to_numpy()[brand]
     titles = _titles(rng, cfg, leaf, leaves, brand_names, attrs)
-    listed = _ts(listed_us)
+    listed = to_ts(listed_us)
     items = pd.DataFrame({"item_id": ids.astype(np.int64), "title": titles, "brand": brand_names,
                           "category_id": category, **attrs, "price": price, "listed_at": listed,
-                          "delisted_at": _ts(np.full(n, NEVER)), "updated_at": listed})
+                          "delisted_at": to_ts(np.full(n, NEVER)), "updated_at": listed})
     truth = pd.DataFrame({"item_id": ids.astype(np.int64), "leaf_id": leaf_id.astype(np.int32),
                           "gender_lean": g, "age_lean": age, "quality": quality})
     prices = pd.DataFrame({"item_id": ids.astype(np.int64), "ts": listed, "price": price})
-    return _conform(items, ITEMS), _conform(truth, SIM_ITEMS), _conform(prices, PRICE_EVENTS)
+    return conform(items, ITEMS), conform(truth, SIM_ITEMS), conform(prices, PRICE_EVENTS)
 
 
 def _leans(words: np.ndarray) -> np.ndarray:
@@ -205,7 +205,7 @@ def make_users(rng: np.random.Generator, uids: np.ndarray, created_us: np.ndarra
     gender and age, and 1-4 affinity brands from those categories that fit the price tier."""
     n = len(uids)
     if n == 0:
-        return _empty(USERS)
+        return empty_frame(USERS)
     gender = rng.choice(3, n, p=vocab.GENDER_SHARES)
     age = rng.choice(len(vocab.AGE_BANDS), n, p=vocab.AGE_BAND_SHARES)
     cum = np.cumsum(np.asarray(vocab.PRICE_TIER_BY_AGE), axis=1)[age]
@@ -219,7 +219,7 @@ def make_users(rng: np.random.Generator, uids: np.ndarray, created_us: np.ndarra
     order = np.argsort(-(logw + rng.gumbel(size=logw.shape)), axis=1)  # weighted sampling w/o replacement
     k = np.minimum(rng.integers(2, 5, n), len(top_ids))
     # affinity brands: per slot, a random interest, then a brand of that category near the user's tier
-    b_top, b_idx = _flat(brands["tops"])
+    b_top, b_idx = flatten_lists(brands["tops"])
     b_tier, b_w = brands["tier"].to_numpy()[b_idx], brands["weight"].to_numpy()[b_idx]
     slot_top = top_ids[order[np.arange(n)[:, None], (rng.random((n, 4)) * k[:, None]).astype(np.int64)]]
     picks = np.full((n, 4), -1, dtype=np.int64)
@@ -241,9 +241,9 @@ def make_users(rng: np.random.Generator, uids: np.ndarray, created_us: np.ndarra
         "gender": np.asarray(vocab.GENDERS)[gender], "age_band": np.asarray(vocab.AGE_BANDS)[age],
         "price_tier": np.asarray(vocab.PRICE_TIERS)[tier], "brand_affinity": affinity,
         "category_interests": [top_ids[order[i, : k[i]]].astype(np.int32).tolist() for i in range(n)],
-        "created_at": _ts(created_us),
+        "created_at": to_ts(created_us),
     })
-    return _conform(df, USERS)
+    return conform(df, USERS)
 
 
 GENDER_SIGN = np.array([1.0, -1.0, 0.0])  # f, m, u: sign against an item's gender lean

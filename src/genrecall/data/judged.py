@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genrecall.data import schema as S
 from genrecall.data.csv_lines import CsvFormatError, read_csv_lines
 from genrecall.data.text import normalize_query
-from genrecall.data import schema as S
 from genrecall.data.validate import (
     PARSE_ERROR_COLUMN,
     ValidateConfig,

@@ -11,20 +11,18 @@ import math
 import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from genrecall.data import schema as S
+from genrecall.data.validate_config import ValidateConfig
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported: no analytics calls
 
 import great_expectations.expectations as gxe  # noqa: E402
-
-if TYPE_CHECKING:
-    from genrecall.data.validate import ValidateConfig
 
 PARSE_ERROR_COLUMN = "_parse_error"  # optional input column: a lenient reader's note that a line broke
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from genrecall.data import schema as S
 from genrecall.data.suites import PARSE_ERROR_COLUMN, PROVIDES, SUITES, Checks, Refs, id_set, is_null  # noqa: F401 (re-export)
+from genrecall.data.validate_config import ValidateConfig
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported: no analytics calls
 
@@ -45,25 +46,6 @@ REASONS_COLUMN = "reasons"
 SOURCE_ROW_COLUMN = "source_row"
 ORDER = ("categories", "items", "price_events", "users", "requests", "ground_truth",
          "products", "judgments", "sid_assignments")  # dependency order for cross-table checks
-
-
-@dataclass
-class ValidateConfig:
-    """Thresholds and ranges for the validate stage."""
-
-    max_bad_share: float = 0.05  # a table fails when more than 5% of its rows are quarantined
-    per_table: dict[str, float] = field(default_factory=dict)  # max_bad_share overrides by table name
-    title_max_len: int = 500  # longest Home Depot title is ~150 chars; 500 flags garbage, not products
-    query_max_len: int = 200  # search boxes cap queries well below this
-    # Explicit UTC range every timestamp must lie in. Wide by default (catches epoch-0 and year-9999
-    # garbage); the daily rebuild narrows it to the delta's day with dataclasses.replace.
-    ts_min: str = "2000-01-01T00:00:00+00:00"
-    ts_max: str = "2100-01-01T00:00:00+00:00"
-    relevance_min: float = 1.0  # Home Depot judgments are averages of 1-3 ratings
-    relevance_max: float = 3.0
-
-    def threshold(self, table: str) -> float:
-        return float(self.per_table.get(table, self.max_bad_share))
 
 
 @dataclass
