@@ -148,10 +148,10 @@ def _titles(rng: np.random.Generator, cfg: MarketplaceConfig, leaf: np.ndarray, 
             brand: np.ndarray, attrs: dict[str, np.ndarray]) -> list[str]:
     """Shop-style titles: brand, some attributes, noun (or a synonym), fillers, model number, noise."""
     n = len(leaf)
-    cap = {}  # title-case each distinct word once
+    cap: dict[str, str] = {}  # title-case each distinct word once
     info = [(vocab.cap(nn), [vocab.cap(x) for x in sy], aud, [vocab.cap(x) for x in sb])
             for nn, sy, aud, sb in leaf_words(leaves)]
-    words = {}
+    words: dict[str, np.ndarray] = {}
     for a in vocab.ATTRIBUTE_NAMES:
         codes, uniq = pd.factorize(attrs[a])
         words[a] = np.asarray([cap.setdefault(w, vocab.cap(w)) for w in uniq], dtype=object)[codes]

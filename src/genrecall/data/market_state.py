@@ -9,6 +9,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,7 @@ class Marketplace:
         """Read what ``save`` wrote; ``next_day`` continues from it exactly as from the original."""
         directory = Path(directory)
         meta = json.loads((directory / "sim" / "marketplace.json").read_text())
-        conf = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+        conf: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
         frames = {t.name: _read(t, directory) for t in MARKETPLACE_TABLES}
         sim = {s.name: _read(s, directory / "sim") for s in SIM_TABLES}
         return cls(
