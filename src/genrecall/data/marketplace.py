@@ -68,8 +68,19 @@ def init_marketplace(cfg: MarketplaceConfig) -> Marketplace:
     items, truth, prices = make_items(rng, cfg, np.arange(1, size.items + 1), listed, leaves, brands)
     created = np.sort(start - rng.integers(1, 365 * DAY_US, size.users))
     users = make_users(rng, np.arange(size.users), created, leaves, brands)
-    return Marketplace(cfg, categories, items, prices, users, empty_frame(REQUESTS), empty_frame(GROUND_TRUTH),
-                       leaves, brands, truth, days=0)
+    return Marketplace(
+        cfg,
+        categories,
+        items,
+        prices,
+        users,
+        empty_frame(REQUESTS),
+        empty_frame(GROUND_TRUTH),
+        leaves,
+        brands,
+        truth,
+        days=0,
+    )
 
 
 def next_day(market: Marketplace, day: int | None = None) -> DayDelta:
@@ -89,39 +100,61 @@ def next_day(market: Marketplace, day: int | None = None) -> DayDelta:
     listed = np.flatnonzero((to_us(items["delisted_at"]) == NEVER) & (listed_at < d0))
     # new brands (a Poisson handful), launched at the start of the day
     n_brands = rng.poisson(cfg.new_brand_rate * len(market.brands))
-    pool = brand_pool(cfg.seed)[len(market.brands): len(market.brands) + n_brands]
+    pool = brand_pool(cfg.seed)[len(market.brands) : len(market.brands) + n_brands]
     new_brands = make_brands(rng, pool, market.leaves, np.full(n_brands, d0), market.brands)
     brands = concat_rows(market.brands, new_brands)
     # new items: 1-3 % of the listed catalog, listed during the day
-    n_new = int(round(rng.uniform(*cfg.new_item_rate) * len(listed)))
+    n_new = round(rng.uniform(*cfg.new_item_rate) * len(listed))
     next_id = int(items["item_id"].iloc[-1]) + 1 if len(items) else 1
     new_items, new_truth, listing_prices = make_items(
-        rng, cfg, np.arange(next_id, next_id + n_new), np.sort(d0 + rng.integers(0, DAY_US, n_new)),
-        market.leaves, brands)
+        rng,
+        cfg,
+        np.arange(next_id, next_id + n_new),
+        np.sort(d0 + rng.integers(0, DAY_US, n_new)),
+        market.leaves,
+        brands,
+    )
     # delistings: low-quality items go first
     n_del = rng.binomial(len(listed), cfg.delist_rate)
     p = np.exp(-truth["quality"].to_numpy()[listed])
     gone = np.sort(rng.choice(listed, n_del, replace=False, p=p / p.sum()))
-    delisted = pd.DataFrame({"item_id": items["item_id"].to_numpy()[gone],
-                             "delisted_at": to_ts(d0 + rng.integers(0, DAY_US, n_del))})
+    delisted = pd.DataFrame(
+        {"item_id": items["item_id"].to_numpy()[gone], "delisted_at": to_ts(d0 + rng.integers(0, DAY_US, n_del))}
+    )
     # price changes among items that stay listed all day (mostly small cuts, sometimes a rise)
     stay = np.setdiff1d(listed, gone)
     changed = np.sort(rng.choice(stay, rng.binomial(len(stay), cfg.price_change_rate), replace=False))
     old = items["price"].to_numpy()[changed]
-    changes = pd.DataFrame({"item_id": items["item_id"].to_numpy()[changed],
-                            "ts": d0 + rng.integers(0, DAY_US, len(changed)),
-                            "price": shop_price(old * np.exp(rng.normal(-0.02, 0.1, len(changed))))})
+    changes = pd.DataFrame(
+        {
+            "item_id": items["item_id"].to_numpy()[changed],
+            "ts": d0 + rng.integers(0, DAY_US, len(changed)),
+            "price": shop_price(old * np.exp(rng.normal(-0.02, 0.1, len(changed)))),
+        }
+    )
     changes = changes.sort_values(["ts", "item_id"], kind="stable")
     changes["ts"] = to_ts(changes["ts"].to_numpy())
     prices = conform(pd.concat([listing_prices, changes]).sort_values(["ts", "item_id"], kind="stable"), PRICE_EVENTS)
     # new users, who start searching the next day
     n_users = rng.binomial(len(market.users), cfg.new_user_rate)
-    new_users = make_users(rng, np.arange(len(market.users), len(market.users) + n_users),
-                            np.sort(d0 + rng.integers(0, DAY_US, n_users)), market.leaves, brands)
-    delta = DayDelta(day, new_items, new_truth, delisted, prices, new_brands, new_users,
-                     empty_frame(REQUESTS), empty_frame(GROUND_TRUTH))
+    new_users = make_users(
+        rng,
+        np.arange(len(market.users), len(market.users) + n_users),
+        np.sort(d0 + rng.integers(0, DAY_US, n_users)),
+        market.leaves,
+        brands,
+    )
+    delta = DayDelta(
+        day,
+        new_items,
+        new_truth,
+        delisted,
+        prices,
+        new_brands,
+        new_users,
+        empty_frame(REQUESTS),
+        empty_frame(GROUND_TRUTH),
+    )
     during = market.apply(delta)  # the catalog as it is during the day (traffic not yet added)
     delta.requests, delta.ground_truth = simulate_requests(day_rng(cfg, day, 1), during, d0, size.requests_per_day)
     return delta
-
-

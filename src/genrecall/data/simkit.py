@@ -62,8 +62,10 @@ def flatten_lists(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """A list column as (all values, index of the row each value came from)."""
     arr = pa.array(col.array) if isinstance(col.dtype, pd.ArrowDtype) else pa.array(list(col))
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    return (arr.flatten().to_numpy(zero_copy_only=False),
-            pc.list_parent_indices(arr).to_numpy(zero_copy_only=False).astype(np.int64))
+    return (
+        arr.flatten().to_numpy(zero_copy_only=False),
+        pc.list_parent_indices(arr).to_numpy(zero_copy_only=False).astype(np.int64),
+    )
 
 
 def pad_lists(col: pd.Series, width: int, index: pd.Index | None) -> np.ndarray:
@@ -119,7 +121,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def list_column(values: np.ndarray, mask: np.ndarray) -> pd.arrays.ArrowExtensionArray:
     """Row-wise ``values[mask]`` as an Arrow list<int64> column, keeping the column order."""
     offsets = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int32)
-    return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[mask], pa.int64())))
+    return pd.arrays.ArrowExtensionArray(
+        pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[mask], pa.int64()))
+    )
 
 
 def shop_price(p: np.ndarray) -> np.ndarray:
