@@ -82,7 +82,7 @@ def build_day0(root: Path, params: dict) -> float:
 def run_one_day(workspace: Path, params: dict) -> dict:
     """One day in this process; wall time, peak RSS, per-step seconds."""
     from genrecall.pipeline.daily import Workspace, run_day
-    from genrecall.pipeline.daily_state import peak_rss_mb
+    from genrecall.pipeline.daily.state import peak_rss_mb
 
     start = time.perf_counter()
     state = run_day(Workspace(workspace, cache="cache"), params)

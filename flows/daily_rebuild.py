@@ -75,13 +75,12 @@ def _run(step: str, workspace: dict[str, str], day: int, params: dict[str, Any],
 
 TASKS = {
     step: task(
-        _run,
         name=f"daily-{step}",
         task_run_name=f"{step}-day{{day}}",
         cache_policy=NO_CACHE,
         retry_condition_fn=_retryable,
         **OPTIONS[step],
-    )
+    )(_run)
     for step in STEPS
 }
 

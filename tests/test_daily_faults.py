@@ -16,8 +16,8 @@ import pytest
 
 from genrecall.data.schema import ITEMS, REQUESTS, read_table
 from genrecall.pipeline.daily import STEPS, InjectedFailure, Workspace, load_state
-from genrecall.pipeline.daily_commit import version
-from genrecall.pipeline.daily_drift import align_codes
+from genrecall.pipeline.daily.commit import version
+from genrecall.pipeline.daily.drift import align_codes
 from tests.prefect_fixtures import LAYOUT, _tiny_root, daily_params, day0_workspace, prefect_harness  # noqa: F401
 
 BUNDLE = "daily-fault-bundle"
@@ -123,7 +123,7 @@ def test_a_crash_at_each_step_loses_nothing_and_the_rerun_finishes_once(tmp_path
 def test_each_step_records_its_own_peak_memory(tmp_path: Path) -> None:
     """``state.json`` carries each step's own resident-memory peak (the high-water mark is restarted
     per step), so a heavy step does not hide behind, or inflate, the steps after it."""
-    from genrecall.pipeline.daily_state import reset_peak_rss, run_step
+    from genrecall.pipeline.daily.state import reset_peak_rss, run_step
 
     if not reset_peak_rss():
         pytest.skip("this kernel does not let a process restart its RSS high-water mark")

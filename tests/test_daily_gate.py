@@ -10,7 +10,7 @@ import pytest
 
 from genrecall.config import from_dict
 from genrecall.gen.model import load_generator
-from genrecall.pipeline.daily_gate import DailyGateConfig, compare_on_sample, gate_sample
+from genrecall.pipeline.daily.gate import DailyGateConfig, compare_on_sample, gate_sample
 from genrecall.pipeline.evaluate import EvaluateConfig
 from genrecall.sid.index import SidIndex
 from tests.pipeline_fixtures import TINY_PARAMS

@@ -60,12 +60,12 @@ def _run(root: Path, params: Path, kill: str | None, *day: str) -> subprocess.Co
         env["GENRECALL_KILL_AT"] = kill
     return subprocess.run(
         [sys.executable, "-m", "tests.daily_runner", str(root), str(params), *day],
+        check=False,
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
-        check=False,
     )
 
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from genrecall.pipeline.daily_commit import summary_markdown
-from genrecall.pipeline.daily_drift import drift_reasons, unseen_categories
-from genrecall.pipeline.daily_state import DailyConfig
+from genrecall.pipeline.daily.commit import summary_markdown
+from genrecall.pipeline.daily.drift import drift_reasons, unseen_categories
+from genrecall.pipeline.daily.state import DailyConfig
 
 TOK = SimpleNamespace(cfg=SimpleNamespace(forcing=True), category_ids=np.array([3, 5, 8]))
 

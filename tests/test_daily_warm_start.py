@@ -14,7 +14,7 @@ import torch
 
 from genrecall.gen.model import load_generator, save_generator
 from genrecall.pipeline.daily import Workspace, load_state, run_day
-from genrecall.pipeline.lineage import warm_start
+from genrecall.pipeline.daily.lineage import warm_start
 from genrecall.pipeline.package import PackageConfig, package
 from genrecall.serving.gate import ProductionPointer
 from tests.prefect_fixtures import LAYOUT, daily_params, day0_workspace

@@ -34,8 +34,13 @@ from pathlib import Path
 MAX_FIELD_CHARS = 131_072  # the csv module's default field limit (128 KiB): larger is not a title or a query
 KEEP_CHARS = 1_000  # an oversized field is kept in the quarantine cut to this many characters
 _LINE_END = re.compile(rb"\r\n|\r|\n")
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # fmt: skip  (32 before 16: LE prefixes)
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)  # fmt: skip  (32 before 16: LE prefixes)
 
 
 class CsvFormatError(ValueError):
@@ -64,8 +69,9 @@ class CsvLines:
 
     def check_accounting(self) -> None:
         if 1 + self.blank + len(self.records) != self.lines:
-            raise RuntimeError(f"{self.path}: {self.lines} lines != header + {self.blank} blank + "
-                               f"{len(self.records)} records")
+            raise RuntimeError(
+                f"{self.path}: {self.lines} lines != header + {self.blank} blank + {len(self.records)} records"
+            )
 
 
 @contextlib.contextmanager
@@ -88,7 +94,7 @@ def _decode_lines(data: bytes) -> tuple[str, list[str], dict[int, str]]:
     for bom, enc in _BOMS:
         if data.startswith(bom):
             if enc == "utf-8-sig":
-                return _utf8_lines(data[len(bom):], "utf-8 (BOM)")
+                return _utf8_lines(data[len(bom) :], "utf-8 (BOM)")
             text = data.decode(enc, errors="replace")  # whole-file codecs: a bad unit becomes U+FFFD, flagged below
             lines = re.split(r"\r\n|\r|\n", text)
             lines = lines[:-1] if lines and lines[-1] == "" else lines
@@ -134,7 +140,9 @@ def _parse_line(text: str, max_field_chars: int, keep_chars: int) -> tuple[list[
     return fields, error
 
 
-def read_csv_lines(path: str | Path, *, max_field_chars: int = MAX_FIELD_CHARS, keep_chars: int = KEEP_CHARS) -> CsvLines:
+def read_csv_lines(
+    path: str | Path, *, max_field_chars: int = MAX_FIELD_CHARS, keep_chars: int = KEEP_CHARS
+) -> CsvLines:
     """Read ``path`` line by line (see the module docstring); raises ``CsvFormatError`` for the header only."""
     path = Path(path)
     encoding, lines, decode_errors = _decode_lines(path.read_bytes())

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genrecall.data import schema as S
 from genrecall.data.csv_lines import CsvFormatError, read_csv_lines
 from genrecall.data.text import normalize_query
-from genrecall.data import schema as S
 from genrecall.data.validate import (
     PARSE_ERROR_COLUMN,
     ValidateConfig,
@@ -38,15 +38,6 @@ from genrecall.data.validate import (
 
 ALIASES = {"product_uid": "item_id", "product_title": "title", "search_term": "query"}  # Kaggle names
 LINE_COLUMN = "_line"  # the row's line in the file it was read from (kept in the quarantine)
-
-
-@dataclass
-class JudgedConfig:
-    """How judged sets are split and what counts as relevant."""
-
-    test_share: float = 0.5  # half the queries for test, as the Home Depot dev/held-out halves
-    seed: int = 0  # the split is a function of (queries, seed) only
-    relevant_threshold: float = 2.5  # Home Depot averages 1-3 ratings; >= 2.5 = mostly "relevant" (DESIGN §4)
 
 
 @dataclass
@@ -92,8 +83,10 @@ def read_judged_csv(path: str | Path, columns: tuple[str, ...], optional: tuple[
         seen[c] = raw
     missing = [c for c in columns if c not in seen and c not in optional]
     if missing:
-        raise CsvFormatError(f"{path}: line 1 (the header): no {', '.join(map(repr, missing))} column "
-                             f"(found {f.header}; expected {', '.join(columns)})")
+        raise CsvFormatError(
+            f"{path}: line 1 (the header): no {', '.join(map(repr, missing))} column "
+            f"(found {f.header}; expected {', '.join(columns)})"
+        )
     width = len(header)
     carried = header.index(PARSE_ERROR_COLUMN) if PARSE_ERROR_COLUMN in header else None
     records, errors = [], []
@@ -126,15 +119,20 @@ def read_judgments(path: str | Path) -> pd.DataFrame:
     return read_judged_csv(path, ("query", "item_id", "relevance"))
 
 
-def load_judged(products_path: str | Path, judgments_path: str | Path, *,
-                cfg: ValidateConfig | None = None, raise_on_fail: bool = True) -> JudgedSet:
+def load_judged(
+    products_path: str | Path,
+    judgments_path: str | Path,
+    *,
+    cfg: ValidateConfig | None = None,
+    raise_on_fail: bool = True,
+) -> JudgedSet:
     """Read and validate a judged set; raises ``ValidationError`` past the bad-share threshold."""
-    res = validate_tables({"products": read_products(products_path),
-                           "judgments": read_judgments(judgments_path)}, cfg)
+    res = validate_tables({"products": read_products(products_path), "judgments": read_judgments(judgments_path)}, cfg)
     if raise_on_fail and not res.report.passed:
         raise ValidationError(res.report)
-    return JudgedSet(products=res.good["products"], judgments=res.good["judgments"],
-                     quarantine=res.quarantine, report=res.report)
+    return JudgedSet(
+        products=res.good["products"], judgments=res.good["judgments"], quarantine=res.quarantine, report=res.report
+    )
 
 
 def write_raw(products_path: str | Path, judgments_path: str | Path, out_dir: str | Path) -> list[Path]:
@@ -162,10 +160,9 @@ def split_judgments(judgments: pd.DataFrame, test_share: float = 0.5, seed: int 
     keys = judgments["query"].map(normalize_query)
     uniq = np.array(sorted(keys.unique()), dtype=object)
     perm = np.random.default_rng(seed).permutation(len(uniq))
-    test_keys = set(uniq[perm[: int(round(test_share * len(uniq)))]])
+    test_keys = set(uniq[perm[: round(test_share * len(uniq))]])
     in_test = keys.isin(test_keys).to_numpy()
-    return JudgedSplit(train=judgments[~in_test].reset_index(drop=True),
-                       test=judgments[in_test].reset_index(drop=True))
+    return JudgedSplit(train=judgments[~in_test].reset_index(drop=True), test=judgments[in_test].reset_index(drop=True))
 
 
 def relevant_pairs(judgments: pd.DataFrame, threshold: float = 2.5) -> dict[str, np.ndarray]:

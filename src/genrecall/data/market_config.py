@@ -14,7 +14,6 @@ import pyarrow as pa
 from genrecall.data import vocab
 from genrecall.data.schema import TS, TableSpec
 
-
 DAY_US = 86_400_000_000
 NEVER = np.iinfo(np.int64).max  # "not delisted" as a timestamp in microseconds
 
@@ -83,19 +82,52 @@ class MarketplaceConfig:
 
 
 # Hidden simulator state: not part of the log contract, saved under <dir>/sim/.
-SIM_LEAVES = TableSpec("sim_leaves", pa.schema([
-    ("category_id", pa.int32()), ("top_id", pa.int32()), ("mid_id", pa.int32()), ("top", pa.string()),
-    ("mid", pa.string()), ("noun", pa.string()), ("synonyms", pa.list_(pa.string())), ("domain", pa.string()),
-    ("audience", pa.string()), ("price_level", pa.float64()), ("popularity", pa.float64()),
-    ("gender_lean", pa.float64()), ("age_lean", pa.float64()),
-    *[(a, pa.list_(pa.string())) for a in vocab.ATTRIBUTE_NAMES],
-]), ("category_id",))
-SIM_BRANDS = TableSpec("sim_brands", pa.schema([
-    ("brand", pa.string()), ("tier", pa.int8()), ("weight", pa.float64()), ("tops", pa.list_(pa.int32())),
-    ("created_at", TS),
-]), ("brand",))
-SIM_ITEMS = TableSpec("sim_items", pa.schema([
-    ("item_id", pa.int64()), ("leaf_id", pa.int32()), ("gender_lean", pa.float64()),
-    ("age_lean", pa.float64()), ("quality", pa.float64()),
-]), ("item_id",))
+SIM_LEAVES = TableSpec(
+    "sim_leaves",
+    pa.schema(
+        [
+            ("category_id", pa.int32()),
+            ("top_id", pa.int32()),
+            ("mid_id", pa.int32()),
+            ("top", pa.string()),
+            ("mid", pa.string()),
+            ("noun", pa.string()),
+            ("synonyms", pa.list_(pa.string())),
+            ("domain", pa.string()),
+            ("audience", pa.string()),
+            ("price_level", pa.float64()),
+            ("popularity", pa.float64()),
+            ("gender_lean", pa.float64()),
+            ("age_lean", pa.float64()),
+            *[(a, pa.list_(pa.string())) for a in vocab.ATTRIBUTE_NAMES],
+        ]
+    ),
+    ("category_id",),
+)
+SIM_BRANDS = TableSpec(
+    "sim_brands",
+    pa.schema(
+        [
+            ("brand", pa.string()),
+            ("tier", pa.int8()),
+            ("weight", pa.float64()),
+            ("tops", pa.list_(pa.int32())),
+            ("created_at", TS),
+        ]
+    ),
+    ("brand",),
+)
+SIM_ITEMS = TableSpec(
+    "sim_items",
+    pa.schema(
+        [
+            ("item_id", pa.int64()),
+            ("leaf_id", pa.int32()),
+            ("gender_lean", pa.float64()),
+            ("age_lean", pa.float64()),
+            ("quality", pa.float64()),
+        ]
+    ),
+    ("item_id",),
+)
 SIM_TABLES = (SIM_LEAVES, SIM_BRANDS, SIM_ITEMS)

@@ -185,8 +185,13 @@ def write_table(df: pd.DataFrame, spec: TableSpec, directory: str | Path) -> Pat
     return path
 
 
-def read_table(spec: TableSpec, directory: str | Path, *, columns: list[str] | None = None,
-               filters: list[tuple[str, str, Any]] | None = None) -> pd.DataFrame:
+def read_table(
+    spec: TableSpec,
+    directory: str | Path,
+    *,
+    columns: list[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
+) -> pd.DataFrame:
     """Read ``<directory>/<spec.name>.parquet``; list columns come back as Python lists.
 
     ``columns``: read only these (Parquet is columnar: the others are never decoded). ``filters``:
@@ -208,8 +213,9 @@ def _ascending(rows: pa.ChunkedArray) -> pa.ChunkedArray:
     return rows.take(pc.sort_indices(rows))
 
 
-def upsert_table(spec: TableSpec, live_dir: str | Path, delta_dir: str | Path, out_dir: str | Path,
-                 *, sort_by_key: bool = False) -> Path:
+def upsert_table(
+    spec: TableSpec, live_dir: str | Path, delta_dir: str | Path, out_dir: str | Path, *, sort_by_key: bool = False
+) -> Path:
     """Write ``live`` with ``delta``'s rows merged in (a delta row replaces the live row with its key)
     to ``out_dir``, in Arrow without a round trip through pandas: live rows keep their order, delta
     rows follow (or everything sorted by key with ``sort_by_key``). Either input may be absent.
@@ -240,13 +246,13 @@ def upsert_table(spec: TableSpec, live_dir: str | Path, delta_dir: str | Path, o
     return out
 
 
-def sid_to_str(codes: "list[int] | tuple[int, ...]") -> str:
+def sid_to_str(codes: list[int] | tuple[int, ...]) -> str:
     """(12, 5, 33, 0) -> "12-5-33-0"."""
     return "-".join(str(int(c)) for c in codes)
 
 
 def sid_from_str(sid: str) -> tuple[int, ...]:
-    """"12-5-33-0" -> (12, 5, 33, 0); raises ValueError on anything else."""
+    """ "12-5-33-0" -> (12, 5, 33, 0); raises ValueError on anything else."""
     try:
         return tuple(int(p) for p in sid.split("-"))
     except (AttributeError, ValueError):

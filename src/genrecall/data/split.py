@@ -28,9 +28,7 @@ def time_split(requests: pd.DataFrame, test_days: int = 2) -> TimeSplit:
     last_day = ts.max().normalize()
     cutoff = last_day - pd.Timedelta(days=test_days - 1)
     if cutoff <= ts.min():
-        raise ValueError(
-            f"the log spans fewer than {test_days + 1} days; lower test_days or generate more days"
-        )
+        raise ValueError(f"the log spans fewer than {test_days + 1} days; lower test_days or generate more days")
     is_test = ts >= cutoff
     return TimeSplit(
         train=requests[~is_test].reset_index(drop=True),

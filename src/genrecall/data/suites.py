@@ -11,20 +11,18 @@ import math
 import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from genrecall.data import schema as S
+from genrecall.data.validate_config import ValidateConfig
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported: no analytics calls
 
-import great_expectations.expectations as gxe  # noqa: E402
-
-if TYPE_CHECKING:
-    from genrecall.data.validate import ValidateConfig
+import great_expectations.expectations as gxe
 
 PARSE_ERROR_COLUMN = "_parse_error"  # optional input column: a lenient reader's note that a line broke
 
@@ -35,8 +33,12 @@ def is_null(v: Any) -> bool:
 
 
 def _int_like(v: Any) -> bool:
-    return isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, (bool, np.bool_)) \
-        and math.isfinite(v) and float(v).is_integer()
+    return (
+        isinstance(v, (int, np.integer, float, np.floating))
+        and not isinstance(v, (bool, np.bool_))
+        and math.isfinite(v)
+        and float(v).is_integer()
+    )
 
 
 def _parse_int(v: Any) -> tuple[int | None, bool]:
@@ -175,8 +177,14 @@ class Checks:
         self._add(f"{col}:max_length", gxe.ExpectColumnValueLengthsToBeBetween, column=col, max_value=max_len)
 
     def between(self, col: str, reason: str, lo: Any = None, hi: Any = None, strict_min: bool = False) -> None:
-        self._add(f"{col}:{reason}", gxe.ExpectColumnValuesToBeBetween, column=col, min_value=lo,
-                  max_value=hi, strict_min=strict_min)
+        self._add(
+            f"{col}:{reason}",
+            gxe.ExpectColumnValuesToBeBetween,
+            column=col,
+            min_value=lo,
+            max_value=hi,
+            strict_min=strict_min,
+        )
 
     def in_set(self, col: str, reason: str, values: Any) -> None:
         values = sorted(values)
@@ -189,8 +197,14 @@ class Checks:
             self.between(c, "in_range", pd.Timestamp(cfg.ts_min), pd.Timestamp(cfg.ts_max))
 
     def not_before(self, later: str, earlier: str) -> None:
-        self._add(f"{later}:not_before_{earlier}", gxe.ExpectColumnPairValuesAToBeGreaterThanB,
-                  column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing")
+        self._add(
+            f"{later}:not_before_{earlier}",
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+            column_A=later,
+            column_B=earlier,
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+        )
 
     def known(self, col: str, reason: str, ids: set | None, *, is_list: bool = False) -> None:
         """Every id in ``col`` (a scalar or a list) is in ``ids``; nulls pass (checked elsewhere)."""
@@ -289,20 +303,32 @@ def _judgments(c: Checks, refs: Refs, cfg: ValidateConfig) -> None:
 def _sid_assignments(c: Checks, refs: Refs, cfg: ValidateConfig) -> None:
     c.not_null("item_id", "sid", "codes")
     c.unique("item_id")
-    c.flag("sid:matches_codes", np.array([s is None or v is None or s == S.sid_to_str(v)
-                                          for s, v in zip(c.data["sid"], c.data["codes"])]))
+    c.flag(
+        "sid:matches_codes",
+        np.array([s is None or v is None or s == S.sid_to_str(v) for s, v in zip(c.data["sid"], c.data["codes"])]),
+    )
     c.known("item_id", "known_item", refs["item_ids"])
 
 
 SUITES: dict[str, Callable[[Checks, Refs, ValidateConfig], None]] = {
-    "categories": _categories, "items": _items, "price_events": _price_events, "users": _users,
-    "requests": _requests, "ground_truth": _ground_truth, "products": _products,
-    "judgments": _judgments, "sid_assignments": _sid_assignments,
+    "categories": _categories,
+    "items": _items,
+    "price_events": _price_events,
+    "users": _users,
+    "requests": _requests,
+    "ground_truth": _ground_truth,
+    "products": _products,
+    "judgments": _judgments,
+    "sid_assignments": _sid_assignments,
 }
 # which reference id set each table provides: name -> (ref key, key column)
-PROVIDES = {"categories": ("category_ids", "category_id"), "items": ("item_ids", "item_id"),
-            "users": ("user_ids", "user_id"), "requests": ("request_ids", "request_id"),
-            "products": ("product_ids", "item_id")}
+PROVIDES = {
+    "categories": ("category_ids", "category_id"),
+    "items": ("item_ids", "item_id"),
+    "users": ("user_ids", "user_id"),
+    "requests": ("request_ids", "request_id"),
+    "products": ("product_ids", "item_id"),
+}
 
 
 def id_set(df: pd.DataFrame, col: str) -> set:

@@ -5,21 +5,28 @@ exposures, and position-biased, preference-driven clicks and purchases (``simula
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from genrecall.data import vocab
-from genrecall.data.schema import GROUND_TRUTH, REQUESTS
-from genrecall.data.market_config import DAY_US
-from genrecall.data.simkit import _conform, _dup, _lists, _pad, _pool_draw, _sample_rows, _sigmoid, _ts, _us, _vis_frac
 from genrecall.data.catalog import AGE_POS, GENDER_SIGN, leaf_words
-
-if TYPE_CHECKING:
-    from genrecall.data.marketplace import Marketplace
-
+from genrecall.data.market_config import DAY_US
+from genrecall.data.market_state import Marketplace
+from genrecall.data.schema import GROUND_TRUTH, REQUESTS
+from genrecall.data.simkit import (
+    conform,
+    list_column,
+    pad_lists,
+    pool_draw,
+    repeats_left,
+    sample_rows,
+    sigmoid,
+    to_ts,
+    to_us,
+    visible_share,
+)
 
 _MATCH_COLS = ("brand", *vocab.ATTRIBUTE_NAMES)  # what an intent can constrain, brand first
 _INCLUDE_P = np.array([0.25, 0.5, 0.3, 0.3, 0.3])  # P(an intent constrains brand, color, material, size, style)
@@ -36,7 +43,7 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One day of search traffic over the catalog as it is during the day: REQUESTS + GROUND_TRUTH."""
     cfg, items, truth, leaves = market.cfg, market.items, market.item_truth, market.leaves
-    lo, hi = _us(items["listed_at"]), _us(items["delisted_at"])
+    lo, hi = to_us(items["listed_at"]), to_us(items["delisted_at"])
     A = np.flatnonzero((lo < d0 + DAY_US) & (hi > d0))  # items listed at some point of the day
     lo, hi = lo[A], hi[A]
     leaf = np.searchsorted(leaves["category_id"].to_numpy(), truth["leaf_id"].to_numpy()[A])
@@ -53,7 +60,7 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
     # who searches, when, with which profile (anonymous shoppers get a random hidden profile)
     ts = np.sort(d0 + rng.integers(0, DAY_US, n))
     users = market.users
-    elig = np.flatnonzero(_us(users["created_at"]) < d0)
+    elig = np.flatnonzero(to_us(users["created_at"]) < d0)
     act = (np.array([zlib.crc32(u.encode()) for u in users["user_id"].to_numpy()[elig]]) / 2**32 + 0.01) ** -0.6
     uidx = elig[rng.choice(len(elig), n, p=act / act.sum())]
     anon = rng.random(n) < cfg.anonymous_share
@@ -63,8 +70,8 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
                    pd.Index(vocab.AGE_BANDS).get_indexer(users["age_band"].to_numpy()[uidx]))
     tier = np.where(anon, rng.integers(0, 3, n), pd.Index(vocab.PRICE_TIERS).get_indexer(users["price_tier"].to_numpy()[uidx])) - 1.0
     g, a = GENDER_SIGN[gender], AGE_POS[age]
-    interests = np.where(anon[:, None], -1, _pad(users["category_interests"], 4, None)[uidx])
-    aff = np.where(anon[:, None], -1, _pad(users["brand_affinity"], 4, brand_index)[uidx])
+    interests = np.where(anon[:, None], -1, pad_lists(users["category_interests"], 4, None)[uidx])
+    aff = np.where(anon[:, None], -1, pad_lists(users["brand_affinity"], 4, brand_index)[uidx])
 
     # intent: a top category (mostly an interest), a leaf in it that fits the shopper, some attributes
     kind = rng.choice(len(vocab.QUERY_KINDS), n, p=np.asarray(cfg.query_mix) / np.sum(cfg.query_mix))
@@ -82,7 +89,7 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
     fit[:, aud == "Kids'"] = np.where((a > -0.6) & (a < 0.6), 1.5, 0.4)[:, None]
     w = pop[None] * fit * (leaves["top_id"].to_numpy()[None] == top_r[:, None])
     w[w.sum(1) == 0] = pop  # an interest with nothing listed today: any leaf
-    leaf_r = _sample_rows(rng, w)
+    leaf_r = sample_rows(rng, w)
     include = rng.random((n, 5)) < _INCLUDE_P
     visible = np.zeros((n, 5), dtype=bool)
     brandish = np.isin(kind, [3, 4])
@@ -107,7 +114,7 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
         w = alive * np.exp(q[I])[None]
         for k in range(aff.shape[1]):  # affinity brands are distinct, so at most one slot matches
             w *= 1 + 2 * (codes[I, 0][None] == aff[R, k][:, None])
-        s = I[_sample_rows(rng, w)]
+        s = I[sample_rows(rng, w)]
         seed[R] = s
         it = intent[R] = np.where(include[R], codes[s], -1)
         full, hit = alive.copy(), np.zeros(alive.shape, dtype=np.float32)
@@ -126,16 +133,16 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
         cand_in[R, : keep.shape[1]] = np.where(np.isfinite(np.take_along_axis(pre, keep, 1)), I[keep], -1)
 
     # near misses: random items of the same middle category, top category or brand
-    src = _sample_rows(rng, np.repeat(_NEAR_MIX[kind], _K_NEAR, axis=0)).reshape(n, _K_NEAR)
+    src = sample_rows(rng, np.repeat(_NEAR_MIX[kind], _K_NEAR, axis=0)).reshape(n, _K_NEAR)
     u = rng.random((n, _K_NEAR))
-    near = np.select([src == 0, src == 1], [_pool_draw(mid, mid[seed][:, None], u), _pool_draw(top, top[seed][:, None], u)],
-                     _pool_draw(codes[:, 0], codes[seed, 0][:, None], u))
+    near = np.select([src == 0, src == 1], [pool_draw(mid, mid[seed][:, None], u), pool_draw(top, top[seed][:, None], u)],
+                     pool_draw(codes[:, 0], codes[seed, 0][:, None], u))
 
     # the ranker: relevance to the query + popularity + a little personalization + noise
     C = np.hstack([cand_in, near])
     valid = C >= 0
     C = np.where(valid, C, 0)
-    valid &= (lo[C] <= ts[:, None]) & (hi[C] > ts[:, None]) & ~_dup(C, valid)
+    valid &= (lo[C] <= ts[:, None]) & (hi[C] > ts[:, None]) & ~repeats_left(C, valid)
     stable = np.flatnonzero((lo < d0) & (hi > d0 + DAY_US))
     for _ in range(20):  # tiny leaves: top up short rows with items from anywhere until 10 can be shown
         short = valid.sum(1) < cfg.exposures[0]
@@ -143,14 +150,14 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
             break
         extra = np.where(short[:, None], stable[rng.integers(0, len(stable), (n, 8))], 0)
         C, valid = np.hstack([C, extra]), np.hstack([valid, np.repeat(short[:, None], 8, axis=1)])
-        valid &= ~_dup(C, valid)
+        valid &= ~repeats_left(C, valid)
     match = codes[C] == intent[:, None, :]
     leaf_eq = leaf[C] == leaf_r[:, None]
     full = leaf_eq & (match | (intent[:, None, :] < 0)).all(-1)
     liked = (codes[C, 0][:, :, None] == aff[:, None, :]).any(-1)
     price_fit = -np.abs(ppos[C] - tier[:, None])
     rel = (conf[:, None] * leaf_eq * cat_f[C] + 0.3 * (mid[C] == mid[leaf_r][:, None])
-           + 0.15 * (top[C] == top_r[:, None]) + _vis_frac(match, visible))
+           + 0.15 * (top[C] == top_r[:, None]) + visible_share(match, visible))
     score = rel + 0.4 * q[C] + 0.3 * liked + 0.2 * price_fit + 0.4 * rng.gumbel(size=C.shape)
     score = np.where(valid, score, -np.inf)
     lo_e, hi_e = cfg.exposures
@@ -165,19 +172,19 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
             + (0.3 - 0.6 * np.abs(a[:, None] - alean[E])))
     pw = cfg.preference_weight
     examine = (1.0 / (1.0 + np.arange(hi_e))) ** cfg.position_bias
-    click = shown & (rng.random(E.shape) < examine * _sigmoid(-2.0 + 2.2 * full + 1.0 * partial + pw * pref))
-    buy = click & (rng.random(E.shape) < _sigmoid(-2.5 + 1.2 * full + 0.6 * pw * pref))
+    click = shown & (rng.random(E.shape) < examine * sigmoid(-2.0 + 2.2 * full + 1.0 * partial + pw * pref))
+    buy = click & (rng.random(E.shape) < sigmoid(-2.5 + 1.2 * full + 0.6 * pw * pref))
 
     ids = items["item_id"].to_numpy()[A]
     first = int(market.requests["request_id"].iloc[-1]) + 1 if len(market.requests) else 1
     rid = np.arange(first, first + n, dtype=np.int64)
     gift = np.where(glean[seed] > 0.3, "f", np.where(glean[seed] < -0.3, "m", "u"))
     requests = pd.DataFrame({
-        "request_id": rid, "ts": _ts(ts),
+        "request_id": rid, "ts": to_ts(ts),
         "user_id": np.where(anon, None, users["user_id"].to_numpy()[uidx]),
         "query": _queries(rng, kind, leaf_r, A[seed], visible, gift, leaves, items),
         "query_kind": np.asarray(vocab.QUERY_KINDS)[kind],
-        "exposed": _lists(ids[E], shown), "clicked": _lists(ids[E], click), "purchased": _lists(ids[E], buy),
+        "exposed": list_column(ids[E], shown), "clicked": list_column(ids[E], click), "purchased": list_column(ids[E], buy),
     })
     rows, its = np.concatenate(gt_r), items["item_id"].to_numpy()[np.concatenate(gt_i)]
     order = np.lexsort((its, rows))
@@ -185,7 +192,7 @@ def simulate_requests(rng: np.random.Generator, market: Marketplace, d0: int, n:
     gt = pd.DataFrame({"request_id": rid, "intent_category_id": leaves["category_id"].to_numpy()[leaf_r],
                        "relevant": pd.arrays.ArrowExtensionArray(
                            pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(its[order])))})
-    return _conform(requests, REQUESTS), _conform(gt, GROUND_TRUTH)
+    return conform(requests, REQUESTS), conform(gt, GROUND_TRUTH)
 
 
 def _queries(rng: np.random.Generator, kind: np.ndarray, leaf_r: np.ndarray, seed_rows: np.ndarray,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,35 +35,26 @@ import pyarrow as pa
 
 from genrecall.data import schema as S
 from genrecall.data.suites import PARSE_ERROR_COLUMN, PROVIDES, SUITES, Checks, Refs, id_set, is_null  # noqa: F401 (re-export)
+from genrecall.data.validate_config import ValidateConfig
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported: no analytics calls
 
-import great_expectations as gx  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+import great_expectations as gx
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 REASONS_COLUMN = "reasons"
 SOURCE_ROW_COLUMN = "source_row"
-ORDER = ("categories", "items", "price_events", "users", "requests", "ground_truth",
-         "products", "judgments", "sid_assignments")  # dependency order for cross-table checks
-
-
-@dataclass
-class ValidateConfig:
-    """Thresholds and ranges for the validate stage."""
-
-    max_bad_share: float = 0.05  # a table fails when more than 5% of its rows are quarantined
-    per_table: dict[str, float] = field(default_factory=dict)  # max_bad_share overrides by table name
-    title_max_len: int = 500  # longest Home Depot title is ~150 chars; 500 flags garbage, not products
-    query_max_len: int = 200  # search boxes cap queries well below this
-    # Explicit UTC range every timestamp must lie in. Wide by default (catches epoch-0 and year-9999
-    # garbage); the daily rebuild narrows it to the delta's day with dataclasses.replace.
-    ts_min: str = "2000-01-01T00:00:00+00:00"
-    ts_max: str = "2100-01-01T00:00:00+00:00"
-    relevance_min: float = 1.0  # Home Depot judgments are averages of 1-3 ratings
-    relevance_max: float = 3.0
-
-    def threshold(self, table: str) -> float:
-        return float(self.per_table.get(table, self.max_bad_share))
+ORDER = (
+    "categories",
+    "items",
+    "price_events",
+    "users",
+    "requests",
+    "ground_truth",
+    "products",
+    "judgments",
+    "sid_assignments",
+)  # dependency order for cross-table checks
 
 
 @dataclass
@@ -101,12 +92,17 @@ class ValidationReport:
         return {"passed": self.passed, "tables": {k: v.to_dict() for k, v in self.tables.items()}}
 
     def to_markdown(self) -> str:
-        lines = [f"# Validation: {'PASS' if self.passed else 'FAIL'}", "",
-                 "| table | rows in | good | quarantined | bad share | max | result |",
-                 "|---|---:|---:|---:|---:|---:|---|"]
-        for t in self.tables.values():
-            lines.append(f"| {t.table} | {t.rows_in} | {t.good} | {t.quarantined} | {t.bad_share:.2%} "
-                         f"| {t.max_bad_share:.2%} | {'pass' if t.passed else '**FAIL**'} |")
+        lines = [
+            f"# Validation: {'PASS' if self.passed else 'FAIL'}",
+            "",
+            "| table | rows in | good | quarantined | bad share | max | result |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        lines.extend(
+            f"| {t.table} | {t.rows_in} | {t.good} | {t.quarantined} | {t.bad_share:.2%} "
+            f"| {t.max_bad_share:.2%} | {'pass' if t.passed else '**FAIL**'} |"
+            for t in self.tables.values()
+        )
         for t in self.tables.values():
             if t.reasons or t.skipped:
                 lines += ["", f"## {t.table}"]
@@ -120,8 +116,11 @@ class ValidationError(RuntimeError):
 
     def __init__(self, report: ValidationReport) -> None:
         self.report = report
-        parts = [f"{t.table}: {t.quarantined}/{t.rows_in} rows bad ({t.bad_share:.1%} > {t.max_bad_share:.1%}"
-                 f"; top reasons {dict(Counter(t.reasons).most_common(3))})" for t in report.failures()]
+        parts = [
+            f"{t.table}: {t.quarantined}/{t.rows_in} rows bad ({t.bad_share:.1%} > {t.max_bad_share:.1%}"
+            f"; top reasons {dict(Counter(t.reasons).most_common(3))})"
+            for t in report.failures()
+        ]
         super().__init__("validation failed for " + "; ".join(parts))
 
 
@@ -145,8 +144,9 @@ def _run_suite(ctx: Any, name: str, checks: Checks) -> list[list[str]]:
     """Run the table's suite in GX; the list of broken reasons for every row."""
     asset = ctx.data_sources.add_pandas(f"genrecall_{name}").add_dataframe_asset(name)
     suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=checks.expectations))
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(
-        name=name, data=asset.add_batch_definition_whole_dataframe("whole"), suite=suite))
+    vd = ctx.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=asset.add_batch_definition_whole_dataframe("whole"), suite=suite)
+    )
     result = vd.run(batch_parameters={"dataframe": checks.gx}, result_format={"result_format": "COMPLETE"})
     reasons: list[list[str]] = [[] for _ in range(checks.n)]
     for r in result.results:
@@ -170,8 +170,11 @@ def _merge_ref(refs: Refs, key: str, ids: set) -> None:
     refs[key] = ids | (refs[key] or set())
 
 
-def validate_tables(tables: Mapping[str, pd.DataFrame], cfg: ValidateConfig | None = None,
-                    reference: Mapping[str, pd.DataFrame] | None = None) -> ValidationResult:
+def validate_tables(
+    tables: Mapping[str, pd.DataFrame],
+    cfg: ValidateConfig | None = None,
+    reference: Mapping[str, pd.DataFrame] | None = None,
+) -> ValidationResult:
     """Validate raw tables (by contract name) against their suites; see the module docstring.
 
     ``reference``: already-validated tables (e.g. yesterday's items/users) that cross-table checks may
@@ -199,9 +202,16 @@ def validate_tables(tables: Mapping[str, pd.DataFrame], cfg: ValidateConfig | No
             raise RuntimeError(f"{name}: {checks.n} rows in != {len(good[name])} good + {len(q)} quarantined")
         share = float(bad.mean()) if checks.n else 0.0
         reports[name] = TableReport(
-            table=name, rows_in=checks.n, good=len(good[name]), quarantined=int(bad.sum()), bad_share=share,
-            max_bad_share=cfg.threshold(name), passed=share <= cfg.threshold(name),
-            reasons=dict(sorted(Counter(r for rs in row_reasons for r in rs).items())), skipped=checks.skipped)
+            table=name,
+            rows_in=checks.n,
+            good=len(good[name]),
+            quarantined=int(bad.sum()),
+            bad_share=share,
+            max_bad_share=cfg.threshold(name),
+            passed=share <= cfg.threshold(name),
+            reasons=dict(sorted(Counter(r for rs in row_reasons for r in rs).items())),
+            skipped=checks.skipped,
+        )
         if name in PROVIDES:
             key, col = PROVIDES[name]
             _merge_ref(refs, key, id_set(good[name], col))

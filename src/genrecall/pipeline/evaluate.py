@@ -130,7 +130,11 @@ def query_texts(queries: pd.Series) -> list[str]:
     return [normalize_query(q) for q in queries]
 
 
-def _prompts(tok: Any, queries: pd.Series, contexts: dict[int, Any] | None, request_ids: pd.Series) -> list[list[int]]:
+def request_prompts(
+    tok: Any, queries: pd.Series, contexts: dict[int, Any] | None, request_ids: pd.Series
+) -> list[list[int]]:
+    """The generator's prompt for each request: its normalised query, plus the user's context (by
+    request id) when ``contexts`` has one. The pipeline's evaluate and the daily gate prompt alike."""
     ctx = contexts or {}
     return [encode_user_query(tok, normalize_query(q), ctx.get(int(r))) for q, r in zip(queries, request_ids)]
 
@@ -160,7 +164,7 @@ def evaluate(
     log = read_table(REQUESTS, data_dir)
     split = time_split(log, cfg.test_days)
     quality = item_quality(split.train, listed["item_id"].to_numpy(np.int64), cfg.quality_prior_strength)
-    metric_kw = {
+    metric_kw: dict[str, Any] = {
         "n_items": cfg.n_items,
         "truncate_n": cfg.truncate_n,
         "items_beam": cfg.items_beam,
@@ -178,7 +182,7 @@ def evaluate(
         run = generate_sids(
             gen,
             indexes[method].trie,
-            _prompts(gen.tokenizer, sem["query"], None, sem["request_id"]),
+            request_prompts(gen.tokenizer, sem["query"], None, sem["request_id"]),
             max(cfg.beams),
             cfg.beam_batch,
             texts=query_texts(sem["query"]),
@@ -204,7 +208,7 @@ def evaluate(
         run = generate_sids(
             gen,
             indexes["cq_sid"].trie,
-            _prompts(gen.tokenizer, per["query"], ctx, per["request_id"]),
+            request_prompts(gen.tokenizer, per["query"], ctx, per["request_id"]),
             max(per_beams),
             cfg.beam_batch,
             texts=query_texts(per["query"]),
@@ -245,7 +249,9 @@ def personalized_generators(
         ("cq_sid", gen_dir / "cq_sid" / "uq2sid" / "final", contexts),
         ("cq_sid_q2sid", gen_dir / "cq_sid" / "q2sid" / "final", None),
     ]
-    for name in cfg.rl_methods if rl_dir is not None else ():
+    if rl_dir is None:
+        return out
+    for name in cfg.rl_methods:
         path = Path(rl_dir) / "cq_sid" / name / "final"
         if (path / "model.safetensors").exists():
             out.append((name, path, contexts))

@@ -12,7 +12,7 @@ stage (or ``cfg.stages``), the stage's final generator is loaded (warm start) an
 Stages and methods not fine-tuned (I2SID, Q2SID, the RQ-VAE baseline by default) are carried over
 unchanged: neither the bundle nor the daily gate uses them, and a full rebuild retrains them all. On
 a full-rebuild day (tokenizer refit) the whole progressive SFT runs instead (``pipeline.train.train``).
-When production serves an EG-GRPO model, ``lineage.py`` decides where the served stage starts.
+When production serves an EG-GRPO model, ``daily/lineage.py`` decides where the served stage starts.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from genrecall.gen.model import load_generator
 from genrecall.gen.semantic import SentenceEncoder
 from genrecall.gen.sft import SFTConfig, train_sft
 from genrecall.gen.tokenizer import TokenizerConfig
-from genrecall.pipeline.daily_state import daily_methods, day_mode, fresh
-from genrecall.pipeline.lineage import LINEAGE, retrain_rl, warm_start
+from genrecall.pipeline.daily.lineage import LINEAGE, retrain_rl, warm_start
+from genrecall.pipeline.daily.state import daily_methods, day_mode, fresh
 from genrecall.pipeline.train import method_contexts, train, train_config
 from genrecall.sid.encoder import EncoderConfig
 from genrecall.sid.index import SidIndex

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,10 +31,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from genrecall.atomic import write_json_atomic
 from genrecall.faults import crashpoint
 from genrecall.gen.model import Generator, load_generator
 from genrecall.sid.index import SidIndex
 from genrecall.sid.tokenizer import SidTokenizer
+from genrecall.sid.trie import SidTrie
 
 BUNDLE_NAME = "genrecall-bundle"  # the BentoML model name of every bundle
 FORMAT, FORMAT_VERSION = "genrecall-bundle", 1
@@ -246,22 +246,8 @@ def write_bundle(
     )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     manifest = Manifest(**{**asdict(manifest), "version": version or f"{stamp}-{manifest.content_digest()[:10]}"})
-    _write_json_atomic(out / MANIFEST, manifest.to_dict())
+    write_json_atomic(out / MANIFEST, manifest.to_dict())
     return manifest
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write-temp-then-rename: readers see the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- verification and loading -----------------------------------------------------------------------------
@@ -326,7 +312,7 @@ class Bundle:
         return self.tag or self.manifest.version
 
     @property
-    def trie(self):
+    def trie(self) -> SidTrie:
         return self.index.trie
 
     @classmethod

@@ -39,8 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from genrecall.atomic import write_json_atomic
 from genrecall.faults import crashpoint
-from genrecall.serving.bundle import BUNDLE_NAME, BundleError, _write_json_atomic, bundle_metrics, resolve, verify
+from genrecall.serving.bundle import BUNDLE_NAME, BundleError, bundle_metrics, resolve, verify
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,6 @@ class ProductionPointer:
                 held[key] = 0
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    _locked = locked  # the old private name
-
     def _reconcile(self) -> None:
         """Append the audit record of a pointer change whose writer died before logging it."""
         if not self.path.exists():
@@ -239,7 +238,7 @@ class ProductionPointer:
             "reason": reason,
             "event": event,
         }
-        _write_json_atomic(self.path, state)
+        write_json_atomic(self.path, state)
         crashpoint("pointer:before-audit")  # drill: the pointer moved, the audit record is not written yet
         self._log(event, state)
 
@@ -334,7 +333,7 @@ def gate(
         if decision.promoted and production != tag:
             pointer.set(tag, reason="; ".join(decision.reasons) or "passed the gate")
         saved.parent.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(saved, decision.to_dict())
+        write_json_atomic(saved, decision.to_dict())
     return decision
 
 

@@ -156,7 +156,6 @@ class SidTokenizer:
         self.cfg = cfg or SidTokenizerConfig()
         self.model: RQVAE | None = None
         self.category_ids = np.empty(0, dtype=np.int64)  # category_ids[code] = category of level-1 code
-        self._cat_to_code: dict[int, int] = {}
 
     # -- helpers --------------------------------------------------------------------------------
     @property
@@ -205,7 +204,6 @@ class SidTokenizer:
         known = np.unique(cats[~np.isnan(cats)]).astype(np.int64) if cats is not None else np.empty(0, np.int64)
         sizes = resolve_codebook_sizes(cfg, n, len(known))  # the baseline gets the same level-1 size
         self.category_ids = known if cfg.forcing else np.empty(0, np.int64)
-        self._cat_to_code = {int(c): i for i, c in enumerate(self.category_ids)}
         forced_np = self.category_code(cats, n)
 
         # item -> its queries, as CSR arrays (items without queries have an empty slice)
@@ -369,5 +367,4 @@ class SidTokenizer:
         tok.model.load_state_dict(load_file(str(directory / "model.safetensors")))
         tok.model.eval()
         tok.category_ids = np.asarray(meta["category_ids"], dtype=np.int64)
-        tok._cat_to_code = {int(c): i for i, c in enumerate(tok.category_ids)}
         return tok

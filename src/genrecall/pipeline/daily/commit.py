@@ -3,7 +3,7 @@ bundle, version the day's record with DVC, and write the day's markdown report.
 
 ``commit`` is the only step that touches live outputs (journaled renames: a rerun rolls forward);
 ``publish`` moves the production pointer only when the candidate is no worse than production *on the
-same sample of today's requests* (``daily_gate.py``); ``version`` commits ``daily/day-d`` with DVC.
+same sample of today's requests* (``gate.py``); ``version`` commits ``daily/day-d`` with DVC.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from genrecall.atomic import write_json_atomic
 from genrecall.faults import crashpoint
-from genrecall.pipeline import daily_state as D
+from genrecall.pipeline.daily import state as D
 
-log = logging.getLogger("genrecall.pipeline.daily")  # one logger for the whole daily rebuild
+log = logging.getLogger(__name__)  # a child of "genrecall.pipeline.daily": one level for the whole rebuild
 
 LIVE = ("raw", "validated", "embeddings", "sid", "feast", "generator", "models_sid")
 
@@ -58,7 +59,7 @@ def commit(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
 
 def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """The gate: the day's bundle becomes production only if no worse than production, both measured on
-    the same sample of today's requests (``evaluate`` step). Falls back to ``gate.py``'s manifest
+    the same sample of today's requests (``evaluate`` step). Falls back to ``serving/gate.py``'s manifest
     comparison when there was no production to measure, or production moved since."""
     from genrecall.serving.gate import GateConfig, gate
 
@@ -88,7 +89,7 @@ def publish(ws: D.Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
         "reasons": decision.reasons,
         "basis": basis,
     }
-    D.write_json(ws.record(day, "reports/publish.json"), result)
+    write_json_atomic(ws.record(day, "reports/publish.json"), result)
     ws.record(day, "reports/summary.md").write_text(summary_markdown(D.load_state(ws, day), result))
     return result
 
@@ -103,7 +104,7 @@ def _git(ws: D.Workspace, *args: str) -> str:
     }
     env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
     env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
-    done = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True)
+    done = subprocess.run(args, check=False, cwd=ws.root, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     return done.stdout.strip()

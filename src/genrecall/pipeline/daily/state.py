@@ -1,6 +1,6 @@
 """The daily rebuild's bookkeeping: the workspace layout, the config, and each day's state (which
-steps are done, for which inputs, with what result). The steps themselves are in ``daily.py``,
-``daily_drift.py`` and ``daily_commit.py``; all of them build on this module.
+steps are done, for which inputs, with what result). The steps themselves are in ``steps.py``,
+``drift.py`` and ``commit.py``; all of them build on this module.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from genrecall.atomic import write_json_atomic
 from genrecall.config import from_dict
 from genrecall.faults import crashpoint
 
@@ -53,10 +54,10 @@ class DailyConfig:
     dvc: bool = True  # version each day's record with DVC when the workspace is a DVC + git repo
     dvc_push: bool = True  # push it to the default DVC remote (when one is configured)
     keep_stages: int = 2  # staging dirs of finished days kept for inspection; older ones are deleted
-    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig (finetune.py)
+    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig (pipeline/finetune.py)
     methods: tuple[str, ...] = ()  # SID methods kept current on incremental days; () = the served one only
     #                                (the RQ-VAE baseline is a research comparison: refreshed by full rebuilds)
-    gate_eval: dict[str, Any] = field(default_factory=dict)  # DailyGateConfig (daily_gate.py)
+    gate_eval: dict[str, Any] = field(default_factory=dict)  # DailyGateConfig (daily/gate.py)
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,6 @@ class InjectedFailure(RuntimeError):
 
 
 # -- day state: which steps are done, with what result ---------------------------------------------
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)  # readers see the old state or the new one
-
-
 def load_state(ws: Workspace, day: int) -> dict[str, Any]:
     path = ws.day_dir(day) / "state.json"
     return json.loads(path.read_text()) if path.exists() else {"day": day, "steps": {}}
@@ -167,7 +161,7 @@ def run_step(
     if tracked:
         state["steps"][name]["peak_rss_mb"] = peak_rss_mb()
     state["done"] = all(s in state["steps"] for s in STEPS)
-    write_json(ws.day_dir(day) / "state.json", state)
+    write_json_atomic(ws.day_dir(day) / "state.json", state)  # a reader sees the old state or the new one
     return result
 
 
@@ -197,7 +191,10 @@ def config_of(cls: type, params: dict[str, Any], name: str) -> Any:
 
 
 def as_result(obj: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, default=str))
+    """A step's result as plain JSON data (a dataclass instance becomes its dict)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    return json.loads(json.dumps(obj, default=str))
 
 
 def main_method(params: dict[str, Any]) -> str:

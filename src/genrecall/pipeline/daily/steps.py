@@ -1,74 +1,35 @@
-"""The daily rebuild's logic: one simulated (or real) day of catalog and log changes, applied to a
-pipeline workspace without ever touching what serves until the day is complete.
-
-A *workspace* is the directory the DVC pipeline ran in (``data/``, ``models/``, ``reports/``,
-``feature_repo/``). Day ``d`` runs these steps (``STEPS``), each a plain function of
-``(workspace, day, params)`` that the Prefect flow (``flows/daily_rebuild.py``) wraps in a task:
-
-    ingest   the source's next day -> ``daily/day-d/delta`` (new/changed items, new users, the log)
-    validate delta vs yesterday's validated tables (GX; quarantine; fails above threshold), merged
-    embed    the merged tables; the cache encodes only new/changed texts
-    drift    share of items new since the last full fit, quantization error of today's new items
-    sids     frozen tokenizer: new items join clusters, delisted leave (or, on drift, a full refit
-             whose level codes are aligned to the old ones by Hungarian matching on item overlap)
-    features Feast: append the day's rows, push them to the online store (full build on drift)
-    finetune warm start + replay of the served generator (``finetune.py``), or full progressive SFT on drift
-    evaluate candidate and production bundle on the same sample of today's requests (``daily_gate.py``);
-             on drift also the pipeline's full evaluate
-    package  the bundle, saved to the BentoML store (not promoted yet)
-    commit   swap every staged output into the live workspace (journaled: a rerun rolls forward)
-    publish  the gate: the bundle becomes production only if no worse than production
-    version  ``dvc add`` the day's record, git commit, ``dvc push`` (skipped with a warning without DVC)
-
-(``drift`` lives in ``daily_drift.py``; ``commit``, ``publish`` and ``version`` in ``daily_commit.py``;
-the workspace, config and per-day state in ``daily_state.py``.) Cost follows the delta: an
-incremental day updates only the served method's index and generator (``daily.methods``) and gates
-on a capped sample (``daily.gate_eval``); the baseline method is refreshed by full rebuilds.
-
-Everything before ``commit`` writes only under ``data/daily/day-d/stage`` and ``daily/day-d``, so
-a crash leaves production serving and the live data as it was. Each finished step is recorded in
-``data/daily/day-d/state.json`` with a hash of its inputs; a rerun skips finished steps and redoes
-an interrupted one from scratch, so the day completes exactly once.
+"""The daily rebuild's data and model steps, each a plain function of ``(workspace, day, params)``:
+ingest, validate, embed, sids, features, evaluate and package (``drift`` is in ``drift.py``; ``commit``,
+``publish`` and ``version`` in ``commit.py``; the order and the runner in ``run.py``). Everything here
+writes only under the day's stage and record; heavy modules are imported inside the step that needs them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from genrecall.atomic import write_json_atomic
 from genrecall.config import from_dict
 from genrecall.data import schema as S
 from genrecall.faults import crashpoint
-from genrecall.pipeline.daily_commit import commit, publish, version
-from genrecall.pipeline.daily_drift import drift
-from genrecall.pipeline.daily_state import (  # noqa: F401 (the daily rebuild's API, re-exported)
-    FAIL_ENV,
-    STEPS,
+from genrecall.pipeline.daily.state import (
     DailyConfig,
-    InjectedFailure,
     Workspace,
     as_result,
     config_of,
     daily_methods,
     day_mode,
     fresh,
-    inputs_hash,
     load_state,
     main_method,
-    next_day_number,
-    run_step,
-    write_json,
 )
-from genrecall.pipeline.finetune import finetune_day
 
-log = logging.getLogger(__name__)
 DAY_METRICS = "daily_metrics.json"  # the day's gate-sample numbers (reports/ and daily/day-d/reports/)
 
 
@@ -159,7 +120,7 @@ def embed_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]
 
 def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Frozen tokenizer (new items join clusters) or, on drift, a full refit aligned to the old codes."""
-    from genrecall.pipeline.daily_drift import FIT_RECORD, align_codes, fit_record
+    from genrecall.pipeline.daily.drift import FIT_RECORD, align_codes, fit_record
     from genrecall.pipeline.sid import SidConfig, sid, sid_update
     from genrecall.sid.index import SidIndex
     from genrecall.sid.tokenizer import SidTokenizer
@@ -178,13 +139,13 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
             out,
             methods=daily_methods(params),
             reports_dir=reports,
-            changed=_changed_texts(ws.path("validated"), delta),
+            changed=np.asarray(_changed_texts(ws.path("validated"), delta), dtype=np.int64),
         )
         crashpoint("sids:mid")  # drill: the staged index is written, its health report is not
         _keep_other_health(ws.path("reports") / "sid_health.json", reports / "sid_health.json")
         return {"mode": "incremental", **as_result(res)}
     models, out = fresh(ws.stage(day, ws.models_sid)), fresh(ws.stage(day, ws.sid))
-    res = sid(cfg, data, emb, models, out, reports, show_progress=False)
+    fit = sid(cfg, data, emb, models, out, reports, show_progress=False)
     alignment = {}
     for method in cfg.methods:
         tok = SidTokenizer.load(models / method)
@@ -192,16 +153,16 @@ def sids_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
         tok.save(models / method)
         index.save(out / method)
     main = main_method(params)
-    write_json(models / FIT_RECORD, fit_record(out / main, models / main, data, emb))
-    write_json(reports / "sid_alignment.json", alignment)
-    return {"mode": "full", "sids": {m: s.sids for m, s in res.methods.items()}, "alignment": alignment}
+    write_json_atomic(models / FIT_RECORD, fit_record(out / main, models / main, data, emb))
+    write_json_atomic(reports / "sid_alignment.json", alignment)
+    return {"mode": "full", "sids": {m: s.sids for m, s in fit.methods.items()}, "alignment": alignment}
 
 
 def _keep_other_health(live: Path, staged: Path) -> None:
     """An incremental day measures only the methods it updated: the others (the RQ-VAE baseline, whose
     index is refreshed by full rebuilds) keep their entries, which still describe their live index."""
     if live.exists() and staged.exists():
-        write_json(staged, {**json.loads(live.read_text()), **json.loads(staged.read_text())})
+        write_json_atomic(staged, {**json.loads(live.read_text()), **json.loads(staged.read_text())})
 
 
 def _changed_texts(live_dir: Path, delta_items: pd.DataFrame) -> list[int]:
@@ -235,10 +196,10 @@ def features_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
 
 
 def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
-    """The gate's evidence: candidate and production bundle on the same sample (``daily_gate.py``); a
+    """The gate's evidence: candidate and production bundle on the same sample (``gate.py``); a
     full-rebuild day also runs the pipeline's evaluate for metrics.json, as ``dvc repro`` would."""
     from genrecall.gen.model import load_generator
-    from genrecall.pipeline.daily_gate import DailyGateConfig, compare_on_sample
+    from genrecall.pipeline.daily.gate import DailyGateConfig, compare_on_sample
     from genrecall.pipeline.evaluate import EvaluateConfig, evaluate
     from genrecall.serving.bundle import Bundle
     from genrecall.serving.gate import production_tag
@@ -279,14 +240,14 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
         method=method,
         production_feast_data_dir=own,
     )
-    write_json(reports / "daily_gate.json", paired)
+    write_json_atomic(reports / "daily_gate.json", paired)
     crashpoint("evaluate:mid")  # drill: the paired numbers are written, the day's metrics are not
     # The day's numbers get their own file: metrics.json keeps the pipeline's full block (every method, the
     # RL variants, sid_health), which only a full evaluation rewrites. An incremental day's bundle manifest
     # carries these gate-sample numbers (package_day); the report's daily history reads them.
     steps = load_state(ws, day)["steps"]
     ingest = steps["ingest"]["result"]
-    write_json(
+    write_json_atomic(
         reports / DAY_METRICS,
         {
             **paired["candidate"],
@@ -307,7 +268,7 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
 
 def _production_feast(ws: Workspace, day: int, params: dict[str, Any], tag: str) -> Path:
     """After a refit: a Feast build of today's data with *production's* SID assignments (scratch), so
-    production is prompted with recent SIDs in its own code space (``daily_gate.py``)."""
+    production is prompted with recent SIDs in its own code space (``gate.py``)."""
     from genrecall.features.sources import FeaturesConfig
     from genrecall.pipeline.features import features
     from genrecall.serving.bundle import resolve
@@ -366,34 +327,3 @@ def package_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, An
         dvc_lock=ws.root / "dvc.lock",
     )
     return {"tag": res.tag, "version": res.version, "items": res.items, "sids": res.sids}
-
-
-def run_day(
-    ws: Workspace,
-    params: dict[str, Any],
-    *,
-    day: int | None = None,
-    fail_at: str | None = None,
-    steps: dict[str, Callable[..., dict[str, Any]]] | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) one day without Prefect: every step in order; returns the day's state."""
-    day = next_day_number(ws) if day is None else day
-    for name in STEPS:
-        run_step(ws, day, name, (steps or STEP_FUNCTIONS)[name], params, fail_at=fail_at)
-    return load_state(ws, day)
-
-
-STEP_FUNCTIONS: dict[str, Callable[[Workspace, int, dict[str, Any]], dict[str, Any]]] = {
-    "ingest": ingest,
-    "validate": validate_day,
-    "embed": embed_day,
-    "drift": drift,
-    "sids": sids_day,
-    "features": features_day,
-    "finetune": finetune_day,
-    "evaluate": evaluate_day,
-    "package": package_day,
-    "commit": commit,
-    "publish": publish,
-    "version": version,
-}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from genrecall.pipeline import daily_state as D
+from genrecall.pipeline.daily import state as D
 
 FIT_RECORD = "daily_fit.json"  # beside the tokenizers: what the last full fit saw (drift baseline)
 
@@ -123,8 +123,8 @@ def drift_reasons(
         )
         + (
             [
-                f"items of categories the tokenizer never saw: share {unseen_share:.4f} > {cfg.max_unseen_category_share} "
-                f"({len(unseen)} categories)"
+                f"items of categories the tokenizer never saw: share {unseen_share:.4f} > "
+                f"{cfg.max_unseen_category_share} ({len(unseen)} categories)"
             ]
             if unseen_share > cfg.max_unseen_category_share
             else []

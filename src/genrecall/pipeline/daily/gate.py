@@ -41,10 +41,10 @@ from genrecall.features.sources import log_exposure_stats
 from genrecall.gen.model import Generator
 from genrecall.pipeline.evaluate import (
     EvaluateConfig,
-    _prompts,
     generate_sids,
     quality_from_stats,
     query_texts,
+    request_prompts,
     sample_requests,
 )
 from genrecall.pipeline.train import feast_contexts
@@ -142,7 +142,7 @@ def gate_metrics(
     (``contexts``: this side's user contexts, default the sample's)."""
     cfg, tok = sample.eval_cfg, gen.tokenizer
     contexts = sample.contexts if contexts is None else contexts
-    kw = {
+    kw: dict[str, Any] = {
         "beams": cfg.beams,
         "n_items": cfg.n_items,
         "truncate_n": cfg.truncate_n,
@@ -156,7 +156,7 @@ def gate_metrics(
         run = generate_sids(
             gen,
             index.trie,
-            _prompts(tok, rows["query"], ctx, rows["request_id"]),
+            request_prompts(tok, rows["query"], ctx, rows["request_id"]),
             max(cfg.beams),
             beam_batch,
             texts=query_texts(rows["query"]),

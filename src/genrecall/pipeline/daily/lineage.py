@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from genrecall.config import from_dict
-from genrecall.pipeline.daily_state import DailyConfig, config_of
+from genrecall.pipeline.daily.state import DailyConfig, config_of
 from genrecall.pipeline.train import TrainConfig
 
 LINEAGE = "lineage.json"  # beside a fine-tuned stage's final/: the served model its weights descend from
