@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from genrecall.sid.tokenizer import (
+    QueryIndex,
     QueryPairs,
     SidTokenizer,
     SidTokenizerConfig,
-    masked_info_nce,
+    query_info_nce,
     resolve_codebook_sizes,
 )
 
@@ -64,15 +65,29 @@ def test_forcing_needs_a_code_per_category() -> None:
     assert resolve_codebook_sizes(_cfg(codebook_sizes=("auto", "auto"), level1_spare=2), 12_000, 30) == (32, 128)
 
 
-def test_masked_info_nce_gives_no_gradient_to_items_without_queries() -> None:
+def test_query_info_nce_gives_no_gradient_to_items_without_queries() -> None:
     torch.manual_seed(0)
     z = torch.randn(6, 4, requires_grad=True)
-    mask = torch.tensor([True, False, True, True, False, True])
+    has_query = np.array([True, False, True, True, False, True])
     q = torch.randn(4, 4)
-    masked_info_nce(z, q, mask, tau=0.1).backward()
-    assert torch.all(z.grad[~mask] == 0)
-    assert torch.all(z.grad[mask].abs().sum(dim=1) > 0)
-    assert masked_info_nce(z, q[:1], torch.tensor([True, False, False, False, False, False]), 0.1) == 0
+    query_info_nce(z, q, has_query, tau=0.1).backward()
+    assert torch.all(z.grad[~has_query] == 0)
+    assert torch.all(z.grad[has_query].abs().sum(dim=1) > 0)
+
+
+def test_query_draw_needs_two_items_with_queries_and_picks_their_own() -> None:
+    # items 0 and 3 have queries (0: queries 5 and 7, 3: query 2); the others none
+    pairs = QueryPairs(item_index=np.array([3, 0, 0]), query_index=np.array([2, 5, 7]))
+    index = QueryIndex.build(pairs, np.zeros((8, 4), np.float32), n_items=6)
+    assert index.items_with_queries == 2
+    rng = np.random.default_rng(0)
+    assert index.draw(np.array([0, 1, 2]), rng) is None  # one item with a query: no negative, no term
+    for _ in range(20):
+        drawn = index.draw(np.array([4, 3, 1, 0]), rng)
+        assert drawn is not None
+        has, pick = drawn
+        assert has.tolist() == [False, True, False, True]
+        assert index.query_of[pick[0]] == 2 and index.query_of[pick[1]] in (5, 7)
 
 
 def test_query_contrastive_pulls_items_towards_their_queries() -> None:
@@ -110,7 +125,7 @@ def test_same_seed_same_codes_and_save_load(tmp_path: Path) -> None:
 
 
 def test_baseline_ignores_categories_and_codebooks_stay_alive() -> None:
-    x, cats, _truth = _catalog(n=800)
+    x, cats, _ = _catalog(n=800)
     tok = SidTokenizer(_cfg(method="rq_vae", epochs=4))
     report = tok.fit(x, cats)
     assert not tok.cfg.forcing and len(tok.category_ids) == 0

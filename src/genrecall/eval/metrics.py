@@ -272,20 +272,14 @@ def evaluate_generator(
     item -> score or an array indexed by item id; unknown items score 0).
     """
     _check_len(run, targets)
-    beams = tuple(int(b) for b in beams)
-    if not beams or any(b < 1 for b in beams) or list(beams) != sorted(set(beams)):
-        raise ValueError(f"beams must be increasing positive ints, got {beams}")
-    if items_beam is not None and items_beam not in beams:
-        raise ValueError(f"items_beam={items_beam} is not in the sweep {beams}")
+    beams = _checked_beams(beams, items_beam)
     ns = tuple(sorted({int(truncate_n), *(int(n) for n in n_items)}))
     expand, score = as_sid_lookup(index), as_item_quality(quality)
     pair_req, pair_item = target_pairs(targets)
-    bmax = max(beams)
     hits = np.zeros(len(beams), dtype=np.int64)
     thits = np.zeros((len(ns), len(beams)), dtype=np.int64)
     n_cand = np.zeros(len(beams), dtype=np.int64)
-    b_arr, n_arr = np.asarray(beams, dtype=np.int64), np.asarray(ns, dtype=np.int64)
-
+    b_arr = np.asarray(beams, dtype=np.int64)
     chunks = _chunks(len(run), chunk_requests)
     bounds = np.searchsorted(pair_req, [s for s, _ in chunks] + [len(run)])
     prog, task = _progress(len(run), "evaluate", progress and len(run) > chunk_requests)
@@ -293,32 +287,13 @@ def evaluate_generator(
         for i, (s, e) in enumerate(chunks):
             lo, hi = bounds[i], bounds[i + 1]
             preq, pitem = pair_req[lo:hi] - s, pair_item[lo:hi]
-            ex = _expand(run.sids[s:e], expand, bmax, int(pitem.max()) if pitem.size else 0)
+            ex = _expand(run.sids[s:e], expand, max(beams), int(pitem.max()) if pitem.size else 0)
             entry, rank = _lookup_ranks(ex, preq, pitem)
             hits += np.searchsorted(np.sort(rank), b_arr, side="left")  # pairs with rank < B
             n_cand += np.searchsorted(np.sort(ex.rank), b_arr, side="left")
-            if ex.req.size == 0 or preq.size == 0:
-                prog.advance(task, e - s)
-                continue
-            # One order per chunk: request, quality desc, SID rank, item id. ``ex`` is (request, item)
-            # sorted and the sort is stable, so the item id tie-break comes for free. One int64 key
-            # sorts ~10x faster than np.lexsort on a float key.
-            q_rank = np.unique(-score(ex.item), return_inverse=True)[1].astype(np.int64).ravel()
-            key = (ex.req * (int(q_rank.max()) + 1) + q_rank) * (bmax + 1) + ex.rank
-            order = np.argsort(key, kind="stable")
-            inv = np.empty_like(order)
-            inv[order] = np.arange(order.size)
-            o_rank = ex.rank[order]
-            at = inv[np.maximum(entry, 0)]  # each pair's place in the ordered chunk
-            seg_start = np.searchsorted(ex.req[order], preq)  # place of its request's first entry
-            for j, b in enumerate(beams):
-                cs = np.cumsum(o_rank < b)
-                before = np.where(seg_start > 0, cs[np.maximum(seg_start - 1, 0)], 0)
-                position = cs[at] - before  # 1-based place of the target in its truncated list
-                ok = rank < b
-                thits[:, j] += (ok[None, :] & (position[None, :] <= n_arr[:, None])).sum(axis=1)
+            if ex.req.size and preq.size:
+                thits += _truncated_hits(ex, entry, rank, preq, score, beams, ns)
             prog.advance(task, e - s)
-
     n_pairs, n_req = int(pair_req.size), len(run)
     hr = hits / max(n_pairs, 1)
     trunc = {n: thits[k] / max(n_pairs, 1) for k, n in enumerate(ns)}
@@ -328,6 +303,50 @@ def evaluate_generator(
         j = beams.index(items_beam) if items_beam is not None else int(np.argmax(curve))
         items[int(n)], items_at[int(n)] = float(curve[j]), beams[j]
     return GeneratorMetrics(beams, hr, trunc, n_cand / max(n_req, 1), items, items_at, int(truncate_n), n_req, n_pairs)
+
+
+def _checked_beams(beams: Sequence[int], items_beam: int | None) -> tuple[int, ...]:
+    """The beam sweep as ints; it must increase, and hold ``items_beam`` when one is given."""
+    beams = tuple(int(b) for b in beams)
+    if not beams or any(b < 1 for b in beams) or list(beams) != sorted(set(beams)):
+        raise ValueError(f"beams must be increasing positive ints, got {beams}")
+    if items_beam is not None and items_beam not in beams:
+        raise ValueError(f"items_beam={items_beam} is not in the sweep {beams}")
+    return beams
+
+
+def _truncated_hits(
+    ex: _Expansion,
+    entry: np.ndarray,
+    rank: np.ndarray,
+    preq: np.ndarray,
+    score: Callable[[np.ndarray], np.ndarray],
+    beams: tuple[int, ...],
+    ns: tuple[int, ...],
+) -> np.ndarray:
+    """(len(ns), len(beams)) pairs of one chunk whose target is in the first N of its request's list
+    at B beams, the list ordered by quality (desc), then SID rank, then item id."""
+    bmax = max(beams)
+    n_arr = np.asarray(ns, dtype=np.int64)
+    thits = np.zeros((len(ns), len(beams)), dtype=np.int64)
+    # One order per chunk: request, quality desc, SID rank, item id. ``ex`` is (request, item)
+    # sorted and the sort is stable, so the item id tie-break comes for free. One int64 key
+    # sorts ~10x faster than np.lexsort on a float key.
+    q_rank = np.unique(-score(ex.item), return_inverse=True)[1].astype(np.int64).ravel()
+    key = (ex.req * (int(q_rank.max()) + 1) + q_rank) * (bmax + 1) + ex.rank
+    order = np.argsort(key, kind="stable")
+    inv = np.empty_like(order)
+    inv[order] = np.arange(order.size)
+    o_rank = ex.rank[order]
+    at = inv[np.maximum(entry, 0)]  # each pair's place in the ordered chunk
+    seg_start = np.searchsorted(ex.req[order], preq)  # place of its request's first entry
+    for j, b in enumerate(beams):
+        cs = np.cumsum(o_rank < b)
+        before = np.where(seg_start > 0, cs[np.maximum(seg_start - 1, 0)], 0)
+        position = cs[at] - before  # 1-based place of the target in its truncated list
+        ok = rank < b
+        thits[:, j] += (ok[None, :] & (position[None, :] <= n_arr[:, None])).sum(axis=1)
+    return thits
 
 
 def beams_to_target(curve: np.ndarray | Sequence[float], target: float, *, beams: Sequence[int] = SWEEP) -> int | None:
@@ -340,7 +359,7 @@ def beams_to_target(curve: np.ndarray | Sequence[float], target: float, *, beams
 
 
 def evaluate_ranked_items(
-    ranked_items: np.ndarray | Sequence[Sequence[int]],
+    ranked_items: np.ndarray | Sequence[Sequence[int]] | Sequence[np.ndarray],
     targets: Sequence[Sequence[int]],
     *,
     n_items: Sequence[int] = (100, 1000),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,8 +91,9 @@ def cache_keyword(model: torch.nn.Module) -> str:
     return "past_key_values"
 
 
-def result_cache(res: object) -> object:
-    """The KV cache of a forward's output, under either name (``cache`` in transformers 5.x)."""
+def result_cache(res: object) -> Any:
+    """The KV cache of a forward's output, under either name (``cache`` in transformers 5.x): a
+    transformers ``Cache`` (typed Any: its ``reorder_cache`` is annotated for the legacy LongTensor)."""
     return res.cache if hasattr(res, "cache") else res.past_key_values  # type: ignore[attr-defined]
 
 
@@ -138,7 +140,12 @@ def beam_search(
 
 
 def _beam_batch(
-    model, tokenizer: GenTokenizer, trie: SidTrie, prompts, beam_size: int, semantic: np.ndarray | None = None
+    model: torch.nn.Module,
+    tokenizer: GenTokenizer,
+    trie: SidTrie,
+    prompts: Sequence[Sequence[int]],
+    beam_size: int,
+    semantic: np.ndarray | None = None,
 ) -> list[BeamResult]:
     depth = tokenizer.sid_depth
     if len(trie) == 0:
@@ -146,76 +153,109 @@ def _beam_batch(
     device = next(model.parameters()).device
     cache_kw = cache_keyword(model)
     n = len(prompts)
+    _check_length(model, prompts, depth)
+    ids, attn = left_pad(prompts, tokenizer.pad_id, device)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    # without padding (one prompt, or prompts of one length) the mask is all ones: passing none lets the
+    # model use its plain causal path and skip building a mask every step (same attention, less work)
+    padded = bool((attn == 0).any())
+    cache, logits = _forward(model, ids, attn if padded else None, pos, **semantic_tensor(model, semantic))
+    next_pos = pos[:, -1:] + 1  # (n, 1)
+    child = _child_tensors(trie, tokenizer.sid_vocab_sizes, device)
+    beams = _Beams(
+        scores=torch.zeros((n, 1), dtype=torch.float32, device=device),
+        node=torch.zeros((n, 1), dtype=torch.long, device=device),
+        codes=torch.zeros((n, 1, 0), dtype=torch.long, device=device),
+        parent=torch.zeros((n, 1), dtype=torch.long, device=device),
+        code=torch.zeros((n, 1), dtype=torch.long, device=device),
+    )
+    for t in range(depth):
+        k = beams.scores.shape[1]  # beams per prompt so far
+        beams = _extend_beams(
+            beams, child[t], logits, int(tokenizer.sid_offsets[t]), tokenizer.sid_vocab_sizes[t], beam_size
+        )
+        if t == depth - 1:
+            break
+        # feed the chosen tokens, with the cache rows of their parent beams
+        rows = (torch.arange(n, device=device)[:, None] * k + beams.parent).reshape(-1)
+        cache.reorder_cache(rows)
+        if padded:
+            attn = torch.cat([attn.index_select(0, rows), attn.new_ones((len(rows), 1))], dim=1)
+        next_pos = next_pos.index_select(0, rows)
+        tokens = beams.code.reshape(-1, 1) + int(tokenizer.sid_offsets[t])
+        cache, logits = _forward(model, tokens, attn if padded else None, next_pos, **{cache_kw: cache})
+        next_pos = next_pos + 1
+    return _results(beams)
+
+
+def _forward(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor,
+    **extra: Any,
+) -> tuple[Any, torch.Tensor]:
+    """One cached forward: (the KV cache, the last position's logits)."""
+    res = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+        **extra,
+    )
+    return result_cache(res), res.logits[:, -1, :]
+
+
+def _check_length(model: torch.nn.Module, prompts: Sequence[Sequence[int]], depth: int) -> None:
+    """Refuse prompts that with the SID tokens would not fit the model's positions."""
     max_len = getattr(model.config, "max_position_embeddings", None)
     if max_len is not None and max(len(p) for p in prompts) + depth > max_len:
         raise ValueError(
             f"prompt of {max(len(p) for p in prompts)} tokens + {depth} SID tokens exceeds {max_len} positions"
         )
 
-    ids, attn = left_pad(prompts, tokenizer.pad_id, device)
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    # without padding (one prompt, or prompts of one length) the mask is all ones: passing none lets the
-    # model use its plain causal path and skip building a mask every step (same attention, less work)
-    padded = bool((attn == 0).any())
-    res = model(
-        input_ids=ids,
-        attention_mask=attn if padded else None,
-        position_ids=pos,
-        use_cache=True,
-        logits_to_keep=1,
-        **semantic_tensor(model, semantic),
-    )
-    cache = result_cache(res)
-    logits = res.logits[:, -1, :]
-    next_pos = pos[:, -1:] + 1  # (n, 1)
 
-    child = _child_tensors(trie, tokenizer.sid_vocab_sizes, device)
-    k = 1  # beams per prompt so far
-    scores = torch.zeros((n, 1), dtype=torch.float32, device=device)
-    node = torch.zeros((n, 1), dtype=torch.long, device=device)  # each beam's prefix id in the child tables
-    codes = torch.zeros((n, 1, 0), dtype=torch.long, device=device)
-    for t in range(depth):
-        size = tokenizer.sid_vocab_sizes[t]
-        # a beam may take code c iff its prefix has child c; dead beams (score -inf or no prefix) take nothing
-        live = torch.isfinite(scores) & (node >= 0)  # (n, k)
-        nxt = child[t][node.clamp(min=0)]  # (n, k, size): the prefix id after each code, -1 = not in the trie
-        allowed = (nxt >= 0) & live[..., None]
-        step = _sid_log_probs(logits, int(tokenizer.sid_offsets[t]), size).reshape(n, k, size)
-        cand = (scores[..., None] + step).masked_fill(~allowed, float("-inf")).reshape(n, k * size)
-        new_k = min(beam_size, k * size)
-        # stable sort: ties resolve by (parent beam, code), exactly like the reference
-        top_scores, top_idx = torch.sort(cand, dim=-1, descending=True, stable=True)
-        top_scores, top_idx = top_scores[:, :new_k], top_idx[:, :new_k]
-        parent, code = top_idx // size, top_idx % size
-        node = nxt.reshape(n, k * size).gather(1, top_idx)
-        codes = torch.cat([codes.gather(1, parent[..., None].expand(-1, -1, t)), code[..., None]], dim=2)
-        scores = top_scores
-        if t == depth - 1:
-            break
-        # feed the chosen tokens, with the cache rows of their parent beams
-        rows = (torch.arange(n, device=device)[:, None] * k + parent).reshape(-1)
-        cache.reorder_cache(rows)
-        if padded:
-            attn = torch.cat([attn.index_select(0, rows), attn.new_ones((n * new_k, 1))], dim=1)
-        next_pos = next_pos.index_select(0, rows)
-        tokens = code.reshape(-1, 1) + int(tokenizer.sid_offsets[t])
-        res = model(
-            input_ids=tokens,
-            attention_mask=attn if padded else None,
-            position_ids=next_pos,
-            use_cache=True,
-            logits_to_keep=1,
-            **{cache_kw: cache},
-        )
-        cache = result_cache(res)
-        logits = res.logits[:, -1, :]
-        next_pos = next_pos + 1
-        k = new_k
+@dataclass
+class _Beams:
+    """The live beams of a batch: (n prompts, k beams) scores and trie nodes, (n, k, t) codes so far, and
+    the last step's parent beam and chosen code per beam."""
 
-    prefixes = codes.cpu().numpy()
-    final = scores.cpu().numpy().astype(np.float64)
+    scores: torch.Tensor
+    node: torch.Tensor  # each beam's prefix id in the child tables
+    codes: torch.Tensor
+    parent: torch.Tensor
+    code: torch.Tensor
+
+
+def _extend_beams(
+    beams: _Beams, child: torch.Tensor, logits: torch.Tensor, offset: int, size: int, beam_size: int
+) -> _Beams:
+    """One SID level: every live beam x every code its prefix allows in the trie, the best ``beam_size``."""
+    n, k = beams.scores.shape
+    t = beams.codes.shape[2]
+    # a beam may take code c iff its prefix has child c; dead beams (score -inf or no prefix) take nothing
+    live = torch.isfinite(beams.scores) & (beams.node >= 0)  # (n, k)
+    nxt = child[beams.node.clamp(min=0)]  # (n, k, size): the prefix id after each code, -1 = not in the trie
+    allowed = (nxt >= 0) & live[..., None]
+    step = _sid_log_probs(logits, offset, size).reshape(n, k, size)
+    cand = (beams.scores[..., None] + step).masked_fill(~allowed, float("-inf")).reshape(n, k * size)
+    new_k = min(beam_size, k * size)
+    # stable sort: ties resolve by (parent beam, code), exactly like the reference
+    top_scores, top_idx = torch.sort(cand, dim=-1, descending=True, stable=True)
+    top_scores, top_idx = top_scores[:, :new_k], top_idx[:, :new_k]
+    parent, code = top_idx // size, top_idx % size
+    node = nxt.reshape(n, k * size).gather(1, top_idx)
+    codes = torch.cat([beams.codes.gather(1, parent[..., None].expand(-1, -1, t)), code[..., None]], dim=2)
+    return _Beams(top_scores, node, codes, parent, code)
+
+
+def _results(beams: _Beams) -> list[BeamResult]:
+    """Each prompt's finished beams (best first), without the dead ones (score -inf)."""
+    prefixes = beams.codes.cpu().numpy()
+    final = beams.scores.cpu().numpy().astype(np.float64)
     out = []
-    for i in range(n):
+    for i in range(len(final)):
         keep = np.isfinite(final[i])
         out.append(BeamResult(prefixes[i][keep].copy(), final[i][keep].copy()))
     return out
@@ -238,14 +278,16 @@ def reference_beam_search(
         vector = {} if semantic is None else semantic_tensor(model, semantic[i : i + 1])
         beams: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
         for t in range(depth):
-            candidates = []
+            candidates: list[tuple[float, tuple[int, ...]]] = []
             for score, prefix in beams:
                 ids = list(prompt) + [tokenizer.sid_token_id(p, c) for p, c in enumerate(prefix)]
                 x = torch.tensor([ids], dtype=torch.long, device=device)
                 logp = torch.log_softmax(model(input_ids=x, **vector).logits[0, -1].float(), dim=-1)
-                for c in trie.next_codes(prefix).tolist():
-                    if c < tokenizer.sid_vocab_sizes[t]:
-                        candidates.append((score + float(logp[tokenizer.sid_token_id(t, c)]), prefix + (c,)))
+                candidates.extend(
+                    (score + float(logp[tokenizer.sid_token_id(t, c)]), (*prefix, c))
+                    for c in trie.next_codes(prefix).tolist()
+                    if c < tokenizer.sid_vocab_sizes[t]
+                )
             candidates.sort(key=lambda sc: -sc[0])  # Python's sort is stable: ties keep (beam, code) order
             beams = candidates[:beam_size]
         if not beams or len(beams[0][1]) < depth:

@@ -36,12 +36,14 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
+from transformers import Qwen2ForCausalLM
 
 from genrecall import dist
 from genrecall.gen.examples import SidDataset
@@ -186,7 +188,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: SFTConfig) -> torch.optim.AdamW:
-    params = [p for p in {id(p): p for p in model.parameters() if p.requires_grad}.values()]
+    params = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -210,7 +212,9 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
     save_file(state, str(path))
 
 
-def _save_checkpoint(model, opt, step: int, losses: list[float], cfg: SFTConfig, out_dir: Path) -> Path:
+def _save_checkpoint(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, losses: list[float], cfg: SFTConfig, out_dir: Path
+) -> Path:
     ckpt = out_dir / "checkpoints" / f"step-{step:07d}"
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -238,7 +242,7 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _load_checkpoint(model, opt, ckpt: Path) -> tuple[int, list[float]]:
+def _load_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, ckpt: Path) -> tuple[int, list[float]]:
     load_weights(model, ckpt)
     state = json.loads((ckpt / "trainer_state.json").read_text())
     tensors = load_file(str(ckpt / "optimizer.safetensors"))
@@ -264,6 +268,43 @@ def _write_loss_csv(path: Path, losses: list[float], steps_per_epoch: int, total
 
 
 # -- the trainer ----------------------------------------------------------------------------------
+@dataclass
+class _SftRun:
+    """What the steps of one ``train_sft`` call share."""
+
+    model: torch.nn.Module  # the module saved
+    ddp_model: torch.nn.Module  # the module stepped (DDP-wrapped under torchrun)
+    opt: torch.optim.Optimizer
+    tokenizer: GenTokenizer
+    dataset: SidDataset  # training rows (validation rows removed)
+    cfg: SFTConfig
+    ctx: dist.DistContext
+    device: torch.device
+    autocast: torch.autocast
+    out_dir: Path
+    steps_per_epoch: int
+    total: int  # steps of the whole schedule
+    end: int  # steps this call runs to
+
+
+@dataclass
+class _EarlyStopping:
+    """Validation losses on the held-out rows and the best weights so far."""
+
+    val_set: SidDataset
+    patience: int
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (loss, step, weights)
+
+    def evaluate(self, run: _SftRun, step: int) -> bool:
+        """Record the validation loss after ``step``; True when ``patience`` evaluations brought no improvement."""
+        self.losses.append((step, validation_loss(run.model, self.val_set, run.tokenizer, run.device)))
+        if self.best is None or self.losses[-1][1] < self.best[0]:
+            self.best = (self.losses[-1][1], step, {k: v.detach().clone() for k, v in run.model.state_dict().items()})
+            return False
+        return len(self.losses) - 1 - [s for s, _ in self.losses].index(self.best[1]) >= self.patience
+
+
 def train_sft(
     model: torch.nn.Module,
     tokenizer: GenTokenizer,
@@ -290,6 +331,34 @@ def train_sft(
     ctx = dist.context()  # world 1 (no process group) unless launched by torchrun
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    device, init_from = _place_and_warm_start(model, cfg, ctx, init_from)
+    train_rows, val_rows = validation_split(dataset, cfg.val_share, cfg.seed)
+    early = _EarlyStopping(dataset.subset(val_rows), cfg.patience) if len(val_rows) else None
+    if early is not None:
+        dataset = dataset.subset(train_rows)
+    opt = make_optimizer(model, cfg)
+    step, losses = _resume_or_seed(model, opt, cfg, out_dir, resume)
+    steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
+    total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
+    end = total if stop_after is None else min(total, step + stop_after)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(cfg.bf16 or ctx.bf16) and device.type == "cuda")
+    ddp_model = dist.wrap(model, ctx)  # gradients all-reduced in backward; `model` stays the one saved
+    run = _SftRun(
+        model, ddp_model, opt, tokenizer, dataset, cfg, ctx, device, autocast, out_dir, steps_per_epoch, total, end
+    )
+    if early is not None and step == 0:  # the warm start itself is a candidate: a stage may only hurt
+        early.evaluate(run, 0)
+    result = _train_keeping_the_best(run, step, losses, early, show_progress)
+    if ctx.is_main:  # rank 0 writes; the barrier keeps the others from reading a half-written stage
+        _write_outputs(run, result, init_from)
+    dist.barrier()
+    return result
+
+
+def _place_and_warm_start(
+    model: torch.nn.Module, cfg: SFTConfig, ctx: dist.DistContext, init_from: str | Path | None
+) -> tuple[torch.device, str | Path | None]:
+    """Thread count, the model on its device, and rank 0's ``init_from`` weights loaded (returned, with the device)."""
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     device = dist.resolve_device(cfg.device, ctx.local_rank)
@@ -297,120 +366,131 @@ def train_sft(
     init_from = dist.broadcast_object(init_from)  # rank 0's files: other ranks may have scratch out_dirs
     if init_from is not None:
         load_weights(model, init_from)
+    return device, init_from
 
-    train_rows, val_rows = validation_split(dataset, cfg.val_share, cfg.seed)
-    val_set = dataset.subset(val_rows) if len(val_rows) else None
-    if val_set is not None:
-        dataset = dataset.subset(train_rows)
-    val_losses: list[tuple[int, float]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (loss, step, weights)
-    stopped = False
-    steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
-    total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
-    opt = make_optimizer(model, cfg)
-    step, losses = 0, list[float]()
+
+def _resume_or_seed(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: SFTConfig, out_dir: Path, resume: bool
+) -> tuple[int, list[float]]:
+    """(step, losses) of the newest checkpoint when resuming (weights, optimizer and RNG restored), else
+    (0, []) with torch seeded from ``cfg.seed``."""
     ckpt = dist.broadcast_object(latest_checkpoint(out_dir) if resume else None)
     if ckpt is not None:
-        step, losses = _load_checkpoint(model, opt, ckpt)
-    else:
-        torch.manual_seed(cfg.seed)
-    end = total if stop_after is None else min(total, step + stop_after)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(cfg.bf16 or ctx.bf16) and device.type == "cuda")
-    ddp_model = dist.wrap(model, ctx)  # gradients all-reduced in backward; `model` stays the one saved
+        return _load_checkpoint(model, opt, ckpt)
+    torch.manual_seed(cfg.seed)
+    return 0, []
 
-    if val_set is not None and step == 0:  # the warm start itself is a candidate: a stage may only hurt
-        val_losses.append((0, validation_loss(model, val_set, tokenizer, device)))
-        best = (val_losses[0][1], 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.train()
-    start, seen = time.perf_counter(), 0
+
+def _train_keeping_the_best(
+    run: _SftRun, step: int, losses: list[float], early: _EarlyStopping | None, show_progress: bool
+) -> SFTResult:
+    """Train from ``step`` to ``run.end``, then go back to the best validated weights (if any), in eval mode."""
+    run.model.train()
+    start = time.perf_counter()
+    step, seen, stopped = _train_loop(run, step, losses, early, show_progress)
+    seconds = time.perf_counter() - start
+    best = early.best if early is not None else None
+    if best is not None and best[1] != step:
+        run.model.load_state_dict(best[2])
+    run.model.eval()
+    return SFTResult(
+        run.cfg.stage,
+        run.out_dir / "final",
+        step,
+        losses,
+        seen,
+        seconds,
+        seen / seconds if seconds > 0 else 0.0,
+        run.out_dir / "loss.csv",
+        early.losses if early is not None else [],
+        stopped,
+        best[1] if best is not None else None,
+    )
+
+
+def _train_loop(
+    run: _SftRun, step: int, losses: list[float], early: _EarlyStopping | None, show_progress: bool
+) -> tuple[int, int, bool]:
+    """Optimizer steps from ``step`` to ``run.end`` (appending to ``losses``), with progress, checkpoints and
+    early stopping; returns (step reached, examples seen, stopped early)."""
+    cfg = run.cfg
+    seen, stopped = 0, False
     with Progress(
         TextColumn(f"sft {cfg.stage}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(),
-        disable=not (show_progress and ctx.is_main),
+        disable=not (show_progress and run.ctx.is_main),
         transient=True,
     ) as bar:
-        task = bar.add_task("train", total=total, completed=step, info="")
+        task = bar.add_task("train", total=run.total, completed=step, info="")
         order, order_epoch = np.empty(0, dtype=np.int64), -1
-        while step < end:
-            epoch, j = divmod(step, steps_per_epoch)
+        while step < run.end:
+            epoch, j = divmod(step, run.steps_per_epoch)
             if epoch != order_epoch:
-                order, order_epoch = epoch_order(len(dataset), cfg.seed, epoch), epoch
+                order, order_epoch = epoch_order(len(run.dataset), cfg.seed, epoch), epoch
             idx = order[j * cfg.batch_size : (j + 1) * cfg.batch_size]  # the global batch
-            local = dist.shard(idx, ctx)
-            w = dist.weight(len(local), len(idx), ctx)  # local mean -> share of the global mean
-            if len(local) == 0:  # fewer rows than ranks: a zero-weight row keeps the collectives in step
-                local, w = idx[:1], 0.0
-            batch = {k: v.to(device) for k, v in collate(dataset, local, tokenizer).items()}
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, cfg)
-            with autocast:
-                loss = target_loss(ddp_model, batch)
-            opt.zero_grad(set_to_none=True)
-            (loss * w if ctx.enabled else loss).backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            losses.append(dist.global_mean(float(loss.detach()), len(local) if w else 0, len(idx)))
+            losses.append(_train_step(run, idx, step))
             seen += len(idx)
             step += 1
-            if step % max(1, cfg.log_every) == 0 or step == end:
+            if step % max(1, cfg.log_every) == 0 or step == run.end:
                 recent = losses[-max(1, cfg.log_every) :]
                 bar.update(task, completed=step, info=f"loss {sum(recent) / len(recent):.4f}")
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end and ctx.is_main:
-                _save_checkpoint(model, opt, step, losses, cfg, out_dir)
-            if val_set is not None and (step % max(1, cfg.eval_every) == 0 or step == end):
-                val_losses.append((step, validation_loss(model, val_set, tokenizer, device)))
-                if best is None or val_losses[-1][1] < best[0]:
-                    best = (val_losses[-1][1], step, {k: v.detach().clone() for k, v in model.state_dict().items()})
-                elif len(val_losses) - 1 - [s for s, _ in val_losses].index(best[1]) >= cfg.patience:
-                    stopped = True  # no improvement for `patience` evaluations: keep the best weights
-                    break
-    seconds = time.perf_counter() - start
-    if best is not None and best[1] != step:
-        model.load_state_dict(best[2])
-    model.eval()
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < run.end and run.ctx.is_main:
+                _save_checkpoint(run.model, run.opt, step, losses, cfg, run.out_dir)
+            due = step % max(1, cfg.eval_every) == 0 or step == run.end
+            if early is not None and due and early.evaluate(run, step):
+                stopped = True  # no improvement for `patience` evaluations: keep the best weights
+                break
+    return step, seen, stopped
 
-    loss_csv = out_dir / "loss.csv"
-    result = SFTResult(
-        cfg.stage,
-        out_dir / "final",
-        step,
-        losses,
-        seen,
-        seconds,
-        seen / seconds if seconds > 0 else 0.0,
-        loss_csv,
-        val_losses,
-        stopped,
-        best[1] if best is not None else None,
-    )
-    if ctx.is_main:  # rank 0 writes; the barrier keeps the others from reading a half-written stage
-        last = latest_checkpoint(out_dir)
-        if last is None or last.name != f"step-{step:07d}":
-            _save_checkpoint(model, opt, step, losses, cfg, out_dir)
-        _write_loss_csv(loss_csv, losses, steps_per_epoch, total, cfg)
-        if val_losses:
-            with (out_dir / "val.csv").open("w", newline="") as f:
-                csv.writer(f).writerows([("step", "val_loss"), *((s_, f"{v:.6f}") for s_, v in val_losses)])
-        if step >= total or stopped:
-            save_generator(model, tokenizer, result.final_dir)
-            state = {
-                "stage": cfg.stage,
-                "steps": step,
-                "final_loss": losses[-1] if losses else None,
-                "init_from": str(init_from) if init_from else None,
-                "config": asdict(cfg),
-                "world_size": ctx.world_size,
-                "stopped_early": stopped,
-                "best_step": result.best_step,
-                "val_losses": val_losses,
-            }
-            (result.final_dir / "trainer_state.json").write_text(json.dumps(state, indent=2))
-    dist.barrier()
-    return result
+
+def _train_step(run: _SftRun, idx: np.ndarray, step: int) -> float:
+    """One optimizer step on the global batch ``idx`` (this rank takes its shard); the global mean loss."""
+    ctx, opt = run.ctx, run.opt
+    local = dist.shard(idx, ctx)
+    w = dist.weight(len(local), len(idx), ctx)  # local mean -> share of the global mean
+    if len(local) == 0:  # fewer rows than ranks: a zero-weight row keeps the collectives in step
+        local, w = idx[:1], 0.0
+    batch = {k: v.to(run.device) for k, v in collate(run.dataset, local, run.tokenizer).items()}
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, run.total, run.cfg)
+    with run.autocast:
+        loss = target_loss(run.ddp_model, batch)
+    opt.zero_grad(set_to_none=True)
+    (loss * w if ctx.enabled else loss).backward()
+    if run.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+    opt.step()
+    return dist.global_mean(float(loss.detach()), len(local) if w else 0, len(idx))
+
+
+def _write_outputs(run: _SftRun, result: SFTResult, init_from: str | Path | None) -> None:
+    """Rank 0: the last checkpoint, loss.csv, val.csv, and (when the schedule is done) the final generator."""
+    cfg, out_dir, step, losses = run.cfg, run.out_dir, result.steps, result.losses
+    last = latest_checkpoint(out_dir)
+    if last is None or last.name != f"step-{step:07d}":
+        _save_checkpoint(run.model, run.opt, step, losses, cfg, out_dir)
+    _write_loss_csv(out_dir / "loss.csv", losses, run.steps_per_epoch, run.total, cfg)
+    if result.val_losses:
+        with (out_dir / "val.csv").open("w", newline="") as f:
+            csv.writer(f).writerows([("step", "val_loss"), *((s_, f"{v:.6f}") for s_, v in result.val_losses)])
+    if step >= run.total or result.stopped_early:
+        # a generator is always a Qwen2 causal LM (gen.model.model_class); the trainer only needs a Module
+        save_generator(cast(Qwen2ForCausalLM, run.model), run.tokenizer, result.final_dir)
+        state = {
+            "stage": cfg.stage,
+            "steps": step,
+            "final_loss": losses[-1] if losses else None,
+            "init_from": str(init_from) if init_from else None,
+            "config": asdict(cfg),
+            "world_size": run.ctx.world_size,
+            "stopped_early": result.stopped_early,
+            "best_step": result.best_step,
+            "val_losses": result.val_losses,
+        }
+        (result.final_dir / "trainer_state.json").write_text(json.dumps(state, indent=2))
 
 
 def train_progressive(
@@ -451,6 +531,6 @@ def with_replay(dataset: SidDataset, earlier: list[SidDataset], share: float, se
     if share <= 0 or not earlier:
         return dataset
     pool = SidDataset.concat(*earlier, kind="replay")
-    n = min(len(pool), int(round(share * len(dataset))))
+    n = min(len(pool), round(share * len(dataset)))
     rows = np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=False))
     return SidDataset.concat(dataset, pool.subset(rows), kind=dataset.kind)

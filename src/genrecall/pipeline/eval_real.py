@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,29 @@ def train_and_search(
     )
 
 
+class _Timings:
+    """Wall seconds per named step (rounded to 0.1 s), in the order the steps ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+
+
+@dataclass
+class _MethodResults:
+    """What the SID methods (and their variants and references) scored on the test queries."""
+
+    generators: dict[str, GeneratorMetrics] = field(default_factory=dict)
+    lists: dict[str, list[np.ndarray]] = field(default_factory=dict)  # fused item lists per method
+    health: dict[str, Any] = field(default_factory=dict)
+    oracles: dict[str, Any] = field(default_factory=dict)
+
+
 def eval_real(
     cfg: EvalRealConfig,
     products_path: str | Path,
@@ -191,76 +215,24 @@ def eval_real(
     start = time.perf_counter()
     run = load_run(cfg, products_path, train_path, test_path)
     fcfg = from_dict(FusionConfig, cfg.fusion)
-    quality = pd.Series(np.zeros(len(run.ids)), index=run.ids)  # no popularity signal: beam order only
-    targets = run.targets
-
-    def score(gen_run: GeneratorRun, index: SidIndex) -> GeneratorMetrics:
-        return evaluate_generator(
-            gen_run,
-            index,
-            targets,
-            quality,
-            beams=ev.beams,
-            n_items=ev.n_items,
-            truncate_n=ev.truncate_n,
-            items_beam=ev.items_beam,
-        )
-
-    gens: dict[str, GeneratorMetrics] = {}
-    lists: dict[str, list[np.ndarray]] = {}
-    health: dict[str, Any] = {}
-    oracles: dict[str, Any] = {}
-    seconds = {"load_and_embed": round(time.perf_counter() - start, 1)}
-
-    def timed(name: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        out = fn()
-        seconds[name] = round(time.perf_counter() - t0, 1)
-        return out
-
+    timings = _Timings()
+    timings.seconds["load_and_embed"] = round(time.perf_counter() - start, 1)
+    results = _MethodResults()
     for method in cfg.methods:
-        tok, index = timed(f"sid/{method}", lambda: fit_sids(cfg, method, run, work))
-        gen_run = timed(
-            f"generator/{method}", lambda: train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
-        )
-        health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
-        gens[method] = score(gen_run, index)
-        lists[method] = generator_items(
-            gen_run.sids, as_sid_lookup(index), None, gens[method].items_beam[fcfg.n], fcfg.n
-        )
-        if method == cfg.methods[0]:  # the recall ceiling of these clusters (a diagnostic, not a method)
-            ceiling = cluster_oracle(run.test_vectors, run.x, run.ids, index.sid_of(run.ids), max(ev.n_items))
-            oracles[ORACLE] = evaluate_ranked_items(ceiling, targets, n_items=ev.n_items)
-        if cfg.tokenizer_beam and REFERENCE not in gens:
-            ref = GeneratorRun.from_sids(
-                tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams), index.sid_vocab_sizes)
-            )
-            gens[REFERENCE] = score(ref, index)
-        if method == cfg.methods[0]:
-            for name, overrides in cfg.variants.items():
-                variant = timed(
-                    f"generator/{name}",
-                    lambda: train_and_search(
-                        cfg, merge_params(cfg.train, overrides or {}), index, run, work / "generator" / name
-                    ),
-                )
-                gens[name] = score(variant, index)
-
-    k = max(max(ev.n_items), fcfg.n)
-    bm25 = BM25Retriever().fit(run.ids, run.items["title"].astype(str).tolist())
-    dense = DenseRetriever().fit(run.ids, run.x)
-    ranked = {
-        "bm25": bm25.search(run.test_log["query"].tolist(), k).items,
-        "dense": dense.search(run.test_vectors, k).items,
-    }
-    rankers = {name: evaluate_ranked_items(r, targets, n_items=ev.n_items) for name, r in ranked.items()} | oracles
+        _evaluate_method(cfg, ev, fcfg, method, run, work, timings, results)
+    ranked = _baseline_rankings(run, max(*ev.n_items, fcfg.n))
+    rankers = {name: evaluate_ranked_items(r, run.targets, n_items=ev.n_items) for name, r in ranked.items()}
     block, _ = metrics_block(
-        gens, rankers, baseline=ev.baseline, target_frac=ev.target_frac, report_beams=ev.report_beams
+        results.generators,
+        rankers | results.oracles,
+        baseline=ev.baseline,
+        target_frac=ev.target_frac,
+        report_beams=ev.report_beams,
     )
     main = cfg.methods[0]
     rows = {name: [r[r >= 0] for r in ranked[name]] for name in ranked}
-    block["fusion"] = fusion_metrics(lists[main], rows["bm25"], rows["dense"], targets, fcfg)
-    n_pairs = sum(len(set(t)) for t in targets)
+    block["fusion"] = fusion_metrics(results.lists[main], rows["bm25"], rows["dense"], run.targets, fcfg)
+    n_pairs = sum(len(set(t)) for t in run.targets)
     data = {
         "preset": "judged",
         "items": len(run.ids),
@@ -269,11 +241,71 @@ def eval_real(
         "test_queries": len(run.test_log),
         "relevant_threshold": cfg.relevant_threshold,
         "fusion_of": main,
-        "seconds": seconds | {"total": round(time.perf_counter() - start, 1)},
+        "seconds": timings.seconds | {"total": round(time.perf_counter() - start, 1)},
         "source": {"products": Path(products_path).name, "train": Path(train_path).name, "test": Path(test_path).name},
     }
-    metrics = build_metrics(judged=block, sid_health=health, data=data)
+    metrics = build_metrics(judged=block, sid_health=results.health, data=data)
     write_metrics(metrics, out)
     (work / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=list))
     print_summary(metrics)
     return EvalRealResult(str(out), len(run.test_log), n_pairs)
+
+
+def _evaluate_method(
+    cfg: EvalRealConfig,
+    ev: EvaluateConfig,
+    fcfg: FusionConfig,
+    method: str,
+    run: JudgedRun,
+    work: Path,
+    timings: _Timings,
+    results: _MethodResults,
+) -> None:
+    """Fit ``method``'s SIDs, train and score its generator; for the first method also the cluster oracle
+    and the variants; the tokenizer-beam reference once (all into ``results``)."""
+    with timings.step(f"sid/{method}"):
+        tok, index = fit_sids(cfg, method, run, work)
+    with timings.step(f"generator/{method}"):
+        gen_run = train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
+    results.health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
+    results.generators[method] = _score(ev, run, gen_run, index)
+    items_beam = results.generators[method].items_beam[fcfg.n]
+    results.lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None, items_beam, fcfg.n)
+    first = method == cfg.methods[0]
+    if first:  # the recall ceiling of these clusters (a diagnostic, not a method)
+        ceiling = cluster_oracle(run.test_vectors, run.x, run.ids, index.sid_of(run.ids), max(ev.n_items))
+        results.oracles[ORACLE] = evaluate_ranked_items(ceiling, run.targets, n_items=ev.n_items)
+    if cfg.tokenizer_beam and REFERENCE not in results.generators:
+        beams = tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams), index.sid_vocab_sizes)
+        results.generators[REFERENCE] = _score(ev, run, GeneratorRun.from_sids(beams), index)
+    if first:
+        for name, overrides in cfg.variants.items():
+            with timings.step(f"generator/{name}"):
+                params = merge_params(cfg.train, overrides or {})
+                variant = train_and_search(cfg, params, index, run, work / "generator" / name)
+            results.generators[name] = _score(ev, run, variant, index)
+
+
+def _score(ev: EvaluateConfig, run: JudgedRun, gen_run: GeneratorRun, index: SidIndex) -> GeneratorMetrics:
+    """The generator metrics of ``gen_run`` on the test targets (no popularity signal: beam order only)."""
+    quality = pd.Series(np.zeros(len(run.ids)), index=run.ids)
+    return evaluate_generator(
+        gen_run,
+        index,
+        run.targets,
+        quality,
+        beams=ev.beams,
+        n_items=ev.n_items,
+        truncate_n=ev.truncate_n,
+        items_beam=ev.items_beam,
+    )
+
+
+def _baseline_rankings(run: JudgedRun, k: int) -> dict[str, np.ndarray]:
+    """The top ``k`` items per test query of BM25 on titles and of dense retrieval on the embeddings."""
+    bm25 = BM25Retriever().fit(run.ids, run.items["title"].astype(str).tolist())
+    dense = DenseRetriever().fit(run.ids, run.x)
+    return {
+        "bm25": bm25.search(run.test_log["query"].tolist(), k).items,
+        "dense": dense.search(run.test_vectors, k).items,
+    }

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,21 @@ def request_prompts(
     return [encode_user_query(tok, normalize_query(q), ctx.get(int(r))) for q, r in zip(queries, request_ids)]
 
 
+@dataclass
+class _TestSet:
+    """One test set's sampled requests, their targets and what every generator and ranker scored on them."""
+
+    requests: pd.DataFrame
+    targets: list[list[int]]
+    generators: dict[str, GeneratorMetrics]
+    rankers: dict[str, Any]
+    personalized: dict[str, Any] = field(default_factory=dict)  # personalized_metrics per generator
+
+    @property
+    def pairs(self) -> int:
+        return sum(len(set(t)) for t in self.targets)
+
+
 def evaluate(
     cfg: EvaluateConfig,
     data_dir: str | Path,
@@ -164,19 +179,75 @@ def evaluate(
     log = read_table(REQUESTS, data_dir)
     split = time_split(log, cfg.test_days)
     quality = item_quality(split.train, listed["item_id"].to_numpy(np.int64), cfg.quality_prior_strength)
-    metric_kw: dict[str, Any] = {
-        "n_items": cfg.n_items,
-        "truncate_n": cfg.truncate_n,
-        "items_beam": cfg.items_beam,
-        "chunk_requests": cfg.chunk_requests,
-    }
     rankers = _rankers(listed, emb_dir, k=max(cfg.n_items))
     indexes = {m: SidIndex.load(sid_dir / m) for m in {*cfg.semantic_methods, "cq_sid"}}
+    sem = _semantic_set(cfg, split.test, gen_dir, indexes, rankers, quality)
+    semantic, target = metrics_block(
+        sem.generators, sem.rankers, baseline=cfg.baseline, target_frac=cfg.target_frac, report_beams=cfg.report_beams
+    )
+    per_requests = sample_requests(split.test, known_users=True, cfg=cfg)
+    contexts = feast_contexts(per_requests, read_table(CATEGORIES, data_dir), feast_repo, feast_data_dir)
+    per = _personalized_set(cfg, per_requests, contexts, gen_dir, rl_dir, indexes["cq_sid"], rankers, quality)
+    personalized, _ = metrics_block(
+        per.generators, per.rankers, per.personalized, baseline="none", report_beams=cfg.report_beams
+    )
+    health_path = reports / "sid_health.json"
+    health = json.loads(health_path.read_text()) if health_path.exists() else {}
+    pairs = {"semantic": sem.pairs, "personalized": per.pairs}
+    data = {
+        "preset": preset,
+        "items": len(listed),
+        "requests": len(log),
+        "test_requests": {"semantic": len(sem.requests), "personalized": len(per.requests)},
+        "test_pairs": pairs["semantic"],
+        "test_pairs_by_set": pairs,
+        "cutoff": str(split.cutoff),
+    }
+    metrics = build_metrics(semantic=semantic, personalized=personalized, sid_health=health, data=data)
+    out = write_metrics(metrics, reports / "metrics.json")
+    write_curves({"semantic": sem.generators, "personalized": per.generators}, reports / "curves.csv")
+    plot_hitrate(
+        sem.generators, sem.rankers, reports / "hitrate_vs_beams.png", target=target, title="semantic test set"
+    )
+    title = "personalized test set"
+    plot_hitrate(per.generators, per.rankers, reports / "hitrate_vs_beams_personalized.png", title=title)
+    print_summary(metrics)
+    return EvaluateResult(str(out), pairs)
 
-    # -- semantic: query only ------------------------------------------------------------------
-    sem = sample_requests(split.test, known_users=False, cfg=cfg)
-    sem_targets = [list(c) for c in sem["clicked"]]
-    sem_gens: dict[str, GeneratorMetrics] = {}
+
+def _score(
+    cfg: EvaluateConfig,
+    run: GeneratorRun,
+    index: SidIndex,
+    targets: list[list[int]],
+    quality: pd.Series,
+    beams: Sequence[int],
+) -> GeneratorMetrics:
+    return evaluate_generator(
+        run,
+        index,
+        targets,
+        quality,
+        beams=beams,
+        n_items=cfg.n_items,
+        truncate_n=cfg.truncate_n,
+        items_beam=cfg.items_beam,
+        chunk_requests=cfg.chunk_requests,
+    )
+
+
+def _semantic_set(
+    cfg: EvaluateConfig,
+    test: pd.DataFrame,
+    gen_dir: Path,
+    indexes: dict[str, SidIndex],
+    rankers: dict[str, Any],
+    quality: pd.Series,
+) -> _TestSet:
+    """Query only: every semantic method's Q2SID generator, BM25 and dense on anonymous test requests."""
+    sem = sample_requests(test, known_users=False, cfg=cfg)
+    targets = [list(c) for c in sem["clicked"]]
+    gens: dict[str, GeneratorMetrics] = {}
     for method in cfg.semantic_methods:
         gen = load_generator(gen_dir / method / "q2sid" / "final")
         run = generate_sids(
@@ -187,58 +258,45 @@ def evaluate(
             cfg.beam_batch,
             texts=query_texts(sem["query"]),
         )
-        sem_gens[method] = evaluate_generator(run, indexes[method], sem_targets, quality, beams=cfg.beams, **metric_kw)
-    sem_rank = {
-        name: evaluate_ranked_items(fn(sem["query"]), sem_targets, n_items=cfg.n_items) for name, fn in rankers.items()
+        gens[method] = _score(cfg, run, indexes[method], targets, quality, cfg.beams)
+    ranked = {
+        name: evaluate_ranked_items(fn(sem["query"]), targets, n_items=cfg.n_items) for name, fn in rankers.items()
     }
-    semantic, target = metrics_block(
-        sem_gens, sem_rank, baseline=cfg.baseline, target_frac=cfg.target_frac, report_beams=cfg.report_beams
-    )
+    return _TestSet(sem, targets, gens, ranked)
 
-    # -- personalized: user + query ------------------------------------------------------------
-    per = sample_requests(split.test, known_users=True, cfg=cfg)
-    per_targets = [list(c) for c in per["clicked"]]
+
+def _personalized_set(
+    cfg: EvaluateConfig,
+    per: pd.DataFrame,
+    contexts: dict[int, Any],
+    gen_dir: Path,
+    rl_dir: str | Path | None,
+    index: SidIndex,
+    rankers: dict[str, Any],
+    quality: pd.Series,
+) -> _TestSet:
+    """User + query: the CQ-SID generators (UQ2SID, Q2SID, RL variants) on the sampled known users'
+    requests ``per`` with their ``contexts``."""
+    targets = [list(c) for c in per["clicked"]]
     exposed = [list(e) for e in per["exposed"]]
-    contexts = feast_contexts(per, read_table(CATEGORIES, data_dir), feast_repo, feast_data_dir)
-    per_beams = tuple(b for b in cfg.beams if b <= cfg.personalized_beams)
-    per_gens: dict[str, GeneratorMetrics] = {}
-    per_pers = {}
+    beams = tuple(b for b in cfg.beams if b <= cfg.personalized_beams)
+    result = _TestSet(per, targets, {}, {})
     for name, path, ctx in personalized_generators(cfg, gen_dir, rl_dir, contexts):
         gen = load_generator(path)
         run = generate_sids(
             gen,
-            indexes["cq_sid"].trie,
+            index.trie,
             request_prompts(gen.tokenizer, per["query"], ctx, per["request_id"]),
-            max(per_beams),
+            max(beams),
             cfg.beam_batch,
             texts=query_texts(per["query"]),
         )
-        per_gens[name] = evaluate_generator(run, indexes["cq_sid"], per_targets, quality, beams=per_beams, **metric_kw)
-        per_pers[name] = personalized_metrics(run, indexes["cq_sid"], per_targets, exposed, ks=cfg.ks, pvr_k=cfg.pvr_k)
-    per_rank = {
-        name: evaluate_ranked_items(fn(per["query"]), per_targets, n_items=cfg.n_items) for name, fn in rankers.items()
+        result.generators[name] = _score(cfg, run, index, targets, quality, beams)
+        result.personalized[name] = personalized_metrics(run, index, targets, exposed, ks=cfg.ks, pvr_k=cfg.pvr_k)
+    result.rankers = {
+        name: evaluate_ranked_items(fn(per["query"]), targets, n_items=cfg.n_items) for name, fn in rankers.items()
     }
-    personalized, _ = metrics_block(per_gens, per_rank, per_pers, baseline="none", report_beams=cfg.report_beams)
-
-    health_path = reports / "sid_health.json"
-    health = json.loads(health_path.read_text()) if health_path.exists() else {}
-    pairs = {"semantic": sum(len(set(t)) for t in sem_targets), "personalized": sum(len(set(t)) for t in per_targets)}
-    data = {
-        "preset": preset,
-        "items": len(listed),
-        "requests": len(log),
-        "test_requests": {"semantic": len(sem), "personalized": len(per)},
-        "test_pairs": pairs["semantic"],
-        "test_pairs_by_set": pairs,
-        "cutoff": str(split.cutoff),
-    }
-    metrics = build_metrics(semantic=semantic, personalized=personalized, sid_health=health, data=data)
-    out = write_metrics(metrics, reports / "metrics.json")
-    write_curves({"semantic": sem_gens, "personalized": per_gens}, reports / "curves.csv")
-    plot_hitrate(sem_gens, sem_rank, reports / "hitrate_vs_beams.png", target=target, title="semantic test set")
-    plot_hitrate(per_gens, per_rank, reports / "hitrate_vs_beams_personalized.png", title="personalized test set")
-    print_summary(metrics)
-    return EvaluateResult(str(out), pairs)
+    return result
 
 
 def personalized_generators(

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from genrecall.gen.sft import SFTConfig, train_sft
 from genrecall.gen.tokenizer import TokenizerConfig
 from genrecall.pipeline.daily.lineage import LINEAGE, retrain_rl, warm_start
 from genrecall.pipeline.daily.state import daily_methods, day_mode, fresh
-from genrecall.pipeline.train import method_contexts, train, train_config
+from genrecall.pipeline.train import TrainConfig, method_contexts, train, train_config
 from genrecall.sid.encoder import EncoderConfig
 from genrecall.sid.index import SidIndex
 
@@ -132,41 +133,86 @@ def _stage_order(stage_dir: Any) -> int:
     return STAGES.index(stage_dir.name) if stage_dir.name in STAGES else len(STAGES)
 
 
+@dataclass
+class _Day:
+    """One incremental day: where things are, the settings, and the day's new and replayed examples."""
+
+    ws: Any  # the daily workspace
+    day: int
+    params: dict[str, Any]
+    train_cfg: TrainConfig
+    cfg: FinetuneConfig
+    ex_cfg: ExamplesConfig
+    out: Path  # the day's generator stage
+    new_requests: pd.DataFrame
+    replay_requests: pd.DataFrame
+    new_items: pd.DataFrame
+    replay_items: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    categories: pd.DataFrame
+
+
 def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune into ``ws.stage(day, generator)`` (warm start from the live generator), or retrain on a
     full-rebuild day. Returns ``{"mode", "runs": {"<method>/<stage>": FinetuneRun}}``."""
     train_cfg = train_config(params)
     data, out = ws.stage(day, ws.validated), fresh(ws.stage(day, ws.generator))
     if day_mode(ws, day) == "full":
-        encoder = None
-        if from_dict(TokenizerConfig, train_cfg.tokenizer).semantic_tokens:
-            encoder = SentenceEncoder(from_dict(EncoderConfig, train_cfg.embed), ws.path("cache"))
-        res = train(
-            train_cfg,
-            data,
-            ws.stage(day, ws.sid),
-            out,
-            ws.stage(day, ws.reports),
-            feast_repo=ws.path("repo"),
-            feast_data_dir=ws.stage(day, ws.feast),
-            encoder=encoder,
-            show_progress=False,
-        )
-        runs = {
-            f"{m}/{s}": {
-                "examples": v["examples"],
-                "replay": 0,
-                "steps": v["steps"],
-                "final_loss": v["final_loss"],
-                "seconds": v["seconds"],
-            }
-            for m, st in res.stages.items()
-            for s, v in st.items()
-        }
-        return {"mode": "full", "runs": runs, "rl": retrain_rl(ws, day, params, out, train_cfg)}
+        return _full_rebuild(ws, day, params, train_cfg, data, out)
+    today = _day_examples(ws, day, params, train_cfg, data, out)
+    runs: dict[str, dict[str, Any]] = {}
+    warm_starts: dict[str, str] = {}
+    methods = daily_methods(params)
+    for method_dir in sorted(p for p in ws.path("generator").iterdir() if p.is_dir()):
+        if method_dir.name in methods:
+            _finetune_method(today, method_dir, runs, warm_starts)
+        else:  # not kept current daily (daily.methods): carried over as it is
+            shutil.copytree(method_dir, out / method_dir.name)
+    return {
+        "mode": "incremental",
+        "new_requests": len(today.new_requests),
+        "new_items": len(today.new_items),
+        "runs": runs,
+        "warm_start": warm_starts,
+    }
 
+
+def _full_rebuild(
+    ws: Any, day: int, params: dict[str, Any], train_cfg: TrainConfig, data: Path, out: Path
+) -> dict[str, Any]:
+    """A full-rebuild day: train every method from scratch on the day's data (and retrain RL)."""
+    encoder = None
+    if from_dict(TokenizerConfig, train_cfg.tokenizer).semantic_tokens:
+        encoder = SentenceEncoder(from_dict(EncoderConfig, train_cfg.embed), ws.path("cache"))
+    res = train(
+        train_cfg,
+        data,
+        ws.stage(day, ws.sid),
+        out,
+        ws.stage(day, ws.reports),
+        feast_repo=ws.path("repo"),
+        feast_data_dir=ws.stage(day, ws.feast),
+        encoder=encoder,
+        show_progress=False,
+    )
+    runs = {
+        f"{m}/{s}": {
+            "examples": v["examples"],
+            "replay": 0,
+            "steps": v["steps"],
+            "final_loss": v["final_loss"],
+            "seconds": v["seconds"],
+        }
+        for m, st in res.stages.items()
+        for s, v in st.items()
+    }
+    return {"mode": "full", "runs": runs, "rl": retrain_rl(ws, day, params, out, train_cfg)}
+
+
+def _day_examples(ws: Any, day: int, params: dict[str, Any], train_cfg: TrainConfig, data: Path, out: Path) -> _Day:
+    """Today's new requests and items (entered training since the live data) and the replay sample of old ones."""
     cfg = from_dict(FinetuneConfig, (params.get("daily") or {}).get("finetune"))
-    ex_cfg = from_dict(ExamplesConfig, train_cfg.examples)
     live = ws.path("validated")
     keys = ["request_id", "ts"]  # split and sample on these; whole rows (list columns) for the chosen ones only
     new_keys, old_keys = new_and_old_requests(
@@ -177,84 +223,104 @@ def finetune_day(ws: Any, day: int, params: dict[str, Any]) -> dict[str, Any]:
     known = read_table(ITEMS, live, columns=["item_id"])["item_id"]
     new_items, old_items = listed[~listed["item_id"].isin(known)], listed[listed["item_id"].isin(known)]
     rng = np.random.default_rng([cfg.seed, day])
-    replay_keys = _sample(old_keys, int(round(cfg.replay_ratio * len(new_keys))), rng)
+    replay_keys = _sample(old_keys, round(cfg.replay_ratio * len(new_keys)), rng)
     wanted = np.concatenate([new_keys["request_id"].to_numpy(), replay_keys["request_id"].to_numpy()])
     rows = read_table(REQUESTS, data, filters=[("request_id", "in", wanted)]).set_index("request_id", drop=False)
-    new_requests = rows.loc[new_keys["request_id"]].reset_index(drop=True)
-    replay_requests = rows.loc[replay_keys["request_id"]].reset_index(drop=True)
-    replay_items = _sample(old_items, int(round(cfg.replay_ratio * len(new_items))), rng)
-    log_part = pd.concat([new_requests, replay_requests], ignore_index=True)
-    runs: dict[str, dict[str, Any]] = {}
-    warm_starts: dict[str, str] = {}
-    methods = daily_methods(params)
-    for method_dir in sorted(p for p in ws.path("generator").iterdir() if p.is_dir()):
-        method = method_dir.name
-        if method not in methods:  # not kept current daily (daily.methods): carried over as it is
-            shutil.copytree(method_dir, out / method)
+    return _Day(
+        ws,
+        day,
+        params,
+        train_cfg,
+        cfg,
+        from_dict(ExamplesConfig, train_cfg.examples),
+        out,
+        new_requests=rows.loc[new_keys["request_id"]].reset_index(drop=True),
+        replay_requests=rows.loc[replay_keys["request_id"]].reset_index(drop=True),
+        new_items=new_items,
+        replay_items=_sample(old_items, round(cfg.replay_ratio * len(new_items)), rng),
+        items=items,
+        users=users,
+        categories=categories,
+    )
+
+
+def _finetune_method(
+    today: _Day, method_dir: Path, runs: dict[str, dict[str, Any]], warm_starts: dict[str, str]
+) -> None:
+    """Fine-tune the tuned stages of one method (the others are copied); record runs and warm starts."""
+    ws, method = today.ws, method_dir.name
+    stage_dirs = sorted((p for p in method_dir.iterdir() if (p / "final").is_dir()), key=_stage_order)
+    tuned = set(today.cfg.stages) if today.cfg.stages else {stage_dirs[-1].name}
+    assignments = SidIndex.load(ws.stage(today.day, ws.sid) / method).to_frame()
+    contexts = None
+    for stage_dir in stage_dirs:
+        stage, target = stage_dir.name, today.out / method / stage_dir.name
+        if stage not in tuned:
+            shutil.copytree(stage_dir / "final", target / "final")
             continue
-        stage_dirs = sorted((p for p in method_dir.iterdir() if (p / "final").is_dir()), key=_stage_order)
-        tuned = set(cfg.stages) if cfg.stages else {stage_dirs[-1].name}
-        assignments = SidIndex.load(ws.stage(day, ws.sid) / method).to_frame()
-        contexts = None
-        for stage_dir in stage_dirs:
-            stage, target = stage_dir.name, out / method / stage_dir.name
-            if stage not in tuned:
-                shutil.copytree(stage_dir / "final", target / "final")
-                continue
-            if stage == "uq2sid" and contexts is None:  # point-in-time user context (Feast by default)
-                contexts = method_contexts(
-                    train_cfg,
-                    method,
-                    log_part,
-                    users,
-                    items,
-                    categories,
-                    assignments,
-                    ws.path("repo"),
-                    ws.stage(day, ws.feast),
-                    ex_cfg,
-                )
-            warm = stage_dir / "final"  # the warm start: the live generator's weights ...
-            if stage == stage_dirs[-1].name:  # ... or, for the served stage, maybe what production serves
-                start = warm_start(ws, params, method, stage)
-                warm, warm_starts[f"{method}/{stage}"] = start.path, start.why
-                if start.lineage:
-                    target.mkdir(parents=True, exist_ok=True)
-                    (target / LINEAGE).write_text(json.dumps({"lineage": start.lineage}) + "\n")
-            model, tok = load_generator(warm)
-            dataset, replay = stage_dataset(
-                stage,
-                tok,
-                assignments,
-                new_requests=new_requests,
-                new_items=new_items,
-                replay_requests=replay_requests,
-                replay_items=replay_items,
-                contexts=contexts or {},
-                cfg=cfg,
-                ex_cfg=ex_cfg,
-            )
-            if len(dataset) == 0:
-                shutil.copytree(warm, target / "final")
-                continue
-            encoder = SentenceEncoder.for_model(model, cache_dir=ws.path("cache"))  # the day's embed cache
-            if encoder is not None:
-                dataset = dataset.with_vectors(encoder)
-            res = train_sft(model, tok, dataset, cfg.sft(stage, day), target, show_progress=False)
-            shutil.rmtree(target / "checkpoints", ignore_errors=True)  # the day's final is what matters
-            runs[f"{method}/{stage}"] = dataclasses.asdict(
-                FinetuneRun(
-                    len(dataset),
-                    replay,
-                    res.steps,
-                    round(res.losses[-1], 4) if res.losses else None,
-                    round(res.seconds, 2),
-                )
-            )
-    return {
-        "mode": "incremental",
-        "new_requests": len(new_requests),
-        "new_items": len(new_items),
-        "runs": runs,
-        "warm_start": warm_starts,
-    }
+        if stage == "uq2sid" and contexts is None:  # point-in-time user context (Feast by default)
+            contexts = _user_contexts(today, method, assignments)
+        warm = stage_dir / "final"  # the warm start: the live generator's weights ...
+        if stage == stage_dirs[-1].name:  # ... or, for the served stage, maybe what production serves
+            warm = _served_stage_warm_start(today, method, stage, target, warm_starts)
+        run = _finetune_stage(today, stage, warm, target, assignments, contexts or {})
+        if run is not None:
+            runs[f"{method}/{stage}"] = run
+
+
+def _user_contexts(today: _Day, method: str, assignments: pd.DataFrame) -> dict[int, Any]:
+    """Point-in-time user contexts for the day's new and replayed requests in ``method``'s SID space."""
+    ws = today.ws
+    return method_contexts(
+        today.train_cfg,
+        method,
+        pd.concat([today.new_requests, today.replay_requests], ignore_index=True),
+        today.users,
+        today.items,
+        today.categories,
+        assignments,
+        ws.path("repo"),
+        ws.stage(today.day, ws.feast),
+        today.ex_cfg,
+    )
+
+
+def _served_stage_warm_start(today: _Day, method: str, stage: str, target: Path, warm_starts: dict[str, str]) -> Path:
+    """The served stage's warm start (the live weights or what production serves, see ``warm_start``);
+    records why in ``warm_starts`` and writes its lineage next to the target."""
+    start = warm_start(today.ws, today.params, method, stage)
+    warm_starts[f"{method}/{stage}"] = start.why
+    if start.lineage:
+        target.mkdir(parents=True, exist_ok=True)
+        (target / LINEAGE).write_text(json.dumps({"lineage": start.lineage}) + "\n")
+    return start.path
+
+
+def _finetune_stage(
+    today: _Day, stage: str, warm: Path, target: Path, assignments: pd.DataFrame, contexts: Any
+) -> dict[str, Any] | None:
+    """Warm-start from ``warm`` and train on the stage's new + replayed examples into ``target``; the run as
+    a dict, or None when the day has no examples for it (``warm`` is copied as the final)."""
+    model, tok = load_generator(warm)
+    dataset, replay = stage_dataset(
+        stage,
+        tok,
+        assignments,
+        new_requests=today.new_requests,
+        new_items=today.new_items,
+        replay_requests=today.replay_requests,
+        replay_items=today.replay_items,
+        contexts=contexts,
+        cfg=today.cfg,
+        ex_cfg=today.ex_cfg,
+    )
+    if len(dataset) == 0:
+        shutil.copytree(warm, target / "final")
+        return None
+    encoder = SentenceEncoder.for_model(model, cache_dir=today.ws.path("cache"))  # the day's embed cache
+    if encoder is not None:
+        dataset = dataset.with_vectors(encoder)
+    res = train_sft(model, tok, dataset, today.cfg.sft(stage, today.day), target, show_progress=False)
+    shutil.rmtree(target / "checkpoints", ignore_errors=True)  # the day's final is what matters
+    final_loss = round(res.losses[-1], 4) if res.losses else None
+    return dataclasses.asdict(FinetuneRun(len(dataset), replay, res.steps, final_loss, round(res.seconds, 2)))

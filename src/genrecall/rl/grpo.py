@@ -38,10 +38,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from transformers import Qwen2ForCausalLM
 
 from genrecall import dist
 from genrecall.gen.beam import cache_keyword, left_pad, result_cache
@@ -200,6 +202,24 @@ def grpo_loss(
     return loss, (kl.mean().detach() if kl is not None else None)
 
 
+@dataclass
+class _GrpoRun:
+    """What the steps of one ``train_grpo`` call share."""
+
+    model: torch.nn.Module
+    ref: torch.nn.Module | None  # frozen reference for the KL term (None: no KL)
+    opt: torch.optim.Optimizer
+    tokenizer: GenTokenizer
+    trie: SidTrie
+    data: RLDataset
+    cfg: GRPOConfig
+    ctx: dist.DistContext
+    rng: np.random.Generator
+    gen: torch.Generator
+    reward_cfg: RewardConfig | None
+    ranker: RankerReward | None
+
+
 def train_grpo(
     model: torch.nn.Module,
     tokenizer: GenTokenizer,
@@ -221,20 +241,7 @@ def train_grpo(
     ctx = dist.context()  # world 1 (no process group) unless launched by torchrun
     if ctx.enabled and cfg.prompts_per_step < ctx.world_size:
         raise ValueError(f"prompts_per_step={cfg.prompts_per_step} < {ctx.world_size} processes")
-    device = dist.resolve_device(cfg.device, ctx.local_rank)
-    model.to(device)
-    dist.broadcast_module(model)  # every rank starts from rank 0's weights
-    ref = None
-    if cfg.beta_kl > 0 or cfg.track_kl:
-        ref = reference if reference is not None else copy.deepcopy(model)
-        ref.eval().requires_grad_(False)
-    opt = make_optimizer(model, SFTConfig(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay))
-    seed = cfg.seed + 7919 * ctx.rank  # each rank samples its own groups; rank 0 = the single-process run
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    ids = data.request_ids if len(data.request_ids) == len(data) else np.arange(len(data))
-    per_epoch = max(1, len(data) // cfg.prompts_per_step)
+    run = _new_run(model, tokenizer, trie, data, cfg, ctx, reference, reward_cfg, ranker)
     logs: list[dict[str, float]] = []
     start = time.perf_counter()
     with Progress(
@@ -248,39 +255,7 @@ def train_grpo(
     ) as bar:
         task = bar.add_task("rl", total=cfg.steps, info="")
         for step in range(cfg.steps):
-            epoch, j = divmod(step, per_epoch)
-            step_idx = epoch_order(len(data), cfg.seed, epoch)[
-                j * cfg.prompts_per_step : (j + 1) * cfg.prompts_per_step
-            ]
-            idx = dist.shard(step_idx, ctx)  # this rank's prompts of the step (all of them in one process)
-            prompts = [data.prompts[i] for i in idx]
-            vectors = None if data.vectors is None else data.vectors[idx]
-            model.eval()
-            groups = build_groups(
-                model,
-                tokenizer,
-                trie,
-                prompts,
-                [data.requests[i] for i in idx],
-                group_size=cfg.group_size,
-                experts=cfg.experts,
-                mode=cfg.group_mode,
-                temperature=cfg.temperature,
-                duplicates=cfg.expert_duplicates,
-                reward_cfg=reward_cfg,
-                ranker=ranker,
-                request_ids=ids[idx],
-                rng=rng,
-                generator=gen,
-                eps=cfg.adv_eps,
-                semantic=vectors,
-            )
-            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss, kl = _update(model, ref, opt, tokenizer, prompts, groups, cfg, vectors)
-            stats = {k: dist.global_mean(v, len(idx), len(step_idx)) for k, v in groups.stats().items()}
-            logs.append({"step": step + 1, **stats, "kl": kl, "loss": loss, "lr": lr})
+            logs.append(_rl_step(run, step))
             if (step + 1) % max(1, cfg.log_every) == 0 or step + 1 == cfg.steps:
                 recent = logs[-max(1, cfg.log_every) :]
                 info = (
@@ -292,7 +267,8 @@ def train_grpo(
     result = GRPOResult(cfg.steps, logs, seconds=time.perf_counter() - start)
     if out_dir is not None and ctx.is_main:
         out = Path(out_dir)
-        result.final_dir = save_generator(model, tokenizer, out / "final")
+        # a generator is always a Qwen2 causal LM (gen.model.model_class); the trainer only needs a Module
+        result.final_dir = save_generator(cast(Qwen2ForCausalLM, model), tokenizer, out / "final")
         state = {"stage": "eg_grpo", "steps": cfg.steps, "config": asdict(cfg), "summary": result.summary()}
         (out / "final" / "trainer_state.json").write_text(json.dumps(state, indent=2))
         result.log_csv = write_log_csv(out / "log.csv", logs)
@@ -300,10 +276,75 @@ def train_grpo(
     return result
 
 
+def _new_run(
+    model: torch.nn.Module,
+    tokenizer: GenTokenizer,
+    trie: SidTrie,
+    data: RLDataset,
+    cfg: GRPOConfig,
+    ctx: dist.DistContext,
+    reference: torch.nn.Module | None,
+    reward_cfg: RewardConfig | None,
+    ranker: RankerReward | None,
+) -> _GrpoRun:
+    """The model on its device with rank 0's weights, the frozen KL reference, the optimizer, seeded RNGs."""
+    device = dist.resolve_device(cfg.device, ctx.local_rank)
+    model.to(device)
+    dist.broadcast_module(model)  # every rank starts from rank 0's weights
+    ref = None
+    if cfg.beta_kl > 0 or cfg.track_kl:
+        ref = reference if reference is not None else copy.deepcopy(model)
+        ref.eval().requires_grad_(False)
+    opt = make_optimizer(model, SFTConfig(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay))
+    seed = cfg.seed + 7919 * ctx.rank  # each rank samples its own groups; rank 0 = the single-process run
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return _GrpoRun(model, ref, opt, tokenizer, trie, data, cfg, ctx, rng, gen, reward_cfg, ranker)
+
+
+def _rl_step(run: _GrpoRun, step: int) -> dict[str, float]:
+    """One step: this rank's prompts of the step, a group of rollouts each (with rewards and advantages),
+    then the policy update; returns the step's log row (global means)."""
+    cfg, data = run.cfg, run.data
+    ids = data.request_ids if len(data.request_ids) == len(data) else np.arange(len(data))
+    epoch, j = divmod(step, max(1, len(data) // cfg.prompts_per_step))
+    step_idx = epoch_order(len(data), cfg.seed, epoch)[j * cfg.prompts_per_step : (j + 1) * cfg.prompts_per_step]
+    idx = dist.shard(step_idx, run.ctx)  # this rank's prompts of the step (all of them in one process)
+    prompts = [data.prompts[i] for i in idx]
+    vectors = None if data.vectors is None else data.vectors[idx]
+    run.model.eval()
+    groups = build_groups(
+        run.model,
+        run.tokenizer,
+        run.trie,
+        prompts,
+        [data.requests[i] for i in idx],
+        group_size=cfg.group_size,
+        experts=cfg.experts,
+        mode=cfg.group_mode,
+        temperature=cfg.temperature,
+        duplicates=cfg.expert_duplicates,
+        reward_cfg=run.reward_cfg,
+        ranker=run.ranker,
+        request_ids=ids[idx],
+        rng=run.rng,
+        generator=run.gen,
+        eps=cfg.adv_eps,
+        semantic=vectors,
+    )
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    loss, kl = _update(run.model, run.ref, run.opt, run.tokenizer, prompts, groups, cfg, vectors)
+    stats = {k: dist.global_mean(v, len(idx), len(step_idx)) for k, v in groups.stats().items()}
+    return {"step": step + 1, **stats, "kl": kl, "loss": loss, "lr": lr}
+
+
 def _update(
-    model,
-    ref,
-    opt,
+    model: torch.nn.Module,
+    ref: torch.nn.Module | None,
+    opt: torch.optim.Optimizer,
     tokenizer: GenTokenizer,
     prompts: list[list[int]],
     groups: Groups,
@@ -345,9 +386,9 @@ def _update(
 
 @torch.no_grad()
 def _kl_only(
-    model,
+    model: torch.nn.Module,
     tokenizer: GenTokenizer,
-    prompts,
+    prompts: list[list[int]],
     sids: np.ndarray,
     rows: np.ndarray,
     ref_logp: torch.Tensor,

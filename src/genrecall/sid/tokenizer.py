@@ -140,13 +140,45 @@ def info_nce(item_z: torch.Tensor, query_z: torch.Tensor, tau: float) -> torch.T
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def masked_info_nce(item_z: torch.Tensor, query_z: torch.Tensor, mask: torch.Tensor, tau: float) -> torch.Tensor:
-    """InfoNCE over the batch rows in ``mask`` only (items that have a query); ``query_z`` holds one
-    query latent per masked row. Unmasked items are neither anchors nor negatives, so they get no
-    gradient from this term; with fewer than 2 masked rows (no negative) the term is 0."""
-    if int(mask.sum()) < 2:
-        return item_z.new_zeros(())
-    return info_nce(item_z[mask], query_z, tau)
+def query_info_nce(item_z: torch.Tensor, query_z: torch.Tensor, has_query: np.ndarray, tau: float) -> torch.Tensor:
+    """The query term of one step: InfoNCE between this rank's batch items that have a query
+    (``item_z[has_query]``) and ``query_z``, one drawn query latent per such item. Negatives span the
+    global batch (latents gathered across ranks, with autograd); items without a query are neither
+    anchors nor negatives, so they get no gradient from this term."""
+    query_all = dist.gather_rows(query_z, grad=True)
+    item_all = dist.gather_rows(item_z[torch.from_numpy(has_query)], grad=True)
+    return info_nce(item_all, query_all, tau)
+
+
+@dataclass
+class QueryIndex:
+    """Item -> its queries as CSR arrays (items without queries have an empty slice), plus the query embeddings."""
+
+    offsets: np.ndarray  # (n + 1,) item i's queries are query_of[offsets[i] : offsets[i + 1]]
+    query_of: np.ndarray  # row in ``queries`` per pair, grouped by item
+    queries: torch.Tensor  # (q, d) query embeddings
+
+    @classmethod
+    def build(cls, pairs: QueryPairs, queries: np.ndarray, n_items: int) -> QueryIndex:
+        order = np.argsort(pairs.item_index, kind="stable")
+        return cls(
+            offsets=np.concatenate([[0], np.cumsum(np.bincount(pairs.item_index, minlength=n_items))]),
+            query_of=np.asarray(pairs.query_index, dtype=np.int64)[order],
+            queries=torch.from_numpy(np.asarray(queries, dtype=np.float32)),
+        )
+
+    @property
+    def items_with_queries(self) -> int:
+        return int(np.sum(np.diff(self.offsets) > 0))
+
+    def draw(self, batch: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+        """Which ``batch`` items have a query, and one pair per such item drawn uniformly from its queries
+        (a position in ``query_of``); None when fewer than 2 have one (InfoNCE needs an in-batch negative)."""
+        counts = self.offsets[batch + 1] - self.offsets[batch]
+        has = counts > 0
+        if has.sum() < 2:
+            return None
+        return has, self.offsets[batch[has]] + (rng.random(int(has.sum())) * counts[has]).astype(np.int64)
 
 
 class SidTokenizer:
@@ -204,44 +236,60 @@ class SidTokenizer:
         known = np.unique(cats[~np.isnan(cats)]).astype(np.int64) if cats is not None else np.empty(0, np.int64)
         sizes = resolve_codebook_sizes(cfg, n, len(known))  # the baseline gets the same level-1 size
         self.category_ids = known if cfg.forcing else np.empty(0, np.int64)
-        forced_np = self.category_code(cats, n)
-
-        # item -> its queries, as CSR arrays (items without queries have an empty slice)
-        use_q = (
-            cfg.contrastive
-            and cfg.gamma > 0
-            and queries is not None
-            and pairs is not None
-            and len(pairs.item_index) > 0
-        )
-        if use_q and pairs is not None and queries is not None:
-            order = np.argsort(pairs.item_index, kind="stable")
-            q_of = np.asarray(pairs.query_index, dtype=np.int64)[order]
-            offsets = np.concatenate([[0], np.cumsum(np.bincount(pairs.item_index, minlength=n))])
-            q_t = torch.from_numpy(np.asarray(queries, dtype=np.float32))
+        forced = torch.from_numpy(self.category_code(cats, n))
+        query_index = None  # item -> its queries, for the InfoNCE term (None: no term)
+        if cfg.contrastive and cfg.gamma > 0 and queries is not None and pairs is not None and len(pairs.item_index):
+            query_index = QueryIndex.build(pairs, queries, n)
         report = FitReport(
-            cfg.method, sizes, cfg.epochs, items_with_queries=int(np.sum(np.diff(offsets) > 0)) if use_q else 0
+            cfg.method, sizes, cfg.epochs, items_with_queries=query_index.items_with_queries if query_index else 0
         )
-
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
+        model = self._new_model(x_np.shape[1], sizes, n)
+        x = torch.from_numpy(x_np)
+        self._init_codebooks(model, x, forced, rng, gen)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        model.train()
+        steps = math.ceil(n / cfg.batch_size)
+        with Progress(disable=not show_progress, transient=True) as progress:
+            task = progress.add_task(f"fit {cfg.method}", total=cfg.epochs * steps)
+            for _ in range(cfg.epochs):
+                perm = rng.permutation(n)
+                totals = np.zeros(3)  # loss, recon, infonce summed over the epoch's steps
+                for step in range(steps):
+                    batch = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]  # the global batch
+                    totals += self._train_step(model, opt, x, forced, batch, query_index, rng, gen)
+                    progress.advance(task)
+                self._log_epoch(report, model, *(float(total) / steps for total in totals))
+        model.eval()
+        self.model = model
+        report.restarts = [book.restarts for book in model.books]
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _new_model(self, input_dim: int, sizes: tuple[int, ...], n: int) -> RQVAE:
+        """A fresh RQ-VAE, its weights drawn from ``cfg.seed`` without touching the global torch RNG."""
+        cfg = self.cfg
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             per_epoch = math.ceil(n / cfg.batch_size)
             dead = tuple(dead_after_steps(k, cfg.batch_size, cfg.dead_code_steps, per_epoch) for k in sizes)
-            model = RQVAE(
-                x_np.shape[1],
+            return RQVAE(
+                input_dim,
                 hidden_dims=cfg.hidden_dims,
                 latent_dim=cfg.latent_dim,
                 codebook_sizes=sizes,
                 decay=cfg.ema_decay,
                 dead_after=dead,
             )
-        x = torch.from_numpy(x_np)
-        forced = torch.from_numpy(forced_np)
-        sample = np.sort(rng.permutation(n)[: cfg.kmeans_sample])
-        ctx = dist.context()
-        if ctx.is_main:
+
+    def _init_codebooks(
+        self, model: RQVAE, x: torch.Tensor, forced: torch.Tensor, rng: np.random.Generator, gen: torch.Generator
+    ) -> None:
+        """k-means codebook init on a sample, on rank 0; its model and RNG state then go to every rank."""
+        cfg = self.cfg
+        sample = np.sort(rng.permutation(len(x))[: cfg.kmeans_sample])
+        if dist.context().is_main:
             with torch.no_grad():
                 model.init_codebooks(
                     model.encoder(x[sample]),
@@ -251,68 +299,58 @@ class SidTokenizer:
                 )
         dist.broadcast_module(model)  # rank 0's init (and weights) everywhere,
         gen.set_state(dist.broadcast_object(gen.get_state()))  # and its RNG, so restarts agree
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        model.train()
-        steps = math.ceil(n / cfg.batch_size)
-        with Progress(disable=not show_progress, transient=True) as progress:
-            task = progress.add_task(f"fit {cfg.method}", total=cfg.epochs * steps)
-            for _ in range(cfg.epochs):
-                perm = rng.permutation(n)
-                tot = rec_tot = nce_tot = 0.0
-                for s in range(steps):
-                    b = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]  # the global batch
-                    mine = dist.local_slice(len(b), ctx)  # this rank's rows of it (all of it in one process)
-                    lb = b[mine]
-                    xb = x[lb]
-                    out = model(xb, forced[lb] if cfg.forcing else None, generator=gen)
-                    recon = F.mse_loss(out.recon, xb)
-                    part = recon + cfg.beta * out.commitment
-                    w = dist.weight(len(lb), len(b), ctx)
-                    loss = torch.nan_to_num(part) * w if ctx.enabled else part  # an empty slice is nan * 0
-                    nce_val = 0.0
-                    if use_q:
-                        counts = offsets[b + 1] - offsets[b]
-                        has = counts > 0
-                        if has.sum() >= 2:  # InfoNCE needs at least one in-batch negative
-                            # one query per item and step, drawn uniformly from the item's queries
-                            pick = offsets[b[has]] + (rng.random(int(has.sum())) * counts[has]).astype(np.int64)
-                            local_has = has[mine]
-                            local_pick = pick[np.cumsum(has)[mine][local_has] - 1]
-                            # negatives span the global batch: gather latents (with autograd) across ranks
-                            qz = dist.gather_rows(model.encoder(q_t[q_of[local_pick]]), grad=True)
-                            iz = dist.gather_rows(out.z[torch.from_numpy(local_has)], grad=True)
-                            nce = info_nce(iz, qz, cfg.tau)
-                            loss = loss + cfg.gamma * nce
-                            nce_val = nce.item()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    dist.average_gradients(model)
-                    opt.step()
-                    rec_val = dist.global_mean(recon.item(), len(lb), len(b))
-                    tot += (
-                        rec_val
-                        + cfg.beta * dist.global_mean(out.commitment.item(), len(lb), len(b))
-                        + cfg.gamma * nce_val
-                    )
-                    rec_tot += rec_val
-                    nce_tot += nce_val
-                    progress.advance(task)
-                report.loss.append(tot / steps)
-                report.recon.append(rec_tot / steps)
-                report.infonce.append(nce_tot / steps)
-                restarts = [book.restarts for book in model.books]
-                log.info(
-                    "%s epoch %d: loss %.5f, dead codes restarted so far per level %s",
-                    cfg.method,
-                    len(report.loss),
-                    report.loss[-1],
-                    restarts,
-                )
-        model.eval()
-        self.model = model
-        report.restarts = [book.restarts for book in model.books]
-        report.seconds = time.perf_counter() - start
-        return report
+
+    def _train_step(
+        self,
+        model: RQVAE,
+        opt: torch.optim.Optimizer,
+        x: torch.Tensor,
+        forced: torch.Tensor,
+        batch: np.ndarray,
+        query_index: QueryIndex | None,
+        rng: np.random.Generator,
+        gen: torch.Generator,
+    ) -> tuple[float, float, float]:
+        """One optimiser step on the global ``batch`` (this rank encodes its slice); returns the global
+        batch's (loss, reconstruction, InfoNCE) for the log."""
+        cfg, ctx = self.cfg, dist.context()
+        mine = dist.local_slice(len(batch), ctx)  # this rank's rows of it (all of it in one process)
+        local = batch[mine]
+        xb = x[local]
+        out = model(xb, forced[local] if cfg.forcing else None, generator=gen)
+        recon = F.mse_loss(out.recon, xb)
+        part = recon + cfg.beta * out.commitment
+        w = dist.weight(len(local), len(batch), ctx)
+        loss = torch.nan_to_num(part) * w if ctx.enabled else part  # an empty slice is nan * 0
+        nce_val = 0.0
+        if query_index is not None and (drawn := query_index.draw(batch, rng)) is not None:
+            has, pick = drawn  # one query per item with any, drawn uniformly from its queries
+            local_has = has[mine]
+            local_pick = pick[np.cumsum(has)[mine][local_has] - 1]
+            query_z = model.encoder(query_index.queries[query_index.query_of[local_pick]])
+            nce = query_info_nce(out.z, query_z, local_has, cfg.tau)
+            loss = loss + cfg.gamma * nce
+            nce_val = nce.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        dist.average_gradients(model)
+        opt.step()
+        rec_val = dist.global_mean(recon.item(), len(local), len(batch))
+        commitment = dist.global_mean(out.commitment.item(), len(local), len(batch))
+        return rec_val + cfg.beta * commitment + cfg.gamma * nce_val, rec_val, nce_val
+
+    def _log_epoch(self, report: FitReport, model: RQVAE, loss: float, recon: float, infonce: float) -> None:
+        report.loss.append(loss)
+        report.recon.append(recon)
+        report.infonce.append(infonce)
+        restarts = [book.restarts for book in model.books]
+        log.info(
+            "%s epoch %d: loss %.5f, dead codes restarted so far per level %s",
+            self.cfg.method,
+            len(report.loss),
+            report.loss[-1],
+            restarts,
+        )
 
     # -- assign -----------------------------------------------------------------------------------
     def assign(self, embeddings: np.ndarray, categories: np.ndarray | None = None, *, chunk: int = 8192) -> np.ndarray:
