@@ -49,6 +49,7 @@ def _export(out: Path, *args: str) -> None:
         capture_output=True,
         text=True,
         cwd=out,
+        check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -89,6 +90,7 @@ def _daily(root: Path, params: dict[str, Any]) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=900,
+        check=False,
     )
     assert run.returncode == 0, f"daily day failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     return json.loads(run.stdout.strip().splitlines()[-1])
