@@ -150,10 +150,11 @@ def generate(
 
     from genrecall.config import from_dict
     from genrecall.data.marketplace import MarketplaceConfig
-    from genrecall.data.sources import BoundaryError, bootstrap, source_config
+    from genrecall.data.sources import BoundaryError, SourceConfig, bootstrap
     from genrecall.pipeline.generate import generate as run
 
-    source = source_config(_params(params))
+    p = _params(params)
+    source = from_dict(SourceConfig, p.get("source"))
     if source.kind != "marketplace":  # a shop's exports (files) or catalog database + log files (sql)
         try:
             boot = bootstrap(source, out)
@@ -164,7 +165,7 @@ def generate(
             + ", ".join(f"{k}={v:,}" for k, v in boot.rows.items())
         )
         return
-    cfg = from_dict(MarketplaceConfig, _params(params).get("generate"))
+    cfg = from_dict(MarketplaceConfig, p.get("generate"))
     overrides = {k: v for k, v in {"preset": preset, "seed": seed}.items() if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     result = run(cfg, out)
