@@ -109,20 +109,63 @@ def _ranked(p: dict, *dirs: Path) -> Iterator[tuple[bool, list[Path]]]:
 
 
 @app.command()
+def export(
+    files: Annotated[str, typer.Option(help="landing directory (any fsspec URL): date=YYYY-MM-DD/<table>.<fmt>")],
+    sql: Annotated[str | None, typer.Option(help="SQLAlchemy URL: the catalog goes there, the log to --files")] = None,
+    days: Annotated[int | None, typer.Option(help="simulated days to export (default: the preset's)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet | csv")] = "parquet",
+    ground_truth: Annotated[bool, typer.Option(help="also export GROUND_TRUTH (a real shop has none)")] = True,
+    preset: Annotated[str | None, typer.Option(help="override generate.preset")] = None,
+    seed: Annotated[int | None, typer.Option(help="override generate.seed")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Write the simulator's days as a shop would deliver them (params ``generate``): daily partitions,
+    and with --sql the catalog in a database. Existing partitions are kept: rerun with more --days to
+    deliver the next days."""
+    import dataclasses
+
+    from genrecall.config import from_dict
+    from genrecall.data.marketplace import MarketplaceConfig
+    from genrecall.data.sources.export import export as run
+
+    cfg = from_dict(MarketplaceConfig, _params(params).get("generate"))
+    overrides: dict[str, Any] = {k: v for k, v in {"preset": preset, "seed": seed}.items() if v is not None}
+    res = run(dataclasses.replace(cfg, **overrides), files, days=days, fmt=fmt, sql_url=sql, ground_truth=ground_truth)
+    console.print(
+        f"exported {res.days} days of preset [bold]{cfg.preset}[/] to {files}: "
+        f"{len(res.written)} partitions written, {len(res.kept)} kept"
+        + (f"; catalog to the database ({', '.join(f'{k}={v:,}' for k, v in res.sql_rows.items())})" if sql else "")
+    )
+
+
+@app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="directory for the raw tables")] = Path("data/raw"),
     preset: Annotated[str | None, typer.Option(help="override generate.preset")] = None,
     seed: Annotated[int | None, typer.Option(help="override generate.seed")] = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Generate the synthetic marketplace (catalog, users, search log, ground truth)."""
+    """The first stage: the configured source's tables (params ``source``; default the synthetic marketplace)."""
     import dataclasses
 
     from genrecall.config import from_dict
     from genrecall.data.marketplace import MarketplaceConfig
+    from genrecall.data.sources import BoundaryError, SourceConfig, bootstrap
     from genrecall.pipeline.generate import generate as run
 
-    cfg = from_dict(MarketplaceConfig, _params(params).get("generate"))
+    p = _params(params)
+    source = from_dict(SourceConfig, p.get("source"))
+    if source.kind != "marketplace":  # a shop's exports (files) or catalog database + log files (sql)
+        try:
+            boot = bootstrap(source, out)
+        except BoundaryError as e:
+            _fail(str(e))
+        console.print(
+            f"read {source.kind} source: days {boot.first_date}..{boot.last_date} ({boot.days}): "
+            + ", ".join(f"{k}={v:,}" for k, v in boot.rows.items())
+        )
+        return
+    cfg = from_dict(MarketplaceConfig, p.get("generate"))
     overrides: dict[str, Any] = {k: v for k, v in {"preset": preset, "seed": seed}.items() if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     result = run(cfg, out)

@@ -40,7 +40,7 @@ _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
-)  # fmt: skip  (32 before 16: LE prefixes)
+)  # UTF-32 before UTF-16: the UTF-32 LE mark begins with the UTF-16 LE one
 
 
 class CsvFormatError(ValueError):

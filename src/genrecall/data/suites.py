@@ -196,6 +196,12 @@ class Checks:
                 self.not_null(c)
             self.between(c, "in_range", pd.Timestamp(cfg.ts_min), pd.Timestamp(cfg.ts_max))
 
+    def in_day(self, cfg: ValidateConfig, col: str) -> None:
+        """A daily delta's log rows lie in the day being ingested (``cfg.day_start``/``day_end``)."""
+        if cfg.day_start is not None and cfg.day_end is not None:
+            ts, lo, hi = self.data[col], pd.Timestamp(cfg.day_start), pd.Timestamp(cfg.day_end)
+            self.flag(f"{col}:in_day", (ts.isna() | ((ts >= lo) & (ts < hi))).to_numpy(dtype=bool))
+
     def not_before(self, later: str, earlier: str) -> None:
         self._add(
             f"{later}:not_before_{earlier}",
@@ -252,6 +258,7 @@ def _price_events(c: Checks, refs: Refs, cfg: ValidateConfig) -> None:
     c.not_null("item_id", "price")
     c.unique("item_id", "ts")
     c.ts(cfg, "ts")
+    c.in_day(cfg, "ts")
     c.between("price", "positive", lo=0, strict_min=True)
     c.known("item_id", "known_item", refs["item_ids"])
 
@@ -269,7 +276,10 @@ def _users(c: Checks, refs: Refs, cfg: ValidateConfig) -> None:
 def _requests(c: Checks, refs: Refs, cfg: ValidateConfig) -> None:
     c.not_null("request_id", "exposed", "clicked", "purchased")
     c.unique("request_id")
+    if refs["request_ids"] is not None:  # a daily delta: a request of an earlier day delivered again
+        c.flag("request_id:not_ingested_before", ~c.data["request_id"].isin(refs["request_ids"]).to_numpy(dtype=bool))
     c.ts(cfg, "ts")
+    c.in_day(cfg, "ts")
     c.text("query", cfg.query_max_len)
     c.known("user_id", "known_user", refs["user_ids"])  # null = anonymous, allowed
     c.flag("exposed:distinct", np.array([v is None or len(set(v)) == len(v) for v in c.data["exposed"]]))

@@ -20,6 +20,11 @@ class ValidateConfig:
     # garbage); the daily rebuild narrows it to the delta's day with dataclasses.replace.
     ts_min: str = "2000-01-01T00:00:00+00:00"
     ts_max: str = "2100-01-01T00:00:00+00:00"
+    # The day a daily delta holds, set by the daily ingest of a files/sql source (None: no such check): log
+    # rows (requests.ts, price_events.ts) outside [day_start, day_end) arrived late for a day already ingested
+    # (or early) and are quarantined as ``ts:in_day``, never merged into a day they do not belong to.
+    day_start: str | None = None
+    day_end: str | None = None
     relevance_min: float = 1.0  # Home Depot judgments are averages of 1-3 ratings
     relevance_max: float = 3.0
 

@@ -167,13 +167,13 @@ def run_step(
 
 def next_day_number(ws: Workspace) -> int:
     """The unfinished day if there is one (resume it), else the day after the live data."""
-    from genrecall.data.marketplace import Marketplace
+    from genrecall.data.sources import days_ingested
 
     for d in sorted(ws.path("scratch").glob("day-*")):
         state = load_state(ws, int(d.name.split("-")[1]))
         if state["steps"] and not state.get("done"):
             return int(state["day"])
-    return Marketplace.load(ws.path("raw")).days
+    return days_ingested(ws.path("raw"))  # the simulator's days, or a files/sql source's
 
 
 def fresh(path: Path, copy_from: Path | None = None) -> Path:

@@ -37,6 +37,12 @@ DAY_METRICS = "daily_metrics.json"  # the day's gate-sample numbers (reports/ an
 def ingest(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, Any]:
     """Simulate the marketplace's next day; stage the new source state, record the day's delta."""
     from genrecall.data.marketplace import Marketplace, next_day
+    from genrecall.data.sources import ingest_day, source_config
+
+    source = source_config(params)
+    if source.kind != "marketplace":  # a shop's exports or database (data/sources): the next day's partition
+        res = ingest_day(source, ws.path("raw"), day, fresh(ws.stage(day, ws.raw)), fresh(ws.record(day, "delta")))
+        return dataclasses.asdict(res)
 
     market = Marketplace.load(ws.path("raw"))
     if market.days != day:
@@ -86,8 +92,11 @@ def validate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     from genrecall.pipeline.validate import validate
 
     good, quarantine = fresh(ws.record(day, "validated")), ws.record(day, "quarantine")
+    cfg = config_of(ValidateConfig, params, "validate")
+    ingested = load_state(ws, day)["steps"]["ingest"]["result"]  # a files/sql day: log rows outside it are late
+    cfg = dataclasses.replace(cfg, day_start=ingested.get("day_start"), day_end=ingested.get("day_end"))
     report = validate(
-        config_of(ValidateConfig, params, "validate"),
+        cfg,
         ws.record(day, "delta"),
         good,
         quarantine,

@@ -1,0 +1,142 @@
+"""A landing directory of daily exports: ``<root>/date=YYYY-MM-DD/<table>.parquet`` (or ``.csv``).
+
+The usual lake layout, on any fsspec URL (a local path by default). Each partition holds one day:
+rows of the state tables (CATEGORIES, ITEMS, USERS: each row is the key's current state, upserted by
+key; a delisting is an ITEMS row with ``delisted_at``) and of the event tables (PRICE_EVENTS,
+REQUESTS, GROUND_TRUTH: appended). Day 0's partition also carries everything before it (the catalog
+as it stood, the users, the price history). REQUESTS is required every day, GROUND_TRUTH is optional,
+a state table may be absent on a day nothing changed. Names starting with ``_`` or ``.`` (``_SUCCESS``
+markers) are ignored; anything else that is not ``<contract table>.parquet|csv`` is an error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from genrecall.data import schema as S
+from genrecall.data.sources.base import CATALOG_TABLES, LOG_TABLES, BoundaryError, FilesConfig
+from genrecall.data.sources.contract import conform_arrow, conform_values
+
+_DIR = re.compile(r"^date=(.+)$")
+FORMATS = ("parquet", "csv")
+SPECS = {t.name: t for t in S.MARKETPLACE_TABLES}
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One day's directory: its date, its URL and the table files it holds (name -> URL)."""
+
+    date: date
+    url: str
+    files: dict[str, str]
+    fingerprint: str  # file names and sizes: a partition re-delivered with other content is noticed
+
+
+class Landing:
+    """The landing directory of a files (or sql: the log) source."""
+
+    def __init__(self, cfg: FilesConfig, *, tables: tuple[str, ...] = CATALOG_TABLES + LOG_TABLES) -> None:
+        self.cfg, self.tables = cfg, tables
+        self.fs, self.root = fsspec.core.url_to_fs(cfg.root, **cfg.storage_options)
+
+    def partitions(self) -> list[Partition]:
+        """Every partition, by date; a malformed name or a day present twice is a BoundaryError."""
+        if not self.fs.exists(self.root):
+            raise BoundaryError(f"landing directory {self.cfg.root} does not exist")
+        seen: dict[date, str] = {}
+        out = []
+        for entry in sorted(self.fs.ls(self.root, detail=True), key=lambda e: e["name"]):
+            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith(("_", ".")):
+                continue
+            m = _DIR.match(name)
+            if entry["type"] != "directory" or not m:
+                raise BoundaryError(f"{entry['name']}: not a day partition (expected date=YYYY-MM-DD/)")
+            try:
+                day = date.fromisoformat(m.group(1))
+            except ValueError:
+                raise BoundaryError(f"{entry['name']}: {m.group(1)!r} is not a date (YYYY-MM-DD)") from None
+            if day in seen:
+                raise BoundaryError(f"day {day} arrives twice: {seen[day]} and {entry['name']}; keep one")
+            seen[day] = entry["name"]
+            out.append(self._partition(day, entry["name"]))
+        return sorted(out, key=lambda p: p.date)
+
+    def _partition(self, day: date, url: str) -> Partition:
+        files: dict[str, str] = {}
+        sizes = []
+        for entry in sorted(self.fs.ls(url, detail=True), key=lambda e: e["name"]):
+            name = entry["name"].rsplit("/", 1)[-1]
+            if name.startswith(("_", ".")):
+                continue
+            stem, _, ext = name.rpartition(".")
+            if ext not in FORMATS or stem not in SPECS:
+                names = sorted(SPECS)
+                raise BoundaryError(f"{entry['name']}: expected <table>.parquet or <table>.csv, table one of {names}")
+            if stem not in self.tables:
+                raise BoundaryError(f"{entry['name']}: this source reads {stem!r} from elsewhere (source.kind sql?)")
+            if stem in files:
+                raise BoundaryError(f"day {day}: table {stem!r} arrives twice ({files[stem]} and {entry['name']})")
+            files[stem] = entry["name"]
+            sizes.append(f"{name}:{entry.get('size')}")
+        if "requests" not in files:
+            raise BoundaryError(f"day {day}: {url} has no requests table (the search log is daily)")
+        return Partition(day, url, files, ",".join(sizes))
+
+    def read(self, part: Partition, table: str) -> pa.Table | None:
+        """A partition's table, contract-typed (or a BoundaryError); None when the day has none."""
+        url = part.files.get(table)
+        if url is None:
+            return None
+        spec = SPECS[table]
+        with self.fs.open(url, "rb") as f:
+            if url.endswith(".parquet"):
+                try:
+                    raw = pq.read_table(f)
+                except (pa.ArrowInvalid, OSError) as e:
+                    raise BoundaryError(f"{url}: not a readable Parquet file ({e}); re-export it") from e
+                return conform_arrow(raw, spec, url)
+            df = pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""])
+        return conform_values(df.astype(object).where(df.notna(), None), spec, url, first_row=2)
+
+
+def until_date(cfg: FilesConfig, parts: list[Partition]) -> date:
+    if cfg.until is not None:
+        return date.fromisoformat(str(cfg.until))
+    if not parts:
+        raise BoundaryError(f"no partitions (date=YYYY-MM-DD/) in {cfg.root}")
+    return parts[-1].date
+
+
+def contiguous(parts: list[Partition], where: str) -> None:
+    """Partitions are consecutive days; a gap is a BoundaryError naming the missing days."""
+    for a, b in itertools.pairwise(parts):
+        if (b.date - a.date).days != 1:
+            gap = [str(a.date + timedelta(days=i)) for i in range(1, (b.date - a.date).days)]
+            raise BoundaryError(f"day(s) {', '.join(gap)} missing in {where} (between {a.date} and {b.date})")
+
+
+def merge(parts: list[tuple[int, pa.Table]], table: str) -> pa.Table:
+    """Several days of one table: state tables keep each key's last day's row(s), events all rows."""
+    spec = SPECS[table]
+    tables = [t.append_column("_part", pa.array([i] * t.num_rows, pa.int32())) for i, t in parts]
+    if not tables:
+        return spec.schema.empty_table()
+    allrows = pa.concat_tables(tables)
+    if table in ("categories", "items", "users"):
+        key = list(spec.key)
+        rows = pa.table({**{k: allrows[k] for k in key}, "_part": allrows["_part"], "_row": range(allrows.num_rows)})
+        last = rows.group_by(key, use_threads=False).aggregate([("_part", "max")])
+        rows = rows.join(last, keys=key, join_type="inner", use_threads=False)
+        keep = rows.filter(pc.equal(rows["_part"], rows["_part_max"]))["_row"]
+        allrows = allrows.take(keep.take(pc.sort_indices(keep))).sort_by([(k, "ascending") for k in key])
+    return allrows.select(spec.columns)
