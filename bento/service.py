@@ -147,6 +147,7 @@ class Search:
             max_batch_size=CFG.max_batch_size,
             max_queue=CFG.max_queue,
             max_wait_ms=CFG.batch_wait_ms,
+            validate=self.retriever.check,  # an invalid request gets its 400 alone, before it can join a batch
         )
         self.lexical = TitleBM25.from_bundle(self.retriever.bundle) if CFG.bm25 else None
         self.promoted_at = promotion_date(self.retriever.bundle.tag)
