@@ -8,7 +8,10 @@ One object serves the HTTP service (``bento/service.py``) and offline evaluation
 runs one beam search per distinct beam size for a whole batch of requests: that is what adaptive
 batching in the service feeds. A known ``user_id`` adds the user's profile, recent clicked SIDs and
 recent categories (Feast online features) to the prompt (UQ2SID); an unknown user, no user, or no
-feature store gives the plain query prompt (Q2SID format), never an error.
+feature store gives the plain query prompt (Q2SID format), never an error. Neither does a feature store
+that fails or overruns ``serve.feature_timeout_ms`` (``genrecall.serving.feature_guard``): those
+requests go on non-personalised, and ``serve_batch`` (what the HTTP service runs) flags their
+responses ``degraded``.
 
 Items come from the index, SID by SID in beam order, items of one SID by item quality (smoothed CTR)
 descending, cut at ``k``; ``item_order="quality"`` instead orders all expanded items by quality first,
@@ -18,6 +21,8 @@ as the truncated-hitrate metric does.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,7 @@ from genrecall.gen.beam import BeamResult, beam_search
 from genrecall.gen.examples import UserContext, context_from_features, encode_user_query
 from genrecall.gen.semantic import SentenceEncoder
 from genrecall.serving.bundle import Bundle
+from genrecall.serving.feature_guard import GuardedFeatures
 
 ITEM_ORDERS = ("beam", "quality")
 
@@ -60,6 +66,8 @@ class ServeConfig:
     bundle: str = ""  # a store tag or directory to serve; "" = the production pointer ($GENRECALL_BUNDLE wins)
     feast_repo: str = "feature_repo"  # Feast repo for user features; a missing repo/store = non-personalised
     feast_data_dir: str = "data/feast"  # the features stage's data dir (registry + online store)
+    feature_timeout_ms: float = 250.0  # a user-feature lookup that takes longer is abandoned: the request goes on
+    # non-personalised and says so; a lookup takes ~1 ms on SQLite (docs/SERVING.md), a search tens. 0 = no bound
     bm25: bool = True  # POST /bm25 (the search page's lexical column): BM25 over the bundle's titles, built at start
     host: str = "127.0.0.1"  # loopback by default: expose it on purpose, behind your own gateway
     port: int = 3000  # DESIGN.md: make run serves on 127.0.0.1:3000
@@ -105,6 +113,7 @@ class SearchResponse:
     bundle: str  # the bundle version that answered
     personalized: bool = False  # the prompt carried user context
     extra: dict[str, Any] = field(default_factory=dict)
+    degraded: str | None = None  # why a request with a user was served non-personalised ("features unavailable: ...")
 
     def to_dict(self) -> dict[str, Any]:
         """The HTTP response body (DESIGN.md section 4)."""
@@ -113,6 +122,7 @@ class SearchResponse:
             "sids": self.sids,
             "bundle": self.bundle,
             "personalized": self.personalized,
+            "degraded": self.degraded,
         }
 
 
@@ -164,13 +174,57 @@ class Retriever:
         return SearchRequest(req.query.strip(), req.user_id or None, int(k), int(beam))
 
     def contexts(self, user_ids: Sequence[str | None]) -> list[UserContext | None]:
-        """User contexts from the feature source (None for anonymous/unknown users or without a source)."""
+        """User contexts from the feature source (None for anonymous/unknown users or without a source).
+
+        A source that raises or overruns ``cfg.feature_timeout_ms`` gives None for every user (the plain
+        query prompt), never an exception; the reason is kept, per user id, for ``serve_batch``."""
         if self.features is None or all(u is None for u in user_ids):
             return [None] * len(user_ids)
-        return [
-            self._context(f) if u is not None else None
-            for u, f in zip(user_ids, self.features.user_contexts(list(user_ids)))
-        ]
+        feats, degraded = self._feature_lookup(self.features).user_contexts(list(user_ids))
+        if feats is None:
+            failed = getattr(self._lookup_state, "failed", None)
+            if failed is not None:
+                failed.update({u: degraded for u in user_ids if u is not None})
+            return [None] * len(user_ids)
+        return [self._context(f) if u is not None else None for u, f in zip(user_ids, feats)]
+
+    _guard: GuardedFeatures | None = None  # the lookup over ``features``, made on first use (_feature_lookup)
+    _warm_up: str | None = None  # why the guard's warm-up lookup failed, or None
+
+    def _feature_lookup(self, source: UserFeatureSource) -> GuardedFeatures:
+        """The time-bounded, never-raising lookup over ``source`` (one per source, kept between requests),
+        warmed up when made: a fresh store's first lookup is slower than the per-request bound."""
+        if self._guard is None or self._guard.source is not source:
+            self._guard = GuardedFeatures(source, self.cfg.feature_timeout_ms)
+            self._warm_up = self._guard.warm_up()
+        return self._guard
+
+    def warm_features(self) -> str | None:
+        """Open the feature store now (the service calls it at start-up); why that failed, or None."""
+        if self.features is None:
+            return None
+        self._feature_lookup(self.features)
+        return self._warm_up
+
+    @functools.cached_property
+    def _lookup_state(self) -> threading.local:
+        """Per-thread: the user ids whose lookup failed during the current ``serve_batch`` call, and why."""
+        return threading.local()
+
+    def serve_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResponse]:
+        """``search_batch``, plus each response's ``degraded`` reason when its user's features could not be
+        looked up (the store failed or timed out): what the HTTP service's batcher runs."""
+        state = self._lookup_state
+        state.failed = {}
+        try:
+            responses = self.search_batch(requests)
+            failed: dict[str | None, str] = state.failed
+        finally:
+            state.failed = None
+        for req, resp in zip(requests, responses):
+            if req.user_id and req.user_id in failed:
+                resp.degraded = failed[req.user_id]
+        return responses
 
     def _context(self, feats: Any) -> UserContext | None:
         if not getattr(feats, "known", False):
