@@ -20,11 +20,12 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.state/dvc-site
 # dvc.yaml's stages call `genrecall`: the venv's bin comes first on PATH, activated or not.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv run pipeline report lint format test test-fast serve schedule backfill constraints clean
+.PHONY: help venv run pipeline report lint format test test-fast serve bento schedule backfill constraints clean
 
 help:
 	@echo "make run    - create .venv, install, run the pipeline (dvc repro), print results, serve on 127.0.0.1:$(PORT)"
 	@echo "make serve  - serve the production bundle (PORT=3000); the search page is http://127.0.0.1:$(PORT)/"
+	@echo "make bento  - build a deployable Bento (service + genrecall wheel + production bundle); BUNDLE=tag|dir to pick one"
 	@echo "make report - write reports/report.html (one self-contained file) and print its path"
 	@echo "make test   - create .venv if missing, run make lint, then the test suite"
 	@echo "make lint   - ruff check, ruff format --check and mypy (what CI runs first); make format fixes the first two"
@@ -58,6 +59,14 @@ report: venv
 # Serve the current production bundle without rebuilding anything.
 serve: venv
 	$(BIN)/genrecall serve --port $(PORT)
+
+# A deployable Bento in the BentoML store (.state/bentoml): the service, the genrecall wheel built from this
+# checkout, and the production bundle (BUNDLE=<tag or dir> for another) as a BentoML model. Then
+# `bentoml serve <tag>` runs it anywhere the Bento's requirements are installed, and
+# `bentoml containerize <tag>` makes an OCI image of it (docs/SERVING.md).
+BUNDLE ?=
+bento: venv
+	$(BIN)/genrecall bento $(if $(BUNDLE),--bundle $(BUNDLE))
 
 # The daily rebuild as a Prefect deployment on a daily cron (03:00 UTC). Starts a Prefect server on
 # 127.0.0.1:$(PREFECT_PORT) (database in .state/prefect; UI at that address) unless PREFECT_API_URL

@@ -15,12 +15,16 @@ One BentoML service, one worker process:
 - ``GET /`` is the search page (``genrecall.serving.page``: static HTML/CSS/JS that calls ``/search``
   and ``/bm25``); BentoML's Swagger UI moves to ``GET /docs``.
 
-Which bundle: ``$GENRECALL_BUNDLE`` (a store tag or a directory), else ``serve.bundle`` in params.yaml,
-else the production pointer (``genrecall promote`` / ``genrecall rollback`` move it; restart to pick it
-up). ``GET /healthz`` and ``GET /readyz`` answer 200 only once the bundle is loaded. Binds 127.0.0.1:3000
-unless ``serve.host``/``serve.port`` (or ``bentoml serve --host/--port``) say otherwise. The OpenAPI document
-(``GET /docs.json``) describes the 400 bodies as they are (``genrecall.serving.openapi``). All logic lives in
-``genrecall.serving``; this file only wires it to HTTP.
+Which bundle: ``$GENRECALL_BUNDLE`` (a store tag or a directory), else the bundle a built Bento carries
+(``genrecall bento`` builds with ``--arg bundle=<tag>``; the service declares it as a BentoML model
+reference, so the Bento packs it and ``bentoml serve <bento>`` resolves it from the Bento's models),
+else ``serve.bundle`` in params.yaml, else the production pointer (``genrecall promote`` /
+``genrecall rollback`` move it; restart to pick it up). A Feast outage or a slow lookup at request time
+serves non-personalised recall and says so (``"degraded"`` in the response), never a 500
+(``genrecall.serving.feature_guard``). ``GET /healthz`` and ``GET /readyz`` answer 200 only once the
+bundle is loaded. Binds 127.0.0.1:3000 unless ``serve.host``/``serve.port`` (or ``bentoml serve
+--host/--port``) say otherwise. The OpenAPI document (``GET /docs.json``) describes the 400 bodies as they
+are (``genrecall.serving.openapi``). All logic lives in ``genrecall.serving``; this file only wires it to HTTP.
 """
 
 from __future__ import annotations
@@ -32,9 +36,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from genrecall.env import apply_defaults
+from genrecall.env import apply_defaults, telemetry_off
 
-apply_defaults()
+# Served from a built Bento (bento.yaml beside src/): BentoML owns the state (BENTOML_HOME, the Bento's models)
+# and the Bento's files must stay as built, so only telemetry is switched off. From the checkout (`genrecall
+# serve`), tool state defaults into the workspace as everywhere else.
+IN_BENTO = (Path(__file__).resolve().parent.parent / "bento.yaml").exists()
+if IN_BENTO:
+    telemetry_off()
+else:
+    apply_defaults()
 
 import bentoml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator  # noqa: E402
@@ -47,6 +58,9 @@ from genrecall.serving.retriever import ServeConfig  # noqa: E402
 
 log = logging.getLogger("genrecall.service")
 CFG: ServeConfig = stage_config(ServeConfig, "serve")
+# the bundle a built Bento pins (`bentoml build --arg bundle=<tag>`, genrecall.serving.bento_build); None when
+# serving from the checkout (`genrecall serve`), which follows the production pointer instead
+PINNED_BUNDLE: str | None = getattr(bentoml.use_arguments(), "bundle", None) or None
 
 
 def _home_path(p: str) -> Path:
@@ -104,7 +118,10 @@ class BM25Body(BaseModel):
 
 
 def _feature_client() -> Any | None:
-    """A Feast ``FeatureClient`` when a materialized store is configured, else None (non-personalised)."""
+    """A Feast ``FeatureClient`` when a materialized store is configured, else None (non-personalised).
+
+    A store that exists but cannot be opened (a broken registry, an outage at start-up) does not stop the
+    server: it serves non-personalised recall and every request with a user says why (``degraded``)."""
     if os.environ.get("GENRECALL_FEATURES", "on").lower() in ("0", "off", "false", "no"):
         return None
     repo = _home_path(os.environ.get("GENRECALL_FEAST_REPO", CFG.feast_repo))
@@ -113,15 +130,22 @@ def _feature_client() -> Any | None:
         log.warning("no Feast store at %s (data %s): serving non-personalised recall", repo, data)
         return None
     from genrecall.features.store import FeatureClient
+    from genrecall.serving.feature_guard import UnavailableFeatures
 
-    return FeatureClient(repo, data)
+    try:
+        return FeatureClient(repo, data)
+    except Exception as e:  # the store is there but will not open: degrade, don't fail
+        log.error("Feast store at %s (data %s) unavailable at start-up: %s", repo, data, e)
+        return UnavailableFeatures(f"{type(e).__name__}: {e}")
 
 
-def _load_retriever() -> Any:
+def _load_retriever(pinned: Any | None = None) -> Any:
+    """The retriever of the bundle to serve (module docstring); ``pinned`` is the Bento's resolved model."""
     from genrecall.serving.gate import production_tag
     from genrecall.serving.retriever import Retriever
 
-    source = os.environ.get("GENRECALL_BUNDLE") or CFG.bundle or production_tag()
+    env = os.environ.get("GENRECALL_BUNDLE")
+    source = env or (str(pinned.tag) if pinned is not None else None) or CFG.bundle or production_tag()
     if not source:
         raise RuntimeError("no bundle to serve: run `genrecall package` (or promote one), or set GENRECALL_BUNDLE")
     if Path(source).exists():
@@ -136,19 +160,25 @@ def _load_retriever() -> Any:
 class Search:
     """The public API; the model runs on the batcher's thread, requests wait on the event loop."""
 
+    # a built Bento's bundle as a BentoML model reference: `bentoml build` packs the model into the Bento,
+    # `bentoml serve <bento>` resolves it from the Bento's own model store (None when serving the checkout)
+    bundle_model = bentoml.models.BentoModel(PINNED_BUNDLE) if PINNED_BUNDLE else None
+
     def __init__(self) -> None:
         from genrecall.serving.batcher import MicroBatcher
         from genrecall.serving.lexical import TitleBM25
         from genrecall.serving.page import promotion_date
 
-        self.retriever = _load_retriever()
+        self.retriever = _load_retriever(self.bundle_model)
         self.batcher = MicroBatcher(
-            self.retriever.search_batch,
+            self.retriever.serve_batch,  # search_batch + per-request flags (a degraded feature lookup)
             max_batch_size=CFG.max_batch_size,
             max_queue=CFG.max_queue,
             max_wait_ms=CFG.batch_wait_ms,
             validate=self.retriever.check,  # an invalid request gets its 400 alone, before it can join a batch
         )
+        if (failed := self.retriever.warm_features()) is not None:  # the first Feast lookup is the slow one
+            log.warning("user features: %s (requests with a user are served non-personalised meanwhile)", failed)
         self.lexical = TitleBM25.from_bundle(self.retriever.bundle) if CFG.bm25 else None
         self.promoted_at = promotion_date(self.retriever.bundle.tag)
         log.info(

@@ -589,6 +589,22 @@ def serve(
 
 
 @app.command()
+def bento(
+    bundle: Annotated[str | None, typer.Option(help="bundle tag or dir to ship (default: production)")] = None,
+    bentofile: Annotated[Path | None, typer.Option(help="bentofile (default: bento/bentofile.yaml)")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Build a deployable Bento: the service, this checkout's genrecall wheel and the bundle (a model)."""
+    from genrecall.serving.bento_build import build_bento
+
+    res = build_bento(bundle, repo_root=Path("."), bentofile=bentofile, params=_params(params) if params else None)
+    console.print(f"built Bento {res.tag} carrying {res.bundle} (wheel {res.wheel})")
+    console.print(f"  serve it:     bentoml serve {res.tag}")
+    console.print(f"  an image:     bentoml containerize {res.tag}")
+    print(f"__tag__:{res.tag}")  # one parseable line (scripts: `genrecall bento | sed -n 's/^__tag__://p'`)
+
+
+@app.command()
 def backfill(
     days: Annotated[int, typer.Option(help="simulated days to run the daily rebuild for")] = 1,
     workspace: Annotated[Path, typer.Option(help="the project workspace (after `dvc repro`)")] = Path("."),

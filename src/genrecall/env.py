@@ -24,10 +24,15 @@ TELEMETRY_OFF = {
 }
 
 
-def apply_defaults(workspace: str | Path | None = None) -> Path:
-    """Set telemetry-off and state-location defaults; returns the state directory used."""
+def telemetry_off() -> None:
+    """Set the telemetry-off defaults only (a built Bento: its state lives where BentoML puts it)."""
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
+
+
+def apply_defaults(workspace: str | Path | None = None) -> Path:
+    """Set telemetry-off and state-location defaults; returns the state directory used."""
+    telemetry_off()
     root = Path(workspace or os.environ.get("GENRECALL_HOME", ".")).resolve()
     state = root / ".state"
     os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
