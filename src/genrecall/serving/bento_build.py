@@ -73,6 +73,9 @@ def bundle_tag(source: str | Path | None = None) -> str:
 def build_wheel(repo_root: str | Path, out_dir: str | Path) -> Path:
     """The genrecall wheel of the checkout at ``repo_root``, built offline into ``out_dir``."""
     repo, out = Path(repo_root), Path(out_dir)
+    missing = [name for name in ("src", *PROJECT_FILES) if not (repo / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{repo.resolve()} is not a genrecall checkout (no {', '.join(missing)}): run it there")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="genrecall-wheel-") as tmp:
         src = Path(tmp) / "genrecall"
