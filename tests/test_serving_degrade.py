@@ -26,6 +26,7 @@ def test_a_store_that_did_not_open_degrades_every_lookup_with_its_reason() -> No
     assert GuardedFeatures(UnavailableFeatures("x"), timeout_ms=0).user_contexts(["u1"])[1] == "features unavailable: x"
     with pytest.raises(ValueError):
         GuardedFeatures(UnavailableFeatures("x"), timeout_ms=-1)
+    assert UnavailableFeatures("x").available is False  # POST /bundle: "personalized": false
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,8 @@ class FeaturesUnavailable(RuntimeError):
 class UnavailableFeatures:
     """A feature source that always fails with the reason it was given (a store that did not open)."""
 
+    available = False  # POST /bundle reports the server as not personalising
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
 

@@ -59,7 +59,7 @@ def bundle_info(retriever: Any, *, batching: Any, lexical: bool, promoted_at: st
         "params_hash": m.params_hash,
         "items": m.items,
         "sids": m.sids,
-        "personalized": retriever.features is not None,
+        "personalized": retriever.features is not None and getattr(retriever.features, "available", True),
         "promoted_at": promoted_at,
         "bm25": lexical,
         "examples": {
