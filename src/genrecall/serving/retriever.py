@@ -248,7 +248,8 @@ class Retriever:
         vectors = None if self.encoder is None else self.encoder([self.text(r.query) for r in reqs])
         sizes = [r.beam_size or self.cfg.default_beam_size for r in reqs]  # check() filled every one in
         beams, used = self.decode(prompts, sizes, vectors)
-        return [self._respond(b, r.k, c is not None, u) for b, r, c, u in zip(beams, reqs, contexts, used)]
+        ks = [r.k or self.cfg.default_k for r in reqs]  # check() filled every one in
+        return [self._respond(b, k, c is not None, u) for b, k, c, u in zip(beams, ks, contexts, used)]
 
     def decode(
         self, prompts: list[list[int]], sizes: list[int], vectors: np.ndarray | None
