@@ -64,3 +64,45 @@ def confidence(first_level: torch.Tensor) -> np.ndarray:
     norm = torch.log_softmax(logp, dim=-1)  # -inf columns stay at probability 0
     top = norm.max(dim=-1).values.exp()
     return np.nan_to_num(top.cpu().numpy().astype(np.float64), nan=1.0)  # a row with no allowed code: any beam
+
+
+def calibrate(
+    conf: np.ndarray,
+    hits: np.ndarray,
+    pairs: np.ndarray,
+    tiers: Sequence[int],
+    target: float,
+    *,
+    grid: int = 41,
+) -> AdaptiveBeam:
+    """The thresholds with the lowest mean beam whose recall reaches ``target``, from measured runs.
+
+    ``conf`` (n,): each request's `confidence`; ``hits`` (n, len(tiers)): the relevant pairs each request
+    finds at each tier's fixed beam; ``pairs`` (n,): its relevant pairs; recall = hits / pairs summed
+    over requests. Candidate thresholds are ``grid`` quantiles of ``conf`` (plus 0 and above 1). Without a
+    candidate that reaches ``target`` the policy always takes the largest tier."""
+    tiers = tuple(int(t) for t in tiers)
+    if hits.shape != (len(conf), len(tiers)):
+        raise ValueError(f"hits must be (requests, tiers) = {(len(conf), len(tiers))}, got {hits.shape}")
+    cands = np.unique(np.r_[np.quantile(conf, np.linspace(0, 1, grid)), 0.0, 1.0 + 1e-9])
+    best: tuple[float, tuple[float, ...]] = (float(tiers[-1]) + 1, tuple([1.0 + 1e-9] * (len(tiers) - 1)))
+    total = float(np.sum(pairs)) or 1.0
+    for combo in _descending(cands, len(tiers) - 1):
+        policy = AdaptiveBeam(tiers, combo)
+        chosen = policy.beams(conf)
+        column = np.searchsorted(np.asarray(tiers), chosen)
+        recall = float(hits[np.arange(len(conf)), column].sum()) / total
+        mean_beam = float(chosen.mean()) if len(chosen) else 0.0
+        if recall >= target and mean_beam < best[0]:
+            best = (mean_beam, combo)
+    return AdaptiveBeam(tiers, best[1])
+
+
+def _descending(values: np.ndarray, k: int) -> list[tuple[float, ...]]:
+    """Every non-increasing k-tuple of ``values``."""
+    if k == 0:
+        return [()]
+    out = []
+    for i, v in enumerate(values):
+        out += [(float(v), *rest) for rest in _descending(values[: i + 1], k - 1)]
+    return out
