@@ -73,9 +73,7 @@ def main() -> None:
     texts, source = _texts(args.texts)
     encoders = {
         "torch": MiniLMEncoder(batch_size=args.batch_size, max_seq_length=args.max_seq_length),
-        "onnx": OnnxMiniLMEncoder(
-            batch_size=args.batch_size, max_seq_length=args.max_seq_length, threads=args.threads
-        ),
+        "onnx": OnnxMiniLMEncoder(batch_size=args.batch_size, max_seq_length=args.max_seq_length, threads=args.threads),
     }
     vectors = {name: enc.encode(texts[:50]) for name, enc in encoders.items()}  # warm-up
     single: dict[str, list[float]] = {name: [] for name in encoders}

@@ -63,6 +63,7 @@ class ServeConfig:
     num_threads: int = 1  # torch CPU threads in the server: on a shared 2-core box 2 threads spin against other
     # processes and ran 5-10x slower (docs/BENCHMARKS.md); raise it on a worker that owns its cores; 0 = torch default
     device: str = "cpu"  # "cuda" on a GPU worker
+    encoder_runtime: str = ""  # the query encoder's runtime: "" = the bundle's (MiniLM: onnx), "onnx" or "torch"
     decoder: str = "lean"  # "lean": gen/fast_decode.py (same beams, less per-step work); "transformers": beam_search
     adaptive_beam: bool = False  # pick each request's beam from the model's level-1 confidence (gen/adaptive_beam.py);
     # the request's beam_size stays the upper bound. Off: the tiny-bundle measurement did not show parity
@@ -82,6 +83,8 @@ class ServeConfig:
             raise ValueError("serve: defaults must lie within 1..max_k and 1..max_beam_size")
         if self.decoder not in DECODERS:
             raise ValueError(f"serve.decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.encoder_runtime not in ("", "onnx", "torch"):
+            raise ValueError(f"serve.encoder_runtime must be '', 'onnx' or 'torch', got {self.encoder_runtime!r}")
         if self.adaptive_beam and self.decoder != "lean":
             raise ValueError("serve.adaptive_beam needs serve.decoder: lean (it reads the lean prefill)")
         self.adaptive_policy()  # validates tiers and thresholds
@@ -155,7 +158,7 @@ class Retriever:
         self._depth = self.tokenizer.sid_depth
         # a semantic-prompt generator brings its sentence encoder: one encode call per request batch,
         # repeated queries served from an in-memory LRU (no disk cache on the request path)
-        self.encoder = SentenceEncoder.for_model(self.model, cache_dir=None)
+        self.encoder = SentenceEncoder.for_model(self.model, cache_dir=None, runtime=self.cfg.encoder_runtime)
         self.decoder = self._lean_decoder()
         self.policy = self.cfg.adaptive_policy()
         if self.policy is not None and self.decoder is None:
