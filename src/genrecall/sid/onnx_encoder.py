@@ -9,7 +9,9 @@ its small matmuls copy). ONNX Runtime runs the same graph with fused kernels:
   the graph into ``<onnx dir>/<digest>/minilm.onnx``: written to a temporary name, then renamed, so a
   concurrent or killed export never leaves a half file. The digest covers the model files and the
   export code version, so a new model or exporter gets a new file. The directory is
-  ``$GENRECALL_ONNX_DIR``, else ``<workspace>/.state/onnx`` (``$GENRECALL_HOME``, else the cwd).
+  ``$GENRECALL_ONNX_DIR``, else ``<workspace>/.state/onnx`` (``$GENRECALL_HOME``, else the cwd); a
+  directory that cannot be created falls back to the machine's temp dir. Without onnxruntime, or with
+  nowhere to write, `make_encoder` logs it and uses sentence-transformers (same vectors).
 - **Same tokenisation** as sentence-transformers (stripped text, truncation at ``max_seq_length``),
   texts sorted by length before batching (less padding), rows returned in input order.
 - **Same name** as `MiniLMEncoder` (``all-MiniLM-L6-v2-len<L>``): the vectors agree to cosine >= 0.999
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -83,7 +86,13 @@ def export_minilm(model_dir: Path, out_root: Path | None = None) -> Path:
         return out
     import torch
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only workspace (e.g. a container): the machine's temp dir instead
+        out = Path(tempfile.gettempdir()) / "genrecall-onnx" / out.parent.name / out.name
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
     module = _Pooled.build(model_dir)
     example = torch.tensor([[101, 2000, 102], [101, 102, 0]])
     args = (example, (example > 0).long(), torch.zeros_like(example))
