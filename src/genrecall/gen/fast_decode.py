@@ -248,7 +248,8 @@ class LeanDecoder:
                 prompt = prompt + pre.mask
             mine = torch.matmul(q, ks.transpose(-1, -2)) * self.scale  # (n, kv, k, g, t+1)
             length = prompt.shape[-1]
-            probs = torch.softmax(torch.cat([prompt.view(n, kv, k, g, length), mine], dim=-1), dim=-1)
+            scores = torch.cat([prompt.view(n, kv, k, g, length), mine], dim=-1)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(scores.dtype)  # fp32 softmax, as SDPA
             out = torch.matmul(probs[..., :length].reshape(n, kv, k * g, length), pre.values[i]).view(n, kv, k, g, hd)
             out = out + torch.matmul(probs[..., length:], vs)
             x = self._finish(layer, x, out.permute(0, 2, 1, 3, 4).reshape(n, k, self.heads * hd))
