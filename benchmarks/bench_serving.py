@@ -5,6 +5,18 @@
         --out reports/bench_serving.json
     python benchmarks/bench_serving.py --tiny                 # self-check: builds the tests' tiny bundle first
     python benchmarks/bench_serving.py --in-process           # also time Retriever.search without HTTP
+    python benchmarks/bench_serving.py --tiny --in-process --quick   # ~2 min: 30 requests a cell, beams 20 50
+
+    python benchmarks/bench_serving.py --tiny --minilm --in-process --quick   # MiniLM in the request path
+
+Each variant in ``--variants`` (``DECODER/RUNTIME``; default ``lean/onnx``, the serving default, and
+``transformers/torch``, the reference path: transformers' beam search and sentence-transformers) is
+measured in the same run, one after the other: its own server (``serve.decoder`` and
+``serve.encoder_runtime`` set through ``$GENRECALL_PARAMS``, a copy of the project's params.yaml with
+only those changed), then in process. The runtime matters only for a bundle whose generator reads
+MiniLM vectors (``--minilm`` builds such a tiny bundle; the default tiny one uses the hash encoder).
+The summary prints first-variant / last-variant ratios per cell: compare ratios, not absolute times,
+across machines.
 
 Starts one ``bentoml serve`` of bento/service.py on a free 127.0.0.1 port serving ``--bundle`` (a store
 tag or a directory; default: production), warms it up, then for each beam size in ``--beams`` and each
@@ -40,6 +52,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _serve_cfg(variant: str) -> dict[str, str]:
+    """``serve`` settings of a variant ``DECODER[/RUNTIME]``."""
+    decoder, _, runtime = variant.partition("/")
+    return {"decoder": decoder, "encoder_runtime": runtime}
+
+
+def _params_with(variant: str) -> Path:
+    """A copy of the project's params (``$GENRECALL_PARAMS`` or params.yaml) with the variant's settings."""
+    import yaml
+
+    from genrecall.config import load_params
+
+    params = load_params(missing_ok=True)
+    params["serve"] = {**(params.get("serve") or {}), **_serve_cfg(variant)}
+    path = Path(tempfile.mkdtemp(prefix="bench-params-")) / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
 
 
 def _serve(bundle: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -100,14 +131,16 @@ def _run(client: httpx.Client, queries: list[str], beam: int, concurrency: int, 
     }  # status + body of the first failures: 503 = backpressure (serve.max_queue)
 
 
-def _in_process(bundle: str, titles: list[str], beams: list[int], n: int, k: int, seed: int) -> list[dict[str, Any]]:
+def _in_process(
+    bundle: str, titles: list[str], beams: list[int], n: int, k: int, seed: int, variant: str
+) -> list[dict[str, Any]]:
     """The same searches without HTTP: ``Retriever.search`` in this process, one thread, one client."""
     import torch
 
     from genrecall.serving.retriever import Retriever, ServeConfig
 
     torch.set_num_threads(1)
-    retriever = Retriever.load(bundle, ServeConfig())
+    retriever = Retriever.load(bundle, ServeConfig(**_serve_cfg(variant)))
     rng = np.random.default_rng(seed)
     for q in rng.choice(titles, 20):  # warm-up
         retriever.search(str(q), k=k, beam_size=max(beams))
@@ -121,6 +154,7 @@ def _in_process(bundle: str, titles: list[str], beams: list[int], n: int, k: int
         rows.append(
             {
                 "beam": beam,
+                "variant": variant,
                 "path": "in-process",
                 "requests": n,
                 "p50_ms": float(np.percentile(lat, 50)),
@@ -129,54 +163,20 @@ def _in_process(bundle: str, titles: list[str], beams: list[int], n: int, k: int
             }
         )
         print(
-            f"beam {beam:>4}  in-process  p50 {rows[-1]['p50_ms']:7.1f} ms  p95 {rows[-1]['p95_ms']:7.1f} ms  "
-            f"p99 {rows[-1]['p99_ms']:7.1f} ms",
+            f"{variant:>18}  beam {beam:>4}  in-process  p50 {rows[-1]['p50_ms']:7.1f} ms  "
+            f"p95 {rows[-1]['p95_ms']:7.1f} ms  p99 {rows[-1]['p99_ms']:7.1f} ms",
             flush=True,
         )
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bundle", default="", help="store tag or bundle directory (default: production)")
-    ap.add_argument("--beams", type=int, nargs="+", default=[20, 50, 100])
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--requests", type=int, default=100, help="requests per (beam, concurrency) cell")
-    ap.add_argument("--k", type=int, default=100, help="items per response")
-    ap.add_argument("--tiny", action="store_true", help="build and serve the tests' tiny bundle (self-check)")
-    ap.add_argument(
-        "--in-process",
-        action="store_true",
-        help="also time Retriever.search in this process (no HTTP), after the server stopped",
-    )
-    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    args = ap.parse_args()
-
-    from genrecall.env import apply_defaults
-
-    env = dict(os.environ)
-    if args.tiny:  # an isolated BentoML home so the benchmark never touches the project's store
-        env["BENTOML_HOME"] = os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bench-bentoml-")
-    apply_defaults()
-    env.setdefault("BENTOML_HOME", os.environ["BENTOML_HOME"])
-    from genrecall.serving.bundle import resolve
-    from genrecall.serving.gate import production_tag
-
-    bundle = args.bundle
-    if args.tiny:
-        from tests.serving_fixtures import make_bundle, shared_tiny_pipeline
-
-        tiny = shared_tiny_pipeline()
-        bundle = str(make_bundle(tiny, Path(tempfile.mkdtemp(prefix="bench-bundle-")) / "b"))
-        env.update(GENRECALL_FEAST_REPO=str(tiny.feast_repo), GENRECALL_FEAST_DATA=str(tiny.feast_data_dir))
-    bundle = bundle or production_tag() or ""
-    if not bundle:
-        sys.exit("no bundle: pass --bundle, run `genrecall package`, or use --tiny")
-    titles = pd.read_parquet(resolve(bundle)[0] / "items.parquet")["title"].tolist()
+def _http(
+    bundle: str, env: dict[str, str], titles: list[str], args: argparse.Namespace, variant: str
+) -> dict[str, Any]:
+    """One server with the variant's serve settings: every (beam, concurrency) cell through real HTTP."""
     rng = np.random.default_rng(0)
-
     port, log = _free_port(), Path(tempfile.mkdtemp(prefix="bench-serve-")) / "serve.log"
-    proc = _serve(bundle, port, log, env)
+    proc = _serve(bundle, port, log, {**env, "GENRECALL_PARAMS": str(_params_with(variant))})
     url = f"http://127.0.0.1:{port}"
     try:
         import bentoml
@@ -196,30 +196,127 @@ def main() -> None:
             for beam in args.beams:
                 for conc in args.concurrency:
                     queries = [str(t) for t in rng.choice(titles, args.requests)]
-                    rows.append(_run(client, queries, beam, conc, args.k))
+                    rows.append({"variant": variant, "path": "http", **_run(client, queries, beam, conc, args.k)})
                     r = rows[-1]
                     print(
-                        f"beam {beam:>4}  conc {conc:>3}  p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
-                        f"p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  errors {r['errors']}",
+                        f"{variant:>18}  beam {beam:>4}  conc {conc:>3}  p50 {r['p50_ms']:7.1f} ms  "
+                        f"p95 {r['p95_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  "
+                        f"errors {r['errors']}",
                         flush=True,
                     )
                     for f in r["failures"][:3]:
                         print(f"    {f['status']} after {f['ms']} ms: {f['body'][:200]}", flush=True)
             batching = client.post("/bundle").json().get("batching")
-            print(f"server batching counters: {batching}", flush=True)
+            print(f"server batching counters ({variant}): {batching}", flush=True)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
+    return {"bundle": info, "batching": batching, "rows": rows}
+
+
+def _ratios(rows: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
+    """Per cell (path, beam, concurrency): each variant's p50/p99 over the last variant's (the reference)."""
+    if len(variants) < 2:
+        return []
+    ref = variants[-1]
+    cells: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["path"], r["beam"], r.get("concurrency", 1)), {})[r["variant"]] = r
+    out = []
+    for (path, beam, conc), by in cells.items():
+        for name in variants[:-1]:
+            if name in by and ref in by:
+                out.append(
+                    {
+                        "path": path,
+                        "beam": beam,
+                        "concurrency": conc,
+                        "variant": name,
+                        "reference": ref,
+                        "p50_ratio": by[name]["p50_ms"] / by[ref]["p50_ms"],
+                        "p99_ratio": by[name]["p99_ms"] / by[ref]["p99_ms"],
+                    }
+                )
+                o = out[-1]
+                print(
+                    f"{path:>10}  beam {beam:>4}  conc {conc:>3}  {name}/{ref}: p50 x{o['p50_ratio']:.2f}  "
+                    f"p99 x{o['p99_ratio']:.2f}"
+                )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", default="", help="store tag or bundle directory (default: production)")
+    ap.add_argument("--beams", type=int, nargs="+", default=[20, 50, 100])
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--requests", type=int, default=100, help="requests per (beam, concurrency) cell")
+    ap.add_argument("--k", type=int, default=100, help="items per response")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=["lean/onnx", "transformers/torch"],
+        help="DECODER/RUNTIME (serve.decoder / serve.encoder_runtime) to compare; the last is the reference",
+    )
+    ap.add_argument("--minilm", action="store_true", help="with --tiny: MiniLM feeds the generator (real encoder)")
+    ap.add_argument("--tiny", action="store_true", help="build and serve the tests' tiny bundle (self-check)")
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also time Retriever.search in this process (no HTTP), after the server stopped",
+    )
+    ap.add_argument("--quick", action="store_true", help="30 requests a cell, beams 20 and 50, concurrency 1 and 4")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+    if args.quick:
+        args.requests, args.beams, args.concurrency = 30, [20, 50], [1, 4]
+
+    from genrecall.env import apply_defaults
+
+    env = dict(os.environ)
+    if args.tiny:  # an isolated BentoML home so the benchmark never touches the project's store
+        env["BENTOML_HOME"] = os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bench-bentoml-")
+    apply_defaults()
+    env.setdefault("BENTOML_HOME", os.environ["BENTOML_HOME"])
+    from genrecall.serving.bundle import resolve
+    from genrecall.serving.gate import production_tag
+
+    bundle = args.bundle
+    if args.tiny:
+        from tests.serving_fixtures import make_bundle, shared_tiny_pipeline
+
+        if args.minilm:
+            from genrecall.sid.encoder import EncoderConfig
+            from tests.serving_fixtures import build_tiny_pipeline
+
+            tiny = build_tiny_pipeline(tempfile.mkdtemp(prefix="bench-tiny-minilm-"), encoder=EncoderConfig())
+        else:
+            tiny = shared_tiny_pipeline()
+        bundle = str(make_bundle(tiny, Path(tempfile.mkdtemp(prefix="bench-bundle-")) / "b"))
+        env.update(GENRECALL_FEAST_REPO=str(tiny.feast_repo), GENRECALL_FEAST_DATA=str(tiny.feast_data_dir))
+    bundle = bundle or production_tag() or ""
+    if not bundle:
+        sys.exit("no bundle: pass --bundle, run `genrecall package`, or use --tiny")
+    titles = pd.read_parquet(resolve(bundle)[0] / "items.parquet")["title"].tolist()
+
+    rows: list[dict[str, Any]] = []
+    served: dict[str, Any] = {}
+    for variant in args.variants:
+        served[variant] = _http(bundle, env, titles, args, variant)
+        rows += served[variant]["rows"]
     if args.in_process:
-        rows += _in_process(bundle, titles, args.beams, args.requests, args.k, seed=1)
+        for variant in args.variants:
+            rows += _in_process(bundle, titles, args.beams, args.requests, args.k, seed=1, variant=variant)
+    ratios = _ratios(rows, args.variants)
     result = {
-        "bundle": info,
-        "batching": batching,
+        "bundle": served[args.variants[0]]["bundle"],
+        "batching": {d: served[d]["batching"] for d in args.variants},
         "k": args.k,
         "cpu_count": os.cpu_count(),
         "load_avg": os.getloadavg(),
         "results": rows,
+        "ratios": ratios,
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

