@@ -149,6 +149,29 @@ def test_day_arriving_twice(lake: Path, tmp_path: Path) -> None:
         ingest(files(lake), raw, 5, tmp_path)
 
 
+def test_a_same_size_change_to_an_ingested_day_is_caught(exported: Path, tmp_path: Path) -> None:
+    """The fingerprint is the bytes' sha256: one letter of a query changed keeps the file's size."""
+    csv = tmp_path / "csv"
+    shutil.copytree(exported / "csv", csv)
+    raw = tmp_path / "raw"
+    bootstrap(files(csv, until="2026-01-04"), raw)
+    path = csv / "date=2026-01-02" / "requests.csv"
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    row = pd.read_csv(path, dtype=str, keep_default_na=False).loc[3]
+    query = row["query"]
+    i = next(i for i, c in enumerate(query) if c.isalpha())
+    changed = query[:i] + ("b" if query[i] != "b" else "c") + query[i + 1 :]
+    lines[4] = lines[4].replace(query, changed, 1)
+    path.write_text("".join(lines))
+    assert len(path.read_bytes()) == len(text.encode()) and path.read_text() != text
+    with pytest.raises(
+        BoundaryError, match=r"day 2026-01-02 arrives twice: date=2026-01-02 changed after it was ingested "
+        r"\(requests.csv changed\)"
+    ):
+        ingest(files(csv, until="2026-01-04"), raw, 4, tmp_path)
+
+
 def test_rerunning_an_ingested_day_changes_nothing(lake: Path, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     bootstrap(files(lake), raw)

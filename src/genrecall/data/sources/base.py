@@ -108,7 +108,7 @@ class SourceState:
     kind: str
     first_date: str  # day 0's partition date, YYYY-MM-DD
     days: int  # days ingested; the next run ingests day ``days``
-    partitions: dict[str, str] = field(default_factory=dict)  # date -> fingerprint (file names and sizes)
+    partitions: dict[str, str] = field(default_factory=dict)  # date -> fingerprint (file names, sha256 of bytes)
     watermarks: dict[str, str] = field(default_factory=dict)  # table -> largest watermark value read (ISO)
 
     def date_of(self, day: int) -> date:

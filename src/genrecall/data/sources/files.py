@@ -11,6 +11,7 @@ markers) are ignored; anything else that is not ``<contract table>.parquet|csv``
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from dataclasses import dataclass
@@ -33,12 +34,11 @@ SPECS = {t.name: t for t in S.MARKETPLACE_TABLES}
 
 @dataclass(frozen=True)
 class Partition:
-    """One day's directory: its date, its URL and the table files it holds (name -> URL)."""
+    """One day's directory: its date, its URL and the table files it holds (table -> URL)."""
 
     date: date
     url: str
     files: dict[str, str]
-    fingerprint: str  # file names and sizes: a partition re-delivered with other content is noticed
 
 
 class Landing:
@@ -73,7 +73,6 @@ class Landing:
 
     def _partition(self, day: date, url: str) -> Partition:
         files: dict[str, str] = {}
-        sizes = []
         for entry in sorted(self.fs.ls(url, detail=True), key=lambda e: e["name"]):
             name = entry["name"].rsplit("/", 1)[-1]
             if name.startswith(("_", ".")):
@@ -87,10 +86,21 @@ class Landing:
             if stem in files:
                 raise BoundaryError(f"day {day}: table {stem!r} arrives twice ({files[stem]} and {entry['name']})")
             files[stem] = entry["name"]
-            sizes.append(f"{name}:{entry.get('size')}")
         if "requests" not in files:
             raise BoundaryError(f"day {day}: {url} has no requests table (the search log is daily)")
-        return Partition(day, url, files, ",".join(sizes))
+        return Partition(day, url, files)
+
+    def fingerprint(self, part: Partition) -> str:
+        """``<file>:<sha256 of its bytes>;...``: a partition re-delivered with other content (even of the
+        same size) is noticed. Reads every byte, so only partitions that are compared are hashed."""
+        out = []
+        for url in sorted(part.files.values()):
+            digest = hashlib.sha256()
+            with self.fs.open(url, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            out.append(f"{url.rsplit('/', 1)[-1]}:{digest.hexdigest()}")
+        return ";".join(out)
 
     def read(self, part: Partition, table: str) -> pa.Table | None:
         """A partition's table, contract-typed (or a BoundaryError); None when the day has none."""

@@ -81,7 +81,7 @@ def bootstrap(cfg: SourceConfig, out_dir: str | Path) -> BootstrapResult:
         kind=cfg.kind,
         first_date=str(parts[0].date),
         days=len(parts),
-        partitions={str(p.date): p.fingerprint for p in parts},
+        partitions={str(p.date): landing.fingerprint(p) for p in parts},
         watermarks=watermarks,
     )
     state.save(out_dir)
@@ -100,10 +100,11 @@ def _next_partition(landing: Landing, state: SourceState, day: int) -> Partition
                 f"partition date={d} appeared after day {d} was ingested (or before the first day); "
                 "deliver late rows in the next day's partition"
             )
-        if state.partitions[str(d)] != p.fingerprint:
+        now = landing.fingerprint(p)
+        if state.partitions[str(d)] != now:
             raise BoundaryError(
                 f"day {d} arrives twice: date={d} changed after it was ingested "
-                f"({state.partitions[str(d)]} -> {p.fingerprint}); corrections go into a later partition"
+                f"({_changed_files(state.partitions[str(d)], now)}); corrections go into a later partition"
             )
     if want in parts:
         return parts[want]
@@ -111,6 +112,14 @@ def _next_partition(landing: Landing, state: SourceState, day: int) -> Partition
     if later:
         raise BoundaryError(f"day {want} is missing in {landing.cfg.root}: date={want} is absent while {later} exist")
     raise BoundaryError(f"day {want} has not arrived: no date={want} in {landing.cfg.root} yet")
+
+
+def _changed_files(before: str, after: str) -> str:
+    """Which files of a partition differ between two fingerprints (``Landing.fingerprint``)."""
+    a, b = (dict(x.split(":", 1) for x in f.split(";") if x) for f in (before, after))
+    parts = [f"{n} changed" for n in sorted(a) if n in b and a[n] != b[n]]
+    parts += [f"{n} removed" for n in sorted(set(a) - set(b))] + [f"{n} added" for n in sorted(set(b) - set(a))]
+    return ", ".join(parts) or "its files differ"
 
 
 def _changed_rows(new: pa.Table, live: pa.Table) -> pa.Table:
@@ -150,7 +159,7 @@ def ingest_day(
         if (raw_dir / SPECS[name].filename()).exists() or name in delta:
             S.upsert_table(SPECS[name], raw_dir, delta_dir, staged_raw, sort_by_key=name == "items")
     after = dataclasses.replace(
-        state, days=day + 1, partitions={**state.partitions, str(part.date): part.fingerprint}, watermarks=watermarks
+        state, days=day + 1, partitions={**state.partitions, str(part.date): landing.fingerprint(part)}, watermarks=watermarks
     )
     after.save(staged_raw)
     return IngestResult(
