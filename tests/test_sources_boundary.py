@@ -166,8 +166,9 @@ def test_a_same_size_change_to_an_ingested_day_is_caught(exported: Path, tmp_pat
     path.write_text("".join(lines))
     assert len(path.read_bytes()) == len(text.encode()) and path.read_text() != text
     with pytest.raises(
-        BoundaryError, match=r"day 2026-01-02 arrives twice: date=2026-01-02 changed after it was ingested "
-        r"\(requests.csv changed\)"
+        BoundaryError,
+        match=r"day 2026-01-02 arrives twice: date=2026-01-02 changed after it was ingested "
+        r"\(requests.csv changed\)",
     ):
         ingest(files(csv, until="2026-01-04"), raw, 4, tmp_path)
 

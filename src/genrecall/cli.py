@@ -384,6 +384,7 @@ def evaluate(
         feast_repo=feast_repo,
         feast_data_dir=feast_data,
         preset=(p.get("generate") or {}).get("preset"),
+        source=(p.get("source") or {}).get("kind") or "marketplace",
         rl_dir=rl_dir,
     )
     console.print(f"wrote {res.metrics_path} ({res.test_pairs})")

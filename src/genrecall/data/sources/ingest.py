@@ -159,7 +159,10 @@ def ingest_day(
         if (raw_dir / SPECS[name].filename()).exists() or name in delta:
             S.upsert_table(SPECS[name], raw_dir, delta_dir, staged_raw, sort_by_key=name == "items")
     after = dataclasses.replace(
-        state, days=day + 1, partitions={**state.partitions, str(part.date): landing.fingerprint(part)}, watermarks=watermarks
+        state,
+        days=day + 1,
+        partitions={**state.partitions, str(part.date): landing.fingerprint(part)},
+        watermarks=watermarks,
     )
     after.save(staged_raw)
     return IngestResult(
