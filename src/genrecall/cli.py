@@ -163,6 +163,7 @@ def generate(
         console.print(
             f"read {source.kind} source: days {boot.first_date}..{boot.last_date} ({boot.days}): "
             + ", ".join(f"{k}={v:,}" for k, v in boot.rows.items())
+            + (f"; held back for the quarantine: {boot.held}" if boot.held else "")
         )
         return
     cfg = from_dict(MarketplaceConfig, p.get("generate"))

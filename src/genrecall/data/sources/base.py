@@ -158,6 +158,7 @@ class IngestResult:
     day_start: str  # ISO; validation quarantines log rows outside [day_start, day_end) as late (or early)
     day_end: str
     tables: dict[str, int] = field(default_factory=dict)  # rows per table in the day's delta
+    held: dict[str, int] = field(default_factory=dict)  # rows held back per table (data/held.py: quarantined)
 
 
 @dataclass
@@ -170,3 +171,4 @@ class BootstrapResult:
     first_date: str
     last_date: str
     rows: dict[str, int]
+    held: dict[str, int] = field(default_factory=dict)  # rows held back per table (data/held.py: quarantined)
