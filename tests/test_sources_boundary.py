@@ -308,6 +308,23 @@ def test_a_late_item_row_in_the_first_run_is_held_back(lake: Path, tmp_path: Pat
     )
 
 
+def test_sql_first_run_keeps_to_the_cutoff_whatever_the_query(exported: Path, tmp_path: Path) -> None:
+    """The database has moved on two days past the cutoff; a query without ``:since``/``:until`` still
+    reads only rows up to the cutoff's end (the window is applied to the result), so the first run
+    equals the default queries' read; the later rows wait for their days."""
+    db = f"sqlite:///{tmp_path / 'later.db'}"
+    export(CFG, str(tmp_path / "log"), days=7, sql_url=db)  # the database as it is after day 6
+    plain = {t: f"SELECT * FROM {t}" for t in ("items", "price_events", "users")}
+    log = {"root": str(exported / "log"), "until": "2026-01-05"}
+    bootstrap(SourceConfig(kind="sql", files=log, sql={"url": db}), tmp_path / "default")
+    bootstrap(SourceConfig(kind="sql", files=log, sql={"url": db, "queries": plain}), tmp_path / "plain")
+    end = pd.Timestamp("2026-01-06", tz="UTC")
+    for spec, col in ((S.ITEMS, "updated_at"), (S.PRICE_EVENTS, "ts"), (S.USERS, "created_at")):
+        got = S.read_table(spec, tmp_path / "plain")
+        assert (got[col] < end).all() and len(got)
+        pd.testing.assert_frame_equal(got, S.read_table(spec, tmp_path / "default"), obj=spec.name)
+
+
 # -- formats and optional tables --------------------------------------------------------------------------------
 def test_csv_parquet_sqlite_and_no_ground_truth_read_the_same(exported: Path, tmp_path: Path) -> None:
     from genrecall.data.validate import ValidateConfig
