@@ -295,6 +295,7 @@ def test_a_late_item_row_in_the_first_run_is_held_back(lake: Path, tmp_path: Pat
     day0 = pq.read_table(part(lake, "2026-01-01", "items"))
     item = int(day0["item_id"][7].as_py())
     path = part(lake, "2026-01-03", "items")
+    n = pq.read_metadata(path).num_rows
     pq.write_table(pa.concat_tables([pq.read_table(path), _older_copy(day0, item, "stale title")]), path)
     boot = bootstrap(files(lake), tmp_path / "raw")
     assert boot.held == {"items": 1}
@@ -303,6 +304,7 @@ def test_a_late_item_row_in_the_first_run_is_held_back(lake: Path, tmp_path: Pat
     report = validate(ValidateConfig(), tmp_path / "raw", tmp_path / "v", tmp_path / "q", tmp_path / "r.json")
     assert report.passed and report.tables["items"].reasons == {"updated_at:older_than_stored": 1}
     q = pq.read_table(tmp_path / "q" / "items.parquet").to_pandas()
+    assert int(q["source_row"].iloc[0]) == n  # its row in date=2026-01-03/items.parquet
     assert (
         "partition date=2026-01-03" in q["detail"].iloc[0] and "from partition date=2026-01-01" in q["detail"].iloc[0]
     )

@@ -173,12 +173,13 @@ def merge(
     if held is None and late.num_rows:
         raise BoundaryError(f"table {table!r}: {late.num_rows} late row(s) older than the state they would replace")
     name = (lambda i: labels[i]) if labels else str
+    starts = dict(zip([i for i, _ in parts], itertools.accumulate([0] + [t.num_rows for _, t in parts])))
     for r in late.to_pylist():
         assert held is not None  # a late row without a collector raised above
         held.add(
             table,
             allrows.slice(r["_row"], 1).to_pylist()[0],
-            r["_row"],
+            r["_row"] - starts[r["_part"]],  # its row in its partition's file
             [LATE],
             f"partition {name(r['_part'])}: {table} {key_text(r, key)} updated_at {r['updated_at']} is "
             f"older than its state from partition {name(r['_part_last'])} (updated_at {r['updated_at_last']}): "
