@@ -1,19 +1,21 @@
-"""A shop's own data end to end: ``genrecall export`` writes the tiny simulator as a shop would deliver
-it (daily partitions; or the catalog in a database and the log in partitions), ``dvc repro`` runs the
-committed pipeline on that source, then the daily rebuild ingests two more days from it.
+"""A shop's own data end to end, run the way a user runs it: ``genrecall export`` writes the tiny
+simulator as a shop would deliver it (daily partitions; or the catalog in a database and the log in
+partitions), params.yaml points ``source`` at it, ``dvc repro`` runs the committed pipeline, then
+``genrecall backfill`` (the Prefect daily flow, on Prefect's temporary server) ingests two more days.
 
 The validated tables must come out identical to the simulator path's (the same preset and seed through
 ``generate`` + ``validate``, for 5 days after ``dvc repro`` and for 7 after the two daily days), and
-each day's bundle must be promoted. The sql case advances the database by one exported day before each
-daily run, as a shop's database moves on. Uses SQLite; tests/test_sources_postgres.py reads the same
-export from a real PostgreSQL.
+each day's bundle must be promoted. The sql case runs against a real PostgreSQL when Debian's binaries
+are here (``tests/postgres_fixtures.py``; SQLite otherwise, and SQLite is always covered by
+tests/test_sources_boundary.py); its database moves on by one exported day before each daily run, as a
+shop's does, so it runs ``genrecall backfill --days 1`` twice; the files case, whose lake already holds
+both days, runs ``genrecall backfill --days 2``.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import yaml
 
 from genrecall.config import merge_params
 from genrecall.data import schema as S
+from tests.postgres_fixtures import postgres_available, postgres_server, postgres_url  # noqa: F401
 from tests.test_dvc_repro import BIN, SIZE_OVERRIDES, clone_committed, dvc, workspace_env
 
 pytestmark = pytest.mark.slow
@@ -31,16 +34,6 @@ DAILY = {  # two quick daily days: a short fine-tune, no DVC versioning, a gate 
     "daily": {"dvc": False, "finetune": {"max_steps": 4, "batch_size": 16, "warmup_steps": 1, "num_threads": 1}},
     "gate": {"abs_tolerance": 1.0},
 }
-RUN_DAY = """
-import json, sys
-from genrecall.env import apply_defaults
-apply_defaults()
-import torch
-torch.set_num_threads(1)
-from genrecall.pipeline.daily import Workspace, run_day
-state = run_day(Workspace(sys.argv[1]), json.load(open(sys.argv[2])))
-print(json.dumps({"day": state["day"], "done": state.get("done"), **state["steps"]["publish"]["result"]}, default=str))
-"""
 
 
 def _export(out: Path, *args: str) -> None:
@@ -80,35 +73,46 @@ def assert_same_tables(got: Path, want: Path) -> None:
         pd.testing.assert_frame_equal(a, b, obj=f"validated {spec.name}")
 
 
-def _daily(root: Path, params: dict[str, Any]) -> dict[str, Any]:
-    path = root / ".state" / "daily-params.json"
-    path.write_text(json.dumps(params))
+def _backfill(root: Path, days: int) -> list[dict[str, Any]]:
+    """``genrecall backfill --days <days>`` in the workspace, as the README says; the days' states."""
+    before = len(list((root / "data/daily").glob("day-*/state.json"))) if (root / "data/daily").exists() else 0
     run = subprocess.run(
-        [sys.executable, "-c", RUN_DAY, str(root), str(path)],
+        [str(BIN / "genrecall"), "backfill", "--days", str(days)],
         cwd=root,
         env=workspace_env(root),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1500,
         check=False,
     )
-    assert run.returncode == 0, f"daily day failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    assert run.returncode == 0, f"genrecall backfill failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    states = sorted((root / "data/daily").glob("day-*/state.json"))
+    assert len(states) == before + days, [str(p) for p in states]
+    return [json.loads(p.read_text()) for p in states[before:]]
+
+
+def _shop_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh PostgreSQL database when a server can be started here, else an SQLite file."""
+    if postgres_available() is None:
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'shop.db'}"
 
 
 @pytest.mark.parametrize("kind", ["files", "sql"])
-def test_dvc_repro_and_two_daily_days_on_a_shops_exports(kind: str, tmp_path: Path, reference: dict[int, Path]) -> None:
-    landing, db = tmp_path / "landing", tmp_path / "shop.db"
-    sql_args = ["--sql", f"sqlite:///{db}"] if kind == "sql" else []
-    days = 5 if kind == "sql" else 7  # files: the whole lake at once, the first run stops at the cutoff
-    _export(tmp_path, "--files", str(landing), "--days", str(days), *sql_args)
+def test_dvc_repro_and_two_daily_days_on_a_shops_exports(
+    kind: str, tmp_path: Path, reference: dict[int, Path], request: pytest.FixtureRequest
+) -> None:
+    landing = tmp_path / "landing"
+    db = _shop_db(request, tmp_path) if kind == "sql" else None
+    sql_args = ["--sql", db] if db else []
+    _export(tmp_path, "--files", str(landing), "--days", "5" if db else "7", *sql_args)  # files: the whole lake
 
     root = tmp_path / "clone"
     clone_committed(root)
-    params = merge_params(yaml.safe_load((root / "params.yaml").read_text()), SIZE_OVERRIDES)
+    params = merge_params(yaml.safe_load((root / "params.yaml").read_text()), merge_params(SIZE_OVERRIDES, DAILY))
     source: dict[str, Any] = {"kind": kind, "files": {"root": str(landing), "until": "2026-01-05"}}
-    if kind == "sql":
-        source["sql"] = {"url": f"sqlite:///{db}"}
+    if db:
+        source["sql"] = {"url": db}
     params["source"] = source
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -118,12 +122,18 @@ def test_dvc_repro_and_two_daily_days_on_a_shops_exports(kind: str, tmp_path: Pa
     assert_same_tables(root / "data/validated", reference[5])
     package = json.loads((root / "reports/package.json").read_text())
     assert package["promoted"], package
+    data = json.loads((root / "reports/metrics.json").read_text())["data"]
+    assert data["source"] == kind and "preset" not in data, data  # a shop's data: no simulator preset
 
-    results = []
-    for day in (5, 6):
-        if kind == "sql":
-            _export(tmp_path, "--files", str(landing), "--days", str(day + 1), *sql_args)  # the shop moves on
-        results.append(_daily(root, merge_params(params, DAILY)))
-    assert [r["day"] for r in results] == [5, 6]
-    assert all(r["done"] and r["promoted"] for r in results), results
+    if db:  # the shop's database moves on between daily runs: export the next day, run one day
+        states = []
+        for day in (5, 6):
+            _export(tmp_path, "--files", str(landing), "--days", str(day + 1), *sql_args)
+            states += _backfill(root, 1)
+    else:
+        states = _backfill(root, 2)
+    assert [s["day"] for s in states] == [5, 6]
+    for s in states:
+        assert s.get("done") and s["steps"]["publish"]["result"]["promoted"], s["steps"]["publish"]
+        assert s["steps"]["ingest"]["result"]["held"] == {}  # a clean export: nothing held back
     assert_same_tables(root / "data/validated", reference[7])

@@ -163,6 +163,7 @@ def generate(
         console.print(
             f"read {source.kind} source: days {boot.first_date}..{boot.last_date} ({boot.days}): "
             + ", ".join(f"{k}={v:,}" for k, v in boot.rows.items())
+            + (f"; held back for the quarantine: {boot.held}" if boot.held else "")
         )
         return
     cfg = from_dict(MarketplaceConfig, p.get("generate"))
@@ -384,6 +385,7 @@ def evaluate(
         feast_repo=feast_repo,
         feast_data_dir=feast_data,
         preset=(p.get("generate") or {}).get("preset"),
+        source=(p.get("source") or {}).get("kind") or "marketplace",
         rl_dir=rl_dir,
     )
     console.print(f"wrote {res.metrics_path} ({res.test_pairs})")

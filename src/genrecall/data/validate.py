@@ -15,6 +15,9 @@ How the checks run:
 3. One GX ``ExpectationSuite`` per table runs once through a ``ValidationDefinition`` on an ephemeral
    context with result_format COMPLETE; ``unexpected_index_list`` maps failures back to rows.
 
+Rows a source held back at its boundary (``held.py``: an unparsable value, a late state row) come in
+as ``held`` with their reasons; they are appended to the table's quarantine and counted in its report.
+
 Duplicate keys keep the first occurrence and quarantine the later ones. Cross-table checks use the
 *good* rows of the referenced table (validated in dependency order) plus any ``reference`` tables,
 so the validated directory is referentially closed; a daily delta passes yesterday's validated
@@ -174,22 +177,24 @@ def validate_tables(
     tables: Mapping[str, pd.DataFrame],
     cfg: ValidateConfig | None = None,
     reference: Mapping[str, pd.DataFrame] | None = None,
+    held: Mapping[str, pd.DataFrame] | None = None,
 ) -> ValidationResult:
     """Validate raw tables (by contract name) against their suites; see the module docstring.
 
     ``reference``: already-validated tables (e.g. yesterday's items/users) that cross-table checks may
-    point into, on top of this batch's own good rows.
+    point into, on top of this batch's own good rows. ``held``: rows a source held back (``held.py``),
+    with a ``reasons`` column; a table may have held rows and no other rows.
     """
-    cfg = cfg or ValidateConfig()
-    unknown = sorted(set(tables) - set(SUITES))
+    cfg, held = cfg or ValidateConfig(), held or {}
+    unknown = sorted((set(tables) | set(held)) - set(SUITES))
     if unknown:
         raise ValueError(f"no contract for table(s) {unknown}; known: {sorted(SUITES)}")
     refs = _refs(reference or {})
     ctx = _gx_context()
     good, quarantine, reports = {}, {}, {}
-    for name in [t for t in ORDER if t in tables]:
+    for name in [t for t in ORDER if t in tables or t in held]:
         spec = S.ALL_TABLES[name]
-        checks = Checks(spec, tables[name])
+        checks = Checks(spec, tables[name] if name in tables else pd.DataFrame(columns=spec.columns))
         SUITES[name](checks, refs, cfg)
         row_reasons = _run_suite(ctx, name, checks) if checks.n else []
         bad = np.array([bool(r) for r in row_reasons], dtype=bool)
@@ -197,25 +202,37 @@ def validate_tables(
         q = checks.raw.loc[bad].copy()
         q.insert(0, SOURCE_ROW_COLUMN, np.flatnonzero(bad).astype("int64"))
         q[REASONS_COLUMN] = [r for r in row_reasons if r]
+        extra = held.get(name)
+        if extra is not None and len(extra):
+            row_reasons = [*row_reasons, *extra[REASONS_COLUMN]]
+            q = pd.concat([q, extra], ignore_index=True)
         quarantine[name] = q.reset_index(drop=True)
-        if len(good[name]) + len(quarantine[name]) != checks.n:  # the no-silent-drop invariant
-            raise RuntimeError(f"{name}: {checks.n} rows in != {len(good[name])} good + {len(q)} quarantined")
-        share = float(bad.mean()) if checks.n else 0.0
-        reports[name] = TableReport(
-            table=name,
-            rows_in=checks.n,
-            good=len(good[name]),
-            quarantined=int(bad.sum()),
-            bad_share=share,
-            max_bad_share=cfg.threshold(name),
-            passed=share <= cfg.threshold(name),
-            reasons=dict(sorted(Counter(r for rs in row_reasons for r in rs).items())),
-            skipped=checks.skipped,
-        )
+        reports[name] = _report(name, row_reasons, len(good[name]), len(quarantine[name]), cfg, checks.skipped)
         if name in PROVIDES:
             key, col = PROVIDES[name]
             _merge_ref(refs, key, id_set(good[name], col))
     return ValidationResult(good=good, quarantine=quarantine, report=ValidationReport(reports))
+
+
+def _report(
+    name: str, row_reasons: list[list[str]], good: int, quarantined: int, cfg: ValidateConfig, skipped: list[str]
+) -> TableReport:
+    """One table's report; ``row_reasons`` has one entry per row in (checked and held)."""
+    n = len(row_reasons)
+    if good + quarantined != n or quarantined != sum(bool(r) for r in row_reasons):  # no silent drop
+        raise RuntimeError(f"{name}: {n} rows in != {good} good + {quarantined} quarantined")
+    share = quarantined / n if n else 0.0
+    return TableReport(
+        table=name,
+        rows_in=n,
+        good=good,
+        quarantined=quarantined,
+        bad_share=share,
+        max_bad_share=cfg.threshold(name),
+        passed=share <= cfg.threshold(name),
+        reasons=dict(sorted(Counter(r for rs in row_reasons for r in rs).items())),
+        skipped=skipped,
+    )
 
 
 def quarantine_to_arrow(df: pd.DataFrame) -> pa.Table:

@@ -332,7 +332,9 @@ def render(inp: ReportInputs, *, title: str = "genrecall report", t_max: int | N
         _daily(page, inp)
     _bundle(page, inp)
     data = inp.metrics.get("data") or {}
-    facts = ", ".join(f"{k} {_num(data[k])}" for k in ("preset", "items", "requests", "test_pairs") if k in data)
+    facts = ", ".join(
+        f"{k} {_num(data[k])}" for k in ("source", "preset", "items", "requests", "test_pairs") if k in data
+    )
     now = datetime.now(UTC).isoformat(timespec="seconds")
     nav = "".join(f'<a href="#{sid}">{_e(t)}</a>' for sid, t in page.sections)
     sources = "".join(f"<li><code>{_e(p)}</code></li>" for p in inp.read)

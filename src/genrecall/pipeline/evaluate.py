@@ -165,10 +165,13 @@ def evaluate(
     feast_repo: str | Path = "feature_repo",
     feast_data_dir: str | Path = "data/feast",
     preset: str | None = None,
+    source: str = "marketplace",
     rl_dir: str | Path | None = None,
 ) -> EvaluateResult:
     """Evaluate generators, BM25 and dense on the held-out requests; write metrics, curves, plots.
 
+    ``source``/``preset``: where the data came from, for metrics.json's ``data`` block: the source kind
+    (params ``source.kind``), plus the simulator's preset only when the simulator made the data.
     ``rl_dir``: the train_rl output (``<rl_dir>/cq_sid/<variant>/final``); None skips the RL variants.
     """
     if cfg.num_threads:
@@ -195,7 +198,8 @@ def evaluate(
     health = json.loads(health_path.read_text()) if health_path.exists() else {}
     pairs = {"semantic": sem.pairs, "personalized": per.pairs}
     data = {
-        "preset": preset,
+        "source": source,
+        **({"preset": preset} if source == "marketplace" else {}),  # a shop's data has no simulator preset
         "items": len(listed),
         "requests": len(log),
         "test_requests": {"semantic": len(sem.requests), "personalized": len(per.requests)},

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from genrecall.data import schema as S
+from genrecall.data.held import read_held
 from genrecall.data.validate import (
     ORDER,
     PROVIDES,
@@ -65,10 +66,12 @@ def validate(
     report to ``report_path`` (JSON) plus a markdown summary beside it (``.md``).
 
     ``reference_dir``: validated tables that cross-table checks may point into (a daily delta's
-    known items/users). Raises ``ValidationError`` when a table fails its threshold, unless
+    known items/users). Rows a source held back beside the tables (``in_dir/rejected/``, ``held.py``)
+    join their table's quarantine. Raises ``ValidationError`` when a table fails its threshold, unless
     ``raise_on_fail`` is False.
     """
-    names = present_tables(in_dir)
+    held = read_held(in_dir)
+    names = [n for n in ORDER if n in present_tables(in_dir) or n in held]
     if not names:
         raise FileNotFoundError(f"no contract tables ({', '.join(ORDER)}) found in {in_dir}")
     reference = {}
@@ -84,10 +87,11 @@ def validate(
         task = progress.add_task("validate: reading", total=len(names) + 2)
         tables = {}
         for n in names:
-            tables[n] = read_raw(Path(in_dir) / S.ALL_TABLES[n].filename())
+            path = Path(in_dir) / S.ALL_TABLES[n].filename()
+            tables[n] = read_raw(path) if path.exists() else pd.DataFrame(columns=S.ALL_TABLES[n].columns)
             progress.advance(task)
         progress.update(task, description=f"validate: checking {', '.join(names)}")
-        result = validate_tables(tables, cfg, reference=reference)
+        result = validate_tables(tables, cfg, reference=reference, held=held)
         progress.advance(task)
         progress.update(task, description="validate: writing")
         quarantine_dir = Path(quarantine_dir)

@@ -108,7 +108,7 @@ class SourceState:
     kind: str
     first_date: str  # day 0's partition date, YYYY-MM-DD
     days: int  # days ingested; the next run ingests day ``days``
-    partitions: dict[str, str] = field(default_factory=dict)  # date -> fingerprint (file names and sizes)
+    partitions: dict[str, str] = field(default_factory=dict)  # date -> fingerprint (file names, sha256 of bytes)
     watermarks: dict[str, str] = field(default_factory=dict)  # table -> largest watermark value read (ISO)
 
     def date_of(self, day: int) -> date:
@@ -158,6 +158,7 @@ class IngestResult:
     day_start: str  # ISO; validation quarantines log rows outside [day_start, day_end) as late (or early)
     day_end: str
     tables: dict[str, int] = field(default_factory=dict)  # rows per table in the day's delta
+    held: dict[str, int] = field(default_factory=dict)  # rows held back per table (data/held.py: quarantined)
 
 
 @dataclass
@@ -170,3 +171,4 @@ class BootstrapResult:
     first_date: str
     last_date: str
     rows: dict[str, int]
+    held: dict[str, int] = field(default_factory=dict)  # rows held back per table (data/held.py: quarantined)

@@ -10,8 +10,11 @@ Types: Parquet columns must have the contract's *kind* (integer, floating, strin
 the same) and are cast to the exact contract type (int32 -> int64, a timestamp in ms or another zone
 -> us UTC; an integer column may stand where a float is expected). A timestamp without a zone is read
 as UTC. CSV files and SQL results have no column types to compare: every value is parsed (numbers,
-ISO timestamps, list cells as JSON arrays, empty = null) and the first value that does not parse is
-an error naming table, column, row and value.
+ISO timestamps, list cells as JSON arrays, empty = null). A column none of whose values parse has
+the wrong type: an error naming table, column, row and value. A row with a value that does not parse
+in a column whose other values do is held back (``held.py``: ``<column>:type``, with the value and
+where it came from) and quarantined by the validate stage; a reader that passes no ``held`` makes it
+an error too.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from genrecall.data import schema as S
+from genrecall.data.held import Held
 from genrecall.data.sources.base import BoundaryError
 
 
@@ -133,25 +137,53 @@ def _scalar(v: Any, t: pa.DataType) -> Any:
     return v
 
 
-def conform_values(df: pd.DataFrame, spec: S.TableSpec, where: str, *, first_row: int = 1) -> pa.Table:
-    """Untyped values (CSV text, SQL rows) -> the contract schema, or a BoundaryError naming the value.
+_PARSE_ERRORS = (ValueError, TypeError, OverflowError, json.JSONDecodeError)
 
-    ``first_row``: the row number of the frame's first row in the error (2 in a CSV: after the header).
+
+def _parse_column(values: list[Any], t: pa.DataType) -> tuple[list[Any], dict[int, str]]:
+    """Each value parsed to type ``t`` (None where it does not parse) and row -> why, for those."""
+    out, bad = [], {}
+    for i, v in enumerate(values):
+        try:
+            out.append(_scalar(v, t))
+        except _PARSE_ERRORS as e:
+            out.append(None)
+            bad[i] = str(e)
+    return out, bad
+
+
+def conform_values(
+    df: pd.DataFrame, spec: S.TableSpec, where: str, *, first_row: int = 1, held: Held | None = None
+) -> pa.Table:
+    """Untyped values (CSV text, SQL rows) -> the contract schema; see the module docstring.
+
+    ``first_row``: the row number of the frame's first row in messages (2 in a CSV: after the header).
+    ``held``: where rows with one unparsable value go (None: they are a BoundaryError).
     """
     check_columns(df.columns, spec, where)
+    raw = {f.name: df[f.name].tolist() for f in spec.schema}
+    parsed: dict[str, list[Any]] = {}
+    reasons: dict[int, list[str]] = {}  # row -> the columns whose value does not parse, as reasons
+    details: dict[int, list[str]] = {}
+    for f in spec.schema:
+        parsed[f.name], bad = _parse_column(raw[f.name], f.type)
+        whole = len(bad) == sum(not _null(v) for v in raw[f.name])  # no value of the column parses
+        for i, why in bad.items():
+            msg = f"column {f.name!r}, row {i + first_row}: {raw[f.name][i]!r} is not {f.type} ({why})"
+            if whole or held is None:
+                hint = "the whole column: a changed type?" if whole else "a changed type?"
+                raise BoundaryError(f"table {spec.name!r} from {where}: {msg}; {hint}")
+            reasons.setdefault(i, []).append(f"{f.name}:type")
+            details.setdefault(i, []).append(msg)
+    for i in sorted(reasons):
+        assert held is not None  # without a collector the first bad value raised above
+        row = {c: raw[c][i] for c in spec.columns}
+        held.add(spec.name, row, i + first_row, reasons[i], f"{where}: " + "; ".join(details[i]))
+    keep = [i not in reasons for i in range(len(df))]
     arrays = []
     for f in spec.schema:
-        values = []
-        for i, v in enumerate(df[f.name].tolist()):
-            try:
-                values.append(_scalar(v, f.type))
-            except (ValueError, TypeError, OverflowError, json.JSONDecodeError) as e:
-                raise BoundaryError(
-                    f"table {spec.name!r} from {where}: column {f.name!r}, row {i + first_row}: {v!r} is not "
-                    f"{f.type} ({e}); a changed type?"
-                ) from e
         try:
-            arrays.append(pa.array(values, type=f.type))
+            arrays.append(pa.array([v for v, k in zip(parsed[f.name], keep) if k], type=f.type))
         except (pa.ArrowInvalid, OverflowError) as e:
             raise _unfit(spec, where, f, e) from e
     return pa.Table.from_arrays(arrays, schema=spec.schema)

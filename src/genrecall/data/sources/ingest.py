@@ -11,11 +11,19 @@ delta merged, and the new ``source.json``) that the ``commit`` step swaps in. It
 message saying why: a day already ingested, a day that has not arrived (or is missing while later
 days exist), a partition that appeared or changed after its day was ingested. Row-level arrival
 problems (a request delivered again, log rows dated before the day) go to validation's quarantine.
+
+Rows held back at the boundary (``data/held.py``) are written to ``rejected/`` beside the tables (the
+raw directory, the day's delta) for the validate stage's quarantine: a CSV/SQL row with one value that
+does not parse, and a late state row. Late: an ITEMS row whose ``updated_at`` is older than the state
+it would replace (the live raw row on a daily run; on the first run, the newest row of an earlier
+partition: ``files.merge``) is never applied. CATEGORIES and USERS carry no ``updated_at`` in the
+contract: for them the last delivered row is the state.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,9 +31,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from genrecall.data import schema as S
+from genrecall.data.held import REJECTED_DIR, Held
 from genrecall.data.sources.base import (
     CATALOG_TABLES,
     LOG_TABLES,
+    STATE_TABLES,
     BootstrapResult,
     BoundaryError,
     IngestResult,
@@ -33,7 +43,7 @@ from genrecall.data.sources.base import (
     SourceState,
     day_bounds,
 )
-from genrecall.data.sources.files import SPECS, Landing, Partition, contiguous, merge, until_date
+from genrecall.data.sources.files import LATE, SPECS, Landing, Partition, contiguous, key_text, merge, until_date
 
 
 def _landing(cfg: SourceConfig) -> Landing:
@@ -60,14 +70,14 @@ def bootstrap(cfg: SourceConfig, out_dir: str | Path) -> BootstrapResult:
         raise BoundaryError(f"no partitions up to {cutoff} in {landing.cfg.root}")
     contiguous(parts, landing.cfg.root)
     names = LOG_TABLES if cfg.kind == "sql" else CATALOG_TABLES + LOG_TABLES
-    tables = {}
+    tables, held, labels = {}, Held(), [f"date={p.date}" for p in parts]
     for name in names:
-        read = [(i, t) for i, p in enumerate(parts) if (t := landing.read(p, name)) is not None]
+        read = [(i, t) for i, p in enumerate(parts) if (t := landing.read(p, name, held)) is not None]
         if read or name != "ground_truth":  # ground truth is optional: absent means no table
-            tables[name] = merge(read, name)
+            tables[name] = merge(read, name, held, labels)
     watermarks: dict[str, str] = {}
     if cfg.kind == "sql":
-        catalog = read_catalog(cfg.sql_config(), day_bounds(cutoff)[1], {})
+        catalog = read_catalog(cfg.sql_config(), day_bounds(cutoff)[1], {}, held)
         tables.update(catalog.tables)
         watermarks = catalog.watermarks
         tables["items"] = tables["items"].sort_by("item_id")
@@ -76,16 +86,19 @@ def bootstrap(cfg: SourceConfig, out_dir: str | Path) -> BootstrapResult:
         raise BoundaryError(f"no rows for {missing} up to {cutoff}: day 0 must carry the catalog as it stands")
     for stale in out_dir.glob("*.parquet") if out_dir.exists() else []:
         stale.unlink()  # a rerun with fewer tables (no ground truth) leaves none behind
+    shutil.rmtree(out_dir / REJECTED_DIR, ignore_errors=True)
     rows = _write(tables, out_dir)
+    held.write(out_dir)
     state = SourceState(
         kind=cfg.kind,
         first_date=str(parts[0].date),
         days=len(parts),
-        partitions={str(p.date): p.fingerprint for p in parts},
+        partitions={str(p.date): landing.fingerprint(p) for p in parts},
         watermarks=watermarks,
     )
     state.save(out_dir)
-    return BootstrapResult(str(out_dir), cfg.kind, len(parts), str(parts[0].date), str(parts[-1].date), rows)
+    first, last = str(parts[0].date), str(parts[-1].date)
+    return BootstrapResult(str(out_dir), cfg.kind, len(parts), first, last, rows, held=held.counts())
 
 
 def _next_partition(landing: Landing, state: SourceState, day: int) -> Partition:
@@ -100,10 +113,11 @@ def _next_partition(landing: Landing, state: SourceState, day: int) -> Partition
                 f"partition date={d} appeared after day {d} was ingested (or before the first day); "
                 "deliver late rows in the next day's partition"
             )
-        if state.partitions[str(d)] != p.fingerprint:
+        now = landing.fingerprint(p)
+        if state.partitions[str(d)] != now:
             raise BoundaryError(
                 f"day {d} arrives twice: date={d} changed after it was ingested "
-                f"({state.partitions[str(d)]} -> {p.fingerprint}); corrections go into a later partition"
+                f"({_changed_files(state.partitions[str(d)], now)}); corrections go into a later partition"
             )
     if want in parts:
         return parts[want]
@@ -111,6 +125,14 @@ def _next_partition(landing: Landing, state: SourceState, day: int) -> Partition
     if later:
         raise BoundaryError(f"day {want} is missing in {landing.cfg.root}: date={want} is absent while {later} exist")
     raise BoundaryError(f"day {want} has not arrived: no date={want} in {landing.cfg.root} yet")
+
+
+def _changed_files(before: str, after: str) -> str:
+    """Which files of a partition differ between two fingerprints (``Landing.fingerprint``)."""
+    a, b = (dict(x.split(":", 1) for x in f.split(";") if x) for f in (before, after))
+    parts = [f"{n} changed" for n in sorted(a) if n in b and a[n] != b[n]]
+    parts += [f"{n} removed" for n in sorted(set(a) - set(b))] + [f"{n} added" for n in sorted(set(b) - set(a))]
+    return ", ".join(parts) or "its files differ"
 
 
 def _changed_rows(new: pa.Table, live: pa.Table) -> pa.Table:
@@ -135,22 +157,28 @@ def ingest_day(
     part = _next_partition(landing, state, day)
     start, end = day_bounds(part.date)
     names = LOG_TABLES if cfg.kind == "sql" else CATALOG_TABLES + LOG_TABLES
-    delta = {n: t for n in names if (t := landing.read(part, n)) is not None}
+    held = Held()
+    delta = {n: t for n in names if (t := landing.read(part, n, held)) is not None}
     watermarks = state.watermarks
     if cfg.kind == "sql":
-        catalog = read_catalog(cfg.sql_config(), end, state.watermarks)
+        catalog = read_catalog(cfg.sql_config(), end, state.watermarks, held)
         watermarks = catalog.watermarks
         delta.update(catalog.tables)
         live_categories = pq.read_table(raw_dir / S.CATEGORIES.filename())
         delta["categories"] = _changed_rows(catalog.tables["categories"], live_categories)
+    delta = _hold_late(delta, raw_dir, held, f"date={part.date}")
     delta = {n: t for n, t in delta.items() if t.num_rows or n == "requests"}
     counts = _write(delta, delta_dir)
+    held.write(delta_dir)
     staged_raw.mkdir(parents=True, exist_ok=True)
     for name in SPECS:
         if (raw_dir / SPECS[name].filename()).exists() or name in delta:
             S.upsert_table(SPECS[name], raw_dir, delta_dir, staged_raw, sort_by_key=name == "items")
     after = dataclasses.replace(
-        state, days=day + 1, partitions={**state.partitions, str(part.date): part.fingerprint}, watermarks=watermarks
+        state,
+        days=day + 1,
+        partitions={**state.partitions, str(part.date): landing.fingerprint(part)},
+        watermarks=watermarks,
     )
     after.save(staged_raw)
     return IngestResult(
@@ -161,7 +189,35 @@ def ingest_day(
         day_start=start.isoformat(),
         day_end=end.isoformat(),
         tables=counts,
+        held=held.counts(),
     )
+
+
+def _hold_late(delta: dict[str, pa.Table], raw_dir: Path, held: Held, day: str) -> dict[str, pa.Table]:
+    """The delta without its late state rows (``updated_at`` older than the live raw row's), which are held."""
+    out = dict(delta)
+    for name in STATE_TABLES:
+        spec, table = SPECS[name], delta.get(name)
+        live_path = raw_dir / spec.filename()
+        if table is None or "updated_at" not in spec.columns or not table.num_rows or not live_path.exists():
+            continue
+        key = list(spec.key)
+        live = pq.read_table(live_path, columns=[*key, "updated_at"]).rename_columns([*key, "stored"])
+        rows = table.select([*key, "updated_at"]).append_column("_row", pa.array(range(table.num_rows)))
+        rows = rows.join(live, keys=key, join_type="inner", use_threads=False)
+        late = rows.filter(pc.fill_null(pc.less(rows["updated_at"], rows["stored"]), False)).sort_by("_row")
+        for r in late.to_pylist():
+            held.add(
+                name,
+                table.slice(r["_row"], 1).to_pylist()[0],
+                r["_row"],
+                [LATE],
+                f"{day}: {name} {key_text(r, key)} updated_at {r['updated_at']} is older than the "
+                f"stored state's ({r['stored']}): a late row, not applied",
+            )
+        if late.num_rows:
+            out[name] = table.filter(pc.invert(pc.is_in(pa.array(range(table.num_rows)), late["_row"])))
+    return out
 
 
 def _counts(raw_dir: Path, delta: dict[str, pa.Table]) -> dict[str, int]:

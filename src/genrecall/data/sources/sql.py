@@ -3,10 +3,19 @@
 ``read_catalog`` runs each catalog table's query with ``:since`` (the table's watermark: the largest
 value of its watermark column read so far, exclusive; 1970 on the first run) and ``:until`` (the end
 of the day being ingested, exclusive) and returns contract-typed tables plus the new watermarks.
-Watermark caveat, as with any incremental extract: a row committed later with a watermark value at
-or below one already read is never seen; such a row belongs in a later update (it gets a new
-``updated_at``). ``write_catalog`` is the other direction, for ``genrecall export``: the contract
-tables as SQL tables (list columns as JSON text, timestamps with time zone), replaced whole.
+Whatever the query, the window is enforced on its result too: a row whose watermark value is not
+after ``:since`` was read before, one not before ``:until`` is left for its own day (so a query
+without ``:until`` cannot pull later rows into the first run or an earlier day).
+
+Limits, as with any incremental extract of a database that holds only the current state: a row
+committed later with a watermark value at or below one already read is never seen (it belongs in a
+later update, with a new ``updated_at``); a row changed after the day being read is invisible in its
+earlier state (the first run sees the catalog as the database holds it, minus the rows changed since
+the cutoff, which arrive with the day of their change); a table without a watermark (CATEGORIES) is
+read as it is now; and USERS' watermark is ``created_at``, so a changed profile is not read again.
+
+``write_catalog`` is the other direction, for ``genrecall export``: the contract tables as SQL tables
+(list columns as JSON text, timestamps with time zone), replaced whole.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from genrecall.data import schema as S
+from genrecall.data.held import Held
 from genrecall.data.sources.base import CATALOG_TABLES, SqlConfig
 from genrecall.data.sources.contract import conform_values
 
@@ -52,8 +62,9 @@ def _statement(query: str, since: datetime, until: datetime) -> tuple[sa.TextCla
     return stmt, binds
 
 
-def read_catalog(cfg: SqlConfig, until: datetime, watermarks: dict[str, str]) -> CatalogRead:
-    """Every catalog table's rows in (watermark, until); the whole table where it has no watermark."""
+def read_catalog(cfg: SqlConfig, until: datetime, watermarks: dict[str, str], held: Held | None = None) -> CatalogRead:
+    """Every catalog table's rows in (watermark, until); the whole table where it has no watermark.
+    ``held`` receives rows with one unparsable value (``contract.conform_values``)."""
     from genrecall.data.sources.base import EPOCH
 
     tables, marks = {}, dict(watermarks)
@@ -64,8 +75,11 @@ def read_catalog(cfg: SqlConfig, until: datetime, watermarks: dict[str, str]) ->
             stmt, binds = _statement(cfg.query(name), since, until)
             result = conn.execute(stmt, binds)
             df = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
-            table = conform_values(df, SPECS[name], f"query source.sql.queries.{name} on {_safe(cfg.url)}")
+            where = f"query source.sql.queries.{name} on {_safe(cfg.url)}"
+            table = conform_values(df, SPECS[name], where, first_row=1, held=held)
             col = cfg.watermarks.get(name)
+            if col:  # the window, whatever the query: rows read before are not read again, later ones wait
+                table = _window(table, col, since, until)
             if col and table.num_rows:
                 top = pc.max(table[col]).as_py()
                 if name not in marks or top > datetime.fromisoformat(marks[name]):
@@ -73,6 +87,13 @@ def read_catalog(cfg: SqlConfig, until: datetime, watermarks: dict[str, str]) ->
             tables[name] = table
     engine.dispose()
     return CatalogRead(tables, marks)
+
+
+def _window(table: pa.Table, col: str, since: datetime, until: datetime) -> pa.Table:
+    """Rows with ``since < col < until`` (a null stays: validation quarantines it)."""
+    t = table[col].type
+    inside = pc.and_(pc.greater(table[col], pa.scalar(since, t)), pc.less(table[col], pa.scalar(until, t)))
+    return table.filter(pc.fill_null(inside, True))
 
 
 def _safe(url: str | None) -> str:

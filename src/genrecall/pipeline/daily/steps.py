@@ -230,6 +230,7 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
             feast_repo=ws.path("repo"),
             feast_data_dir=ws.stage(day, ws.feast),
             preset=(params.get("generate") or {}).get("preset"),
+            source=(params.get("source") or {}).get("kind") or "marketplace",
         )
     if gcfg.num_threads:
         import torch
