@@ -83,6 +83,7 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
             },
             "evaluate": {"max_requests": 40, "beams": [1, 5, 10, 20], "report_beams": [1, 10]},
             "variants": {"cq_sid_plain": {"tokenizer": {"semantic_tokens": 0}, "pseudo": {"per_item": 0}}},
+            "decode_prior": {"weight": 2.0, "temperature": 0.01},
         }
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -119,7 +120,10 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
         "fusion",
         "cq_sid_plain",
         "cluster_oracle",
+        "cq_sid+prior",  # each method's generator decoded with its own tokenizer's prior
+        "rq_vae+prior",
     }
+    assert m["judged"]["cq_sid+prior"]["items@1000"] >= 0.0 and "prior/cq_sid" in m["data"]["seconds"]
     assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]
     assert set(fusion) >= {"union_bm25@1000", "union_dense@1000", "rrf@1000", "generator_only@1000"}

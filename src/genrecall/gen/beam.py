@@ -27,6 +27,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from genrecall.gen.semantic import semantic_tensor
+from genrecall.gen.sid_prior import SidPrior
 from genrecall.gen.tokenizer import GenTokenizer
 from genrecall.sid.trie import SidTrie, TrieTables
 
@@ -108,16 +109,20 @@ def beam_search(
     batch_size: int = 32,
     show_progress: bool = False,
     semantic: np.ndarray | None = None,
+    prior: SidPrior | None = None,
 ) -> list[BeamResult]:
     """Top-``beam_size`` valid SIDs per prompt, best first (fewer when the trie holds fewer).
 
     Prompts are processed ``batch_size`` at a time (rows in the model = batch_size * beam_size);
     ``show_progress`` draws a rich bar over the batches (for offline evaluation). ``semantic``:
     one sentence vector per prompt, ``(len(prompts), dim)``, for a semantic-prompt model
-    (gen/semantic.py); ignored by a plain one.
+    (gen/semantic.py); ignored by a plain one. ``prior``: the SID tokenizer's prior for each prompt
+    (gen/sid_prior.py), added to the scores per level; None = the generator's log-probabilities alone.
     """
     if semantic is not None and len(semantic) != len(prompts):
         raise ValueError(f"{len(semantic)} semantic vectors for {len(prompts)} prompts")
+    if prior is not None and len(prior) != len(prompts):
+        raise ValueError(f"a prior for {len(prior)} prompts, but {len(prompts)} prompts")
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
     if trie.depth != tokenizer.sid_depth:
@@ -134,7 +139,8 @@ def beam_search(
         task = bar.add_task("beam", total=len(prompts))
         for lo in range(0, len(prompts), batch_size):
             vectors = None if semantic is None else semantic[lo : lo + batch_size]
-            out += _beam_batch(model, tokenizer, trie, prompts[lo : lo + batch_size], beam_size, vectors)
+            rows = None if prior is None else prior.rows(lo, lo + batch_size)
+            out += _beam_batch(model, tokenizer, trie, prompts[lo : lo + batch_size], beam_size, vectors, rows)
             bar.update(task, completed=len(out))
     return out
 
@@ -146,6 +152,7 @@ def _beam_batch(
     prompts: Sequence[Sequence[int]],
     beam_size: int,
     semantic: np.ndarray | None = None,
+    prior: SidPrior | None = None,
 ) -> list[BeamResult]:
     depth = tokenizer.sid_depth
     if len(trie) == 0:
@@ -163,11 +170,14 @@ def _beam_batch(
     next_pos = pos[:, -1:] + 1  # (n, 1)
     child = child_tensors(trie, tokenizer.sid_vocab_sizes, device)
     beams = Beams.start(n, device)
+    state = None if prior is None or not prior.cfg.enabled else prior.start(device)
     for t in range(depth):
         k = beams.scores.shape[1]  # beams per prompt so far
-        beams = extend_beams(
-            beams, child[t], logits, int(tokenizer.sid_offsets[t]), tokenizer.sid_vocab_sizes[t], beam_size
-        )
+        size = tokenizer.sid_vocab_sizes[t]
+        bonus = None if state is None else state.bonus(t, size)
+        beams = extend_beams(beams, child[t], logits, int(tokenizer.sid_offsets[t]), size, beam_size, bonus=bonus)
+        if state is not None:
+            state.advance(t, beams.parent, beams.code)
         if t == depth - 1:
             break
         # feed the chosen tokens, with the cache rows of their parent beams
@@ -235,9 +245,18 @@ class Beams:
 
 
 def extend_beams(
-    beams: Beams, child: torch.Tensor, logits: torch.Tensor, offset: int, size: int, beam_size: int
+    beams: Beams,
+    child: torch.Tensor,
+    logits: torch.Tensor,
+    offset: int,
+    size: int,
+    beam_size: int,
+    *,
+    bonus: torch.Tensor | None = None,
 ) -> Beams:
-    """One SID level: every live beam x every code its prefix allows in the trie, the best ``beam_size``."""
+    """One SID level: every live beam x every code its prefix allows in the trie, the best ``beam_size``.
+
+    ``bonus`` (n, k, size), when given, is added to each code's log-probability (a decoding prior)."""
     n, k = beams.scores.shape
     t = beams.codes.shape[2]
     # a beam may take code c iff its prefix has child c; dead beams (score -inf or no prefix) take nothing
@@ -245,6 +264,8 @@ def extend_beams(
     nxt = child[beams.node.clamp(min=0)]  # (n, k, size): the prefix id after each code, -1 = not in the trie
     allowed = (nxt >= 0) & live[..., None]
     step = sid_log_probs(logits, offset, size).reshape(n, k, size)
+    if bonus is not None:
+        step = step + bonus
     cand = (beams.scores[..., None] + step).masked_fill(~allowed, float("-inf")).reshape(n, k * size)
     new_k = min(beam_size, k * size)
     # stable sort: ties resolve by (parent beam, code), exactly like the reference

@@ -41,6 +41,7 @@ from genrecall.eval.oracle import cluster_oracle
 from genrecall.eval.report import build_metrics, metrics_block, print_summary, write_metrics
 from genrecall.gen.model import load_generator
 from genrecall.gen.semantic import SentenceEncoder
+from genrecall.gen.sid_prior import SidPriorConfig
 from genrecall.pipeline.evaluate import EvaluateConfig, generate_sids
 from genrecall.pipeline.sid import SidConfig, fit_method
 from genrecall.pipeline.train import TrainConfig, train_method
@@ -70,6 +71,9 @@ class EvalRealConfig:
     # ablations on the first method's SIDs: name -> overrides of ``train`` (e.g. the semantic prompt off);
     # they share its SID fit and embeddings, so a row costs one generator, not a whole run
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # SidPriorConfig (gen/sid_prior.py): weight > 0 adds a "<method>+prior" row per method, the same
+    # generator decoded with its SID tokenizer's prior (the plain row stays the generator alone)
+    decode_prior: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,6 +178,20 @@ def train_and_search(
     )
 
 
+def search_with_prior(
+    cfg: EvalRealConfig, index: SidIndex, tok: SidTokenizer, run: JudgedRun, gen_dir: Path
+) -> GeneratorRun:
+    """The trained generator under ``gen_dir`` decoded with ``tok``'s prior (``cfg.decode_prior``)."""
+    ev = from_dict(EvaluateConfig, cfg.evaluate)
+    gen = load_generator(gen_dir / "q2sid" / "final")
+    prompts = [gen.tokenizer.encode_prompt(q) for q in run.test_log["query"]]
+    prior = (tok, from_dict(SidPriorConfig, cfg.decode_prior))
+    texts = run.test_log["query"].tolist()
+    return generate_sids(
+        gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=texts, encoder=run.encode, prior=prior
+    )
+
+
 class _Timings:
     """Wall seconds per named step (rounded to 0.1 s), in the order the steps ran."""
 
@@ -269,6 +287,10 @@ def _evaluate_method(
         gen_run = train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
     results.health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
     results.generators[method] = _score(ev, run, gen_run, index)
+    if from_dict(SidPriorConfig, cfg.decode_prior).enabled:
+        with timings.step(f"prior/{method}"):
+            prior_run = search_with_prior(cfg, index, tok, run, work / "generator" / method)
+        results.generators[f"{method}+prior"] = _score(ev, run, prior_run, index)
     items_beam = results.generators[method].items_beam[fcfg.n]
     results.lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None, items_beam, fcfg.n)
     first = method == cfg.methods[0]

@@ -43,10 +43,12 @@ from genrecall.gen.beam import beam_search
 from genrecall.gen.examples import encode_user_query, normalize_query
 from genrecall.gen.model import Generator, load_generator
 from genrecall.gen.semantic import SentenceEncoder, is_semantic, vectors_for
+from genrecall.gen.sid_prior import SidPrior, SidPriorConfig
 from genrecall.pipeline.embed import load_embeddings
 from genrecall.pipeline.train import feast_contexts
 from genrecall.sid.encoder import item_texts
 from genrecall.sid.index import SidIndex
+from genrecall.sid.tokenizer import SidTokenizer
 
 
 @dataclass(frozen=True)
@@ -104,23 +106,40 @@ def generate_sids(
     *,
     texts: Sequence[str] | None = None,
     encoder: SentenceEncoder | None = None,
+    prior: tuple[SidTokenizer, SidPriorConfig] | None = None,
 ) -> GeneratorRun:
     """Beam search every prompt with a loaded generator (identical prompts are searched once).
 
     ``texts``: the text each prompt was made from; a semantic-prompt generator gets their sentence
-    vectors (from ``encoder``, by default the one recorded in the model; gen/semantic.py)."""
+    vectors (from ``encoder``, by default the one recorded in the model; gen/semantic.py). ``prior``:
+    decode with that SID tokenizer's prior on the same vectors (gen/sid_prior.py; needs ``encoder``
+    for a plain generator)."""
     model, tok = gen
     model.eval()
     unique: dict[tuple[int, ...], int] = {}
     keys = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
-    vectors = None
-    if is_semantic(model):
+    vectors = sid_prior = None
+    if is_semantic(model) or prior is not None:
         if texts is None or len(texts) != len(prompts):
-            raise ValueError("a semantic-prompt generator needs the text of every prompt (texts=...)")
+            raise ValueError("a semantic-prompt generator or a decode prior needs the text of every prompt (texts=...)")
         first = {k: i for i, k in reversed(list(enumerate(keys)))}  # identical prompts share their text
-        vectors = vectors_for(model, [str(texts[first[k]]) for k in range(len(unique))], encoder)
+        unique_texts = [str(texts[first[k]]) for k in range(len(unique))]
+        vectors = vectors_for(model, unique_texts, encoder)
+        if prior is not None:
+            prior_vectors = vectors if vectors is not None else (encoder(unique_texts) if encoder else None)
+            if prior_vectors is None:
+                raise ValueError("a decode prior on a plain generator needs an encoder for the prompt texts")
+            sid_prior = SidPrior.from_tokenizer(prior[0], prior_vectors, prior[1])
     results = beam_search(
-        model, tok, trie, [list(p) for p in unique], beams, batch_size=batch, show_progress=True, semantic=vectors
+        model,
+        tok,
+        trie,
+        [list(p) for p in unique],
+        beams,
+        batch_size=batch,
+        show_progress=True,
+        semantic=vectors,
+        prior=sid_prior,
     )
     return GeneratorRun.from_sids([results[k].sids for k in keys])
 
