@@ -47,3 +47,12 @@ def test_make_pipeline_puts_the_venv_bin_on_path_for_dvc_stages(tmp_path: Path) 
     assert lines[1] == f"genrecall={bin_dir / 'genrecall'}", "stages would not find the venv's genrecall"
     state = REPO_ROOT / ".state"
     assert lines[2] == f"state={state / 'bentoml'} {state / 'prefect'} {state / 'dvc-site'}"
+
+
+def test_ci_entry_point_parses_and_ends_in_make_test() -> None:
+    """`.ci/run` is what CI runs on a clean clone: a shell syntax error there fails CI before any test."""
+    script = REPO_ROOT / ".ci" / "run"
+    check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    lines = [ln.strip() for ln in script.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert lines[-1] == "make test"  # the README's test command, last, so its exit status is CI's
