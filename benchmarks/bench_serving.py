@@ -283,6 +283,8 @@ def main() -> None:
     from genrecall.serving.gate import production_tag
 
     bundle = args.bundle
+    if bundle and Path(bundle).is_dir():  # the server runs in bento/: a relative directory must not read as a tag
+        bundle = str(Path(bundle).resolve())
     if args.tiny:
         from tests.serving_fixtures import make_bundle, shared_tiny_pipeline
 

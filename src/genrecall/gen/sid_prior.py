@@ -31,8 +31,9 @@ from genrecall.sid.tokenizer import SidTokenizer
 class SidPriorConfig:
     """How much of the tokenizer's prior joins the generator's scores (``eval_real.decode_prior``)."""
 
-    # 0 = the generator alone. 2 was best of {0.5, 1, 2, 4} on the Home Depot training queries' validation
-    # split (items@1000 0.761 -> 0.800); far above that the prior drowns the generator (tokenizer_beam).
+    # 0 = the generator alone (the default: docs/BENCHMARKS.md). 2 was best of {0.5, 1, 2, 4} on the Home
+    # Depot training queries' validation split (items@1000 0.761 -> 0.800) but moved the test queries only
+    # 0.702 -> 0.713 and cost hitrate@10; far above it the prior drowns the generator (tokenizer_beam).
     weight: float = 0.0
     # squared-latent-distance scale of the softmax over a level's codes; 0.001 was best of {0.0003, 0.001,
     # 0.003, 0.01} there (about a third of the level-1 codes' median nearest-neighbour distance)
