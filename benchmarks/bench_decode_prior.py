@@ -1,0 +1,90 @@
+"""Choose the decode prior's weight and temperature on held-out *training* queries (never the test set).
+
+    genrecall eval-real ... --out reports/hd-base.json --set 'methods=[cq_sid]'   # trains, saves under reports/hd-base/
+    python benchmarks/bench_decode_prior.py --work reports/hd-base \\
+        --products ../shared/data/homedepot/products.csv --train data/hd/train.csv --test data/hd/test.csv \\
+        --grid 0:0.001 1:0.003 1:0.001 2:0.001 2:0.003 4:0.003 100:0.003
+
+The validation queries are the ones Q2SID held out of its own training (gen/sft.py `validation_split`:
+a hash of (seed, query text) below ``val_share``), so the generator never trained on them. For each
+``weight:temperature`` the saved CQ-SID generator is decoded with its SID tokenizer's prior
+(gen/sid_prior.py) and scored like eval-real (items@N, hitrate@B). ``--split test`` scores the test
+queries instead, for the one final check of the chosen setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from genrecall.config import from_dict
+from genrecall.gen.model import load_generator
+from genrecall.gen.sid_prior import SidPriorConfig
+from genrecall.pipeline.eval_real import EvalRealConfig, JudgedRun, _score, load_run
+from genrecall.pipeline.evaluate import EvaluateConfig, generate_sids
+from genrecall.sid.index import SidIndex
+from genrecall.sid.tokenizer import SidTokenizer
+
+
+def held_out(run: JudgedRun, share: float, seed: int) -> pd.DataFrame:
+    """The training queries Q2SID's validation split held out (same hash as gen/sft.py), with a click."""
+    cut = int(share * 2**32)
+    held = run.train_log["query"].map(lambda q: zlib.crc32(f"{seed}\x00{q}".encode()) < cut)
+    return run.train_log[held & (run.train_log["clicked"].map(len) > 0)].reset_index(drop=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", required=True, help="an eval-real work dir (sid/, index/, generator/)")
+    ap.add_argument("--products", required=True)
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--method", default="cq_sid")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument("--grid", nargs="+", default=["0:0.001", "1:0.001", "2:0.001", "2:0.003", "4:0.003"])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    block = yaml.safe_load(Path(args.params).read_text())["eval_real"]
+    cfg = from_dict(EvalRealConfig, {**block, "methods": [args.method]})
+    ev = from_dict(EvaluateConfig, cfg.evaluate)
+    q2sid = dict(cfg.train.get("q2sid") or {})  # its val_share and seed decide which queries it held out
+    run = load_run(cfg, args.products, args.train, args.test)
+    log = (
+        held_out(run, float(q2sid.get("val_share", 0.1)), int(q2sid.get("seed", 0)))
+        if args.split == "val"
+        else run.test_log
+    )
+    work = Path(args.work)
+    tok, index = SidTokenizer.load(work / "sid" / args.method), SidIndex.load(work / "index" / args.method)
+    gen = load_generator(work / "generator" / args.method / "q2sid" / "final")
+    prompts = [gen.tokenizer.encode_prompt(q) for q in log["query"]]
+    scored = JudgedRun(
+        run.items, run.ids, run.train_log, log, run.x, run.test_vectors, run.pairs, run.query_vectors, run.encode
+    )
+    print(f"{args.split}: {len(log)} queries", flush=True)
+    for cell in args.grid:
+        weight, temperature = (float(x) for x in cell.split(":"))
+        prior = (tok, SidPriorConfig(weight=weight, temperature=temperature)) if weight > 0 else None
+        start = time.perf_counter()
+        texts = log["query"].tolist()
+        out = generate_sids(
+            gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=texts, encoder=run.encode, prior=prior
+        )
+        m = _score(ev, scored, out, index)
+        row = {"weight": weight, "temperature": temperature, "seconds": round(time.perf_counter() - start, 1)}
+        row |= {f"items@{n}": round(float(v), 4) for n, v in m.items.items()}
+        row |= {f"hitrate@{b}": round(m.hitrate_at(b), 4) for b in (1, 10) if b in m.beams}
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
