@@ -90,7 +90,8 @@ def _serve(bundle: str, port: int, log: Path, env: dict[str, str]) -> subprocess
     return subprocess.Popen(
         cmd,
         cwd=REPO,
-        env={**env, "GENRECALL_BUNDLE": bundle},
+        # the service runs in bento/ (--working-dir): its workspace state (.state/onnx) belongs to the repo
+        env={"GENRECALL_HOME": str(REPO), **env, "GENRECALL_BUNDLE": bundle},
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
