@@ -15,6 +15,7 @@ queries instead, for the one final check of the chosen setting.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 import zlib
@@ -25,10 +26,8 @@ import torch
 import yaml
 
 from genrecall.config import from_dict
-from genrecall.gen.model import load_generator
-from genrecall.gen.sid_prior import SidPriorConfig
-from genrecall.pipeline.eval_real import EvalRealConfig, JudgedRun, _score, load_run
-from genrecall.pipeline.evaluate import EvaluateConfig, generate_sids
+from genrecall.pipeline.eval_real import EvalRealConfig, JudgedRun, load_run, score_run, search
+from genrecall.pipeline.evaluate import EvaluateConfig
 from genrecall.sid.index import SidIndex
 from genrecall.sid.tokenizer import SidTokenizer
 
@@ -65,21 +64,14 @@ def main() -> None:
     )
     work = Path(args.work)
     tok, index = SidTokenizer.load(work / "sid" / args.method), SidIndex.load(work / "index" / args.method)
-    gen = load_generator(work / "generator" / args.method / "q2sid" / "final")
-    prompts = [gen.tokenizer.encode_prompt(q) for q in log["query"]]
-    scored = JudgedRun(
-        run.items, run.ids, run.train_log, log, run.x, run.test_vectors, run.pairs, run.query_vectors, run.encode
-    )
+    scored = dataclasses.replace(run, test_log=log)  # eval-real's own search and scoring, on these queries
     print(f"{args.split}: {len(log)} queries", flush=True)
     for cell in args.grid:
         weight, temperature = (float(x) for x in cell.split(":"))
-        prior = (tok, SidPriorConfig(weight=weight, temperature=temperature)) if weight > 0 else None
+        cell_cfg = dataclasses.replace(cfg, decode_prior={"weight": weight, "temperature": temperature})
         start = time.perf_counter()
-        texts = log["query"].tolist()
-        out = generate_sids(
-            gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=texts, encoder=run.encode, prior=prior
-        )
-        m = _score(ev, scored, out, index)
+        out = search(cell_cfg, index, scored, work / "generator" / args.method, prior=tok if weight > 0 else None)
+        m = score_run(ev, scored, out, index)
         row = {"weight": weight, "temperature": temperature, "seconds": round(time.perf_counter() - start, 1)}
         row |= {f"items@{n}": round(float(v), 4) for n, v in m.items.items()}
         row |= {f"hitrate@{b}": round(m.hitrate_at(b), 4) for b in (1, 10) if b in m.beams}

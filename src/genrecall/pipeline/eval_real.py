@@ -167,28 +167,24 @@ def train_and_search(
     cfg: EvalRealConfig, train: dict[str, Any], index: SidIndex, run: JudgedRun, out_dir: Path
 ) -> GeneratorRun:
     """Train a generator (I2SID -> Q2SID) on ``index``'s SIDs; beam-search the test queries."""
-    ev = from_dict(EvaluateConfig, cfg.evaluate)
     train_cfg = from_dict(TrainConfig, {**train, "methods": list(cfg.methods), "personalized_methods": []})
     texts = [*run.items["title"].astype(str), *run.train_log["query"]]
     train_method(train_cfg, index, run.items, run.train_log, out_dir, texts=texts, encoder=run.encode)
-    gen = load_generator(out_dir / "q2sid" / "final")
-    prompts = [gen.tokenizer.encode_prompt(q) for q in run.test_log["query"]]
-    return generate_sids(
-        gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=run.test_log["query"].tolist(), encoder=run.encode
-    )
+    return search(cfg, index, run, out_dir)
 
 
-def search_with_prior(
-    cfg: EvalRealConfig, index: SidIndex, tok: SidTokenizer, run: JudgedRun, gen_dir: Path
+def search(
+    cfg: EvalRealConfig, index: SidIndex, run: JudgedRun, gen_dir: Path, prior: SidTokenizer | None = None
 ) -> GeneratorRun:
-    """The trained generator under ``gen_dir`` decoded with ``tok``'s prior (``cfg.decode_prior``)."""
+    """Beam-search ``run.test_log``'s queries with the trained generator under ``gen_dir``; with ``prior``,
+    decoded with that SID tokenizer's prior (``cfg.decode_prior``, gen/sid_prior.py)."""
     ev = from_dict(EvaluateConfig, cfg.evaluate)
     gen = load_generator(gen_dir / "q2sid" / "final")
-    prompts = [gen.tokenizer.encode_prompt(q) for q in run.test_log["query"]]
-    prior = (tok, from_dict(SidPriorConfig, cfg.decode_prior))
     texts = run.test_log["query"].tolist()
+    prompts = [gen.tokenizer.encode_prompt(q) for q in texts]
+    decode_prior = None if prior is None else (prior, from_dict(SidPriorConfig, cfg.decode_prior))
     return generate_sids(
-        gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=texts, encoder=run.encode, prior=prior
+        gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=texts, encoder=run.encode, prior=decode_prior
     )
 
 
@@ -286,11 +282,11 @@ def _evaluate_method(
     with timings.step(f"generator/{method}"):
         gen_run = train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
     results.health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
-    results.generators[method] = _score(ev, run, gen_run, index)
+    results.generators[method] = score_run(ev, run, gen_run, index)
     if from_dict(SidPriorConfig, cfg.decode_prior).enabled:
         with timings.step(f"prior/{method}"):
-            prior_run = search_with_prior(cfg, index, tok, run, work / "generator" / method)
-        results.generators[f"{method}+prior"] = _score(ev, run, prior_run, index)
+            prior_run = search(cfg, index, run, work / "generator" / method, prior=tok)
+        results.generators[f"{method}+prior"] = score_run(ev, run, prior_run, index)
     items_beam = results.generators[method].items_beam[fcfg.n]
     results.lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None, items_beam, fcfg.n)
     first = method == cfg.methods[0]
@@ -299,16 +295,16 @@ def _evaluate_method(
         results.oracles[ORACLE] = evaluate_ranked_items(ceiling, run.targets, n_items=ev.n_items)
     if cfg.tokenizer_beam and REFERENCE not in results.generators:
         beams = tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams), index.sid_vocab_sizes)
-        results.generators[REFERENCE] = _score(ev, run, GeneratorRun.from_sids(beams), index)
+        results.generators[REFERENCE] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
     if first:
         for name, overrides in cfg.variants.items():
             with timings.step(f"generator/{name}"):
                 params = merge_params(cfg.train, overrides or {})
                 variant = train_and_search(cfg, params, index, run, work / "generator" / name)
-            results.generators[name] = _score(ev, run, variant, index)
+            results.generators[name] = score_run(ev, run, variant, index)
 
 
-def _score(ev: EvaluateConfig, run: JudgedRun, gen_run: GeneratorRun, index: SidIndex) -> GeneratorMetrics:
+def score_run(ev: EvaluateConfig, run: JudgedRun, gen_run: GeneratorRun, index: SidIndex) -> GeneratorMetrics:
     """The generator metrics of ``gen_run`` on the test targets (no popularity signal: beam order only)."""
     quality = pd.Series(np.zeros(len(run.ids)), index=run.ids)
     return evaluate_generator(
