@@ -9,10 +9,11 @@
 
     python benchmarks/bench_serving.py --tiny --minilm --in-process --quick   # MiniLM in the request path
 
-Each variant in ``--variants`` (``DECODER/RUNTIME``; default ``lean/onnx``, the serving default, and
-``transformers/torch``, the reference path: transformers' beam search and sentence-transformers) is
-measured in the same run, one after the other: its own server (``serve.decoder`` and
-``serve.encoder_runtime`` set through ``$GENRECALL_PARAMS``, a copy of the project's params.yaml with
+Each variant in ``--variants`` (``DECODER/RUNTIME[/WORKERS]``; default ``lean/onnx``, the serving
+default, and ``transformers/torch``, the reference path: transformers' beam search and
+sentence-transformers; ``lean/onnx/2`` serves with two worker processes) is measured in the same run,
+one after the other: its own server (``serve.decoder``, ``serve.encoder_runtime`` and ``serve.workers``
+set through ``$GENRECALL_PARAMS``, a copy of the project's params.yaml with
 only those changed), then in process. The runtime matters only for a bundle whose generator reads
 MiniLM vectors (``--minilm`` builds such a tiny bundle; the default tiny one uses the hash encoder).
 The summary prints first-variant / last-variant ratios per cell: compare ratios, not absolute times,
@@ -54,10 +55,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve_cfg(variant: str) -> dict[str, str]:
-    """``serve`` settings of a variant ``DECODER[/RUNTIME]``."""
-    decoder, _, runtime = variant.partition("/")
-    return {"decoder": decoder, "encoder_runtime": runtime}
+def _serve_cfg(variant: str) -> dict[str, Any]:
+    """``serve`` settings of a variant ``DECODER[/RUNTIME[/WORKERS]]``."""
+    decoder, _, rest = variant.partition("/")
+    runtime, _, workers = rest.partition("/")
+    return {"decoder": decoder, "encoder_runtime": runtime, "workers": int(workers or 1)}
 
 
 def _params_with(variant: str) -> Path:
@@ -74,21 +76,10 @@ def _params_with(variant: str) -> Path:
 
 
 def _serve(bundle: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "service:Search",
-        "--working-dir",
-        str(REPO / "bento"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    from genrecall.serving.launch import serve_command
+
     return subprocess.Popen(
-        cmd,
+        serve_command(port, bento_dir=REPO / "bento"),
         cwd=REPO,
         # the service runs in bento/ (--working-dir): its workspace state (.state/onnx) belongs to the repo
         env={"GENRECALL_HOME": str(REPO), **env, "GENRECALL_BUNDLE": bundle},
@@ -258,7 +249,8 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=["lean/onnx", "transformers/torch"],
-        help="DECODER/RUNTIME (serve.decoder / serve.encoder_runtime) to compare; the last is the reference",
+        help="DECODER/RUNTIME[/WORKERS] (serve.decoder / serve.encoder_runtime / serve.workers) to compare; "
+        "the last is the reference",
     )
     ap.add_argument("--minilm", action="store_true", help="with --tiny: MiniLM feeds the generator (real encoder)")
     ap.add_argument("--tiny", action="store_true", help="build and serve the tests' tiny bundle (self-check)")

@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from genrecall.gen.sft import SFTConfig, train_sft
 from genrecall.gen.tokenizer import GenTokenizer, TokenizerConfig
 from genrecall.pipeline.embed import EmbedConfig, embed
 from genrecall.pipeline.sid import SidConfig, sid
+from genrecall.serving.launch import serve_command
 from genrecall.sid.index import SidIndex
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -237,19 +237,7 @@ def free_port() -> int:
 
 def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     """``bentoml serve`` in its own process group, with ``env`` (PYTHONPATH and all: the test's own)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "service:Search",
-        "--working-dir",
-        str(REPO_ROOT / "bento"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    cmd = serve_command(port, bento_dir=REPO_ROOT / "bento")
     return subprocess.Popen(
         cmd, cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
     )

@@ -563,7 +563,6 @@ def serve(
     """Serve the production bundle over HTTP (BentoML): POST /search, GET /healthz."""
     import os
     import subprocess
-    import sys
 
     env = dict(os.environ)
     env.setdefault("GENRECALL_HOME", str(Path.cwd()))
@@ -574,20 +573,9 @@ def serve(
         f"serving on http://{host}:{port}  (try: curl -s -X POST http://{host}:{port}/search "
         '-H \'content-type: application/json\' -d \'{"query": "red kettle", "k": 5}\')'
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "service:Search",
-        "--working-dir",
-        "bento",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    from genrecall.serving.launch import serve_command
+
+    raise typer.Exit(subprocess.call(serve_command(port, host), env=env))
 
 
 @app.command()
