@@ -1,7 +1,7 @@
 """The genrecall HTTP service: ``POST /search`` over the production bundle, with adaptive batching,
 ``POST /bm25`` over the same bundle's titles, and the search page for people at ``GET /``.
 
-One BentoML service, one worker process:
+One BentoML service, ``serve.workers`` worker processes (1 by default), each with its own model:
 
 - ``search`` validates the JSON body against ``SearchBody`` (unknown fields, wrong types, empty or
   oversized queries, k and beam_size outside the configured bounds all get a 400 that names the field
@@ -154,7 +154,7 @@ def _load_retriever(pinned: Any | None = None) -> Any:
 
 
 @bentoml.service(
-    name="genrecall", workers=1, threads=4, http={"host": CFG.host, "port": CFG.port}, traffic={"timeout": 30}
+    name="genrecall", workers=CFG.workers, threads=4, http={"host": CFG.host, "port": CFG.port}, traffic={"timeout": 30}
 )
 @bentoml.asgi_app(page_app(), path="/")
 class Search:

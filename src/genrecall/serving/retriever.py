@@ -69,6 +69,8 @@ class ServeConfig:
     num_threads: int = 1  # torch CPU threads in the server: on a shared 2-core box 2 threads spin against other
     # processes and ran 5-10x slower (docs/BENCHMARKS.md); raise it on a worker that owns its cores; 0 = torch default
     device: str = "cpu"  # "cuda" on a GPU worker
+    workers: int = 1  # BentoML worker processes, each with its own model copy and batcher: one per core the
+    # server owns (x num_threads <= cores); 1 on a box shared with other jobs (docs/BENCHMARKS.md: 8 clients)
     encoder_runtime: str = ""  # the query encoder's runtime: "" = the bundle's (MiniLM: onnx), "onnx" or "torch"
     decoder: str = "lean"  # "lean": gen/fast_decode.py (same beams, less per-step work); "transformers": beam_search
     adaptive_beam: bool = False  # pick each request's beam from the model's level-1 confidence (gen/adaptive_beam.py);
