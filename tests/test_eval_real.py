@@ -82,7 +82,10 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
                 "q2sid": {"max_steps": 10, "batch_size": 32, "num_threads": 1},
             },
             "evaluate": {"max_requests": 40, "beams": [1, 5, 10, 20], "report_beams": [1, 10]},
-            "variants": {"cq_sid_plain": {"tokenizer": {"semantic_tokens": 0}, "pseudo": {"per_item": 0}}},
+            "variants": {
+                "cq_sid_plain": {"tokenizer": {"semantic_tokens": 0}, "pseudo": {"per_item": 0}},
+                "cq_sid_teacher": {"teacher": {"share": 1.0, "top_items": 20}},  # pseudo-queries -> dense clusters
+            },
             "decode_prior": {"weight": 2.0, "temperature": 0.01},
         }
     }
@@ -119,10 +122,12 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
         "tokenizer_beam",
         "fusion",
         "cq_sid_plain",
+        "cq_sid_teacher",
         "cluster_oracle",
         "cq_sid+prior",  # each method's generator decoded with its own tokenizer's prior
         "rq_vae+prior",
     }
+    assert "generator/cq_sid_teacher" in m["data"]["seconds"]
     assert m["judged"]["cq_sid+prior"]["items@1000"] >= 0.0 and "prior/cq_sid" in m["data"]["seconds"]
     assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from genrecall.config import from_dict
@@ -33,6 +34,7 @@ from genrecall.gen.examples import (
     context_from_features,
     item_examples,
     query_examples,
+    sid_lookup,
     user_contexts_from_log,
     user_query_examples,
 )
@@ -40,8 +42,9 @@ from genrecall.gen.model import GeneratorConfig, make_generator
 from genrecall.gen.pseudo import PseudoQueryConfig, pseudo_query_examples
 from genrecall.gen.semantic import SentenceEncoder
 from genrecall.gen.sft import STAGES, SFTConfig, train_progressive
+from genrecall.gen.teacher import TeacherConfig, relabel_with_teacher
 from genrecall.gen.tokenizer import PROFILE_FIELDS, GenTokenizer, TokenizerConfig
-from genrecall.sid.encoder import EncoderConfig
+from genrecall.sid.encoder import EncoderConfig, item_texts
 from genrecall.sid.index import SidIndex
 
 
@@ -58,6 +61,7 @@ class TrainConfig:
     examples: dict[str, Any] = field(default_factory=dict)  # ExamplesConfig
     embed: dict[str, Any] = field(default_factory=dict)  # EncoderConfig of a semantic prompt (= the embed stage's)
     pseudo: dict[str, Any] = field(default_factory=dict)  # PseudoQueryConfig: extra I2SID rows per item (DSI-QG)
+    teacher: dict[str, Any] = field(default_factory=dict)  # TeacherConfig: pseudo-queries -> dense-teacher clusters
     i2sid: dict[str, Any] = field(default_factory=dict)  # SFTConfig of each stage
     q2sid: dict[str, Any] = field(default_factory=dict)
     uq2sid: dict[str, Any] = field(default_factory=dict)
@@ -194,12 +198,12 @@ def train_method(
     tok = GenTokenizer.train(
         texts, index.sid_vocab_sizes, from_dict(TokenizerConfig, cfg.tokenizer), profile_values=profiles
     )
+    pseudo = pseudo_query_examples(items, assignments, tok, from_dict(PseudoQueryConfig, cfg.pseudo))
+    teacher = from_dict(TeacherConfig, cfg.teacher)
+    if teacher.enabled:
+        pseudo = teach(pseudo, items, assignments, encoder, teacher)
     datasets: dict[str, SidDataset] = {
-        "i2sid": SidDataset.concat(
-            item_examples(items, assignments, tok),
-            pseudo_query_examples(items, assignments, tok, from_dict(PseudoQueryConfig, cfg.pseudo)),
-            kind="i2sid",
-        ),
+        "i2sid": SidDataset.concat(item_examples(items, assignments, tok), pseudo, kind="i2sid"),
         "q2sid": query_examples(train_log, assignments, tok, ex_cfg),
     }
     if contexts is not None:
@@ -223,6 +227,26 @@ def train_method(
         }
         for s, r in results.items()
     }
+
+
+def teach(
+    pseudo: SidDataset,
+    items: pd.DataFrame,
+    assignments: pd.DataFrame,
+    encoder: SentenceEncoder | None,
+    cfg: TeacherConfig,
+) -> SidDataset:
+    """``pseudo`` with a ``cfg.share`` of its rows relabelled by the dense teacher (gen/teacher.py), which
+    reads the same sentence vectors as the semantic prompt: item texts as I2SID sees them."""
+    if encoder is None:
+        raise ValueError("train.teacher needs the sentence encoder (encoder=...)")
+    lookup = sid_lookup(assignments)
+    rows = items[items["item_id"].isin(list(lookup))].sort_values("item_id")
+    sids = np.array([lookup[int(i)] for i in rows["item_id"]], dtype=np.int64).reshape(len(rows), -1)
+    labels = relabel_with_teacher(pseudo, encoder(pseudo.texts), encoder(item_texts(rows)), sids, cfg)
+    n, kept = labels.relabelled, labels.kept_own
+    print(f"teacher: {n:,} of {len(pseudo):,} pseudo-queries relabelled ({kept:,} kept their own SID)")
+    return labels.dataset
 
 
 def method_contexts(
