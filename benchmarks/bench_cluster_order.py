@@ -1,0 +1,76 @@
+"""How much of the clusters' recall ceiling depends on ordering them by their *best* item.
+
+    genrecall eval-real ... --out reports/dev-base.json --set 'methods=[cq_sid]'   # saves reports/dev-base/index
+    python benchmarks/bench_cluster_order.py --work reports/dev-base \\
+        --products ../shared/data/homedepot/products.csv --train data/hd/dev-train.csv --test data/hd/dev-val.csv
+
+For the test queries of ``--test``, the saved CQ-SID clusters are ordered two ways and expanded whole
+(items in id order, first 1000 kept), as `cluster_oracle` (eval/oracle.py) does:
+
+- ``max``: by the best cosine between the query's MiniLM vector and any item of the cluster (the oracle);
+- ``centroid``: by the cosine to the cluster's mean item vector, at the full SID and at its first
+  ``D - 1`` levels (what a cluster-level dense index, or a prior over trie nodes, could reach).
+
+A generator that learns "query meaning -> cluster" from a cluster's items as a whole behaves more like
+the second. Run it on a split of the *training* queries (``genrecall split-judged`` on the train half):
+it reads the test queries' item similarities, so it is a diagnostic, not a method.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from genrecall.config import from_dict, load_params
+from genrecall.eval.metrics import evaluate_ranked_items
+from genrecall.eval.oracle import cluster_oracle
+from genrecall.pipeline.eval_real import EvalRealConfig, load_run
+from genrecall.sid.index import SidIndex
+
+
+def centroid_order(
+    query_vectors: np.ndarray, item_vectors: np.ndarray, item_ids: np.ndarray, cluster: np.ndarray, n: int
+) -> list[np.ndarray]:
+    """First ``n`` items per query, clusters ordered by the cosine to their mean (unit) item vector."""
+    x = item_vectors / np.linalg.norm(item_vectors, axis=1, keepdims=True)
+    k = int(cluster.max()) + 1
+    centres = np.zeros((k, x.shape[1]))
+    np.add.at(centres, cluster, x)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    by_id = np.argsort(item_ids, kind="stable")
+    out = []
+    for q in np.asarray(query_vectors, dtype=np.float64):
+        rank = np.empty(k, dtype=np.int64)
+        rank[np.argsort(-(centres @ q), kind="stable")] = np.arange(k)
+        order = by_id[np.argsort(rank[cluster[by_id]], kind="stable")]
+        out.append(item_ids[order[:n]])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, required=True, help="an eval-real work dir (its index/cq_sid is read)")
+    ap.add_argument("--products", required=True)
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--method", default="cq_sid")
+    args = ap.parse_args()
+    cfg = from_dict(EvalRealConfig, load_params().get("eval_real", {}))
+    run = load_run(cfg, args.products, args.train, args.test)
+    sids = SidIndex.load(args.work / "index" / args.method).sid_of(run.ids)
+    rows: dict[str, list[np.ndarray]] = {"max (cluster_oracle)": cluster_oracle(run.test_vectors, run.x, run.ids, sids)}
+    for depth in (sids.shape[1], sids.shape[1] - 1):
+        _, cluster = np.unique(sids[:, :depth], axis=0, return_inverse=True)
+        cluster = cluster.reshape(-1)
+        name = f"centroid, first {depth} levels ({int(cluster.max()) + 1:,} clusters)"
+        rows[name] = centroid_order(run.test_vectors, run.x, run.ids, cluster, 1000)
+    print(f"{len(run.test_log)} test queries, {len(run.ids):,} items")
+    for name, lists in rows.items():
+        m = evaluate_ranked_items(lists, run.targets, n_items=(100, 1000))
+        print(f"{name:45s} items@100 {m.items[100]:.3f}  items@1000 {m.items[1000]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
