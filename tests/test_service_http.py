@@ -201,3 +201,24 @@ def test_bundle_tells_the_page_what_it_serves(url: str) -> None:
     assert users, "the bundle offers known users"
     r = post(url, {"query": info["examples"]["queries"][0], "user_id": users[0], "k": 10, "beam_size": 20})
     assert r.status_code == 200 and r.json()["personalized"], "an offered user is known to the feature store"
+
+
+def test_two_workers_each_load_the_model_and_answer_alike(url: str, tiny, server_env, tmp_path: Path) -> None:
+    """``serve.workers: 2``: two worker processes start (each logs its own start-up) and, under concurrent
+    load spread over both, every answer equals the one-worker server's."""
+    params = tmp_path / "params.yaml"
+    params.write_text("serve: {workers: 2}\n")
+    bodies = [{"query": q, "k": 20, "beam_size": 20} for q in titled_items(tiny, n=8, seed=5)["title"]]
+    expected = [post(url, body).json() for body in bodies]
+    log = tmp_path / "serve.log"
+    with serving({**server_env, "GENRECALL_PARAMS": str(params)}, log) as url2:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda body: post(url2, body), bodies * 3))
+        deadline = time.time() + 60  # the second worker may still be loading when the first is ready
+        while time.time() < deadline and log.read_text().count("Service genrecall initialized") < 2:
+            time.sleep(1)
+        assert log.read_text().count("Service genrecall initialized") == 2
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200][:2]
+    for one, many in zip(expected * 3, answers):
+        assert many.json()["sids"] == one["sids"]
+        assert [i["item_id"] for i in many.json()["items"]] == [i["item_id"] for i in one["items"]]
