@@ -128,6 +128,7 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
         "rq_vae+prior",
     }
     assert "generator/cq_sid_teacher" in m["data"]["seconds"]
+    assert "pseudo-queries relabelled" in res.output  # the variant's pseudo-queries went through the teacher
     assert m["judged"]["cq_sid+prior"]["items@1000"] >= 0.0 and "prior/cq_sid" in m["data"]["seconds"]
     assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]

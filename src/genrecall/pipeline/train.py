@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from genrecall.config import from_dict
@@ -34,7 +33,6 @@ from genrecall.gen.examples import (
     context_from_features,
     item_examples,
     query_examples,
-    sid_lookup,
     user_contexts_from_log,
     user_query_examples,
 )
@@ -44,7 +42,7 @@ from genrecall.gen.semantic import SentenceEncoder
 from genrecall.gen.sft import STAGES, SFTConfig, train_progressive
 from genrecall.gen.teacher import TeacherConfig, relabel_with_teacher
 from genrecall.gen.tokenizer import PROFILE_FIELDS, GenTokenizer, TokenizerConfig
-from genrecall.sid.encoder import EncoderConfig, item_texts
+from genrecall.sid.encoder import EncoderConfig
 from genrecall.sid.index import SidIndex
 
 
@@ -198,12 +196,13 @@ def train_method(
     tok = GenTokenizer.train(
         texts, index.sid_vocab_sizes, from_dict(TokenizerConfig, cfg.tokenizer), profile_values=profiles
     )
+    titles = item_examples(items, assignments, tok)
     pseudo = pseudo_query_examples(items, assignments, tok, from_dict(PseudoQueryConfig, cfg.pseudo))
     teacher = from_dict(TeacherConfig, cfg.teacher)
     if teacher.enabled:
-        pseudo = teach(pseudo, items, assignments, encoder, teacher)
+        pseudo = teach(pseudo, titles, encoder, teacher)
     datasets: dict[str, SidDataset] = {
-        "i2sid": SidDataset.concat(item_examples(items, assignments, tok), pseudo, kind="i2sid"),
+        "i2sid": SidDataset.concat(titles, pseudo, kind="i2sid"),
         "q2sid": query_examples(train_log, assignments, tok, ex_cfg),
     }
     if contexts is not None:
@@ -229,21 +228,13 @@ def train_method(
     }
 
 
-def teach(
-    pseudo: SidDataset,
-    items: pd.DataFrame,
-    assignments: pd.DataFrame,
-    encoder: SentenceEncoder | None,
-    cfg: TeacherConfig,
-) -> SidDataset:
-    """``pseudo`` with a ``cfg.share`` of its rows relabelled by the dense teacher (gen/teacher.py), which
-    reads the same sentence vectors as the semantic prompt: item texts as I2SID sees them."""
+def teach(pseudo: SidDataset, titles: SidDataset, encoder: SentenceEncoder | None, cfg: TeacherConfig) -> SidDataset:
+    """``pseudo`` with a ``cfg.share`` of its rows relabelled by the dense teacher (gen/teacher.py) over the
+    catalog of ``titles`` (I2SID's item rows: one per item with a SID, its text and SID), in the sentence
+    vectors the semantic prompt reads."""
     if encoder is None:
         raise ValueError("train.teacher needs the sentence encoder (encoder=...)")
-    lookup = sid_lookup(assignments)
-    rows = items[items["item_id"].isin(list(lookup))].sort_values("item_id")
-    sids = np.array([lookup[int(i)] for i in rows["item_id"]], dtype=np.int64).reshape(len(rows), -1)
-    labels = relabel_with_teacher(pseudo, encoder(pseudo.texts), encoder(item_texts(rows)), sids, cfg)
+    labels = relabel_with_teacher(pseudo, encoder(pseudo.texts), encoder(titles.texts), titles.targets, cfg)
     n, kept = labels.relabelled, labels.kept_own
     print(f"teacher: {n:,} of {len(pseudo):,} pseudo-queries relabelled ({kept:,} kept their own SID)")
     return labels.dataset
