@@ -6,14 +6,13 @@ the generator a one-hot answer; labelling it with a cluster drawn from those *ne
 space* teaches "query meaning -> nearby clusters", which is what a generator must do for wording it
 never saw, and what the ``cluster_oracle`` ceiling (eval/oracle.py) does with the test queries.
 
-This is distillation of a dense retriever into the generator, as in "Distillation Enhanced Generative
-Retrieval" (Li et al., 2024) and the ranking distillation of generative retrievers (Zeng et al., 2023),
-here at cluster granularity and by sampling: for each relabelled row, the teacher (exact inner product
-over the item vectors, faiss) retrieves ``top_items`` items, ranks their clusters by their best item's
-cosine (the oracle's order), keeps the first ``top_clusters`` and draws one target from the softmax of
-those cosines at ``temperature``. Rows stay one target each, so training costs what it cost before.
-Everything is deterministic from ``seed``. The teacher sees training text only: item titles and the
-pseudo-queries made from them.
+This is distillation of a dense retriever into the generator, in the spirit of "Distillation Enhanced
+Generative Retrieval" (Li et al., 2024), here at cluster granularity and by sampling: for each
+relabelled row, the teacher (exact inner product over the item vectors, faiss) retrieves ``top_items``
+items, ranks their clusters by their best item's cosine (the oracle's order), keeps the first
+``top_clusters`` and draws one target from the softmax of those cosines at ``temperature``. Rows stay
+one target each, so training costs what it cost before. Everything is deterministic from ``seed``.
+The teacher sees training text only: item titles and the pseudo-queries made from them.
 """
 
 from __future__ import annotations
@@ -109,7 +108,7 @@ def relabel_with_teacher(
     """A copy of ``dataset`` whose rows (a ``cfg.share`` of them) target a teacher-drawn cluster's SID.
 
     ``row_vectors`` are the rows' text vectors, ``item_vectors`` / ``item_sids`` ((m, d) / (m, D)) the
-    catalog's, in one row order. ``dataset.sources`` (source item per row) only feeds ``kept_own``.
+    catalog's, in one row order. ``kept_own`` counts relabelled rows whose draw equals their old target.
     """
     if len(row_vectors) != len(dataset):
         raise ValueError(f"{len(row_vectors)} vectors for {len(dataset)} rows")
