@@ -25,7 +25,7 @@ import numpy as np
 
 from genrecall.config import from_dict, load_params
 from genrecall.eval.metrics import evaluate_ranked_items
-from genrecall.eval.oracle import cluster_oracle
+from genrecall.eval.oracle import cluster_oracle, expand_clusters
 from genrecall.pipeline.eval_real import EvalRealConfig, load_run
 from genrecall.sid.index import SidIndex
 
@@ -35,18 +35,10 @@ def centroid_order(
 ) -> list[np.ndarray]:
     """First ``n`` items per query, clusters ordered by the cosine to their mean (unit) item vector."""
     x = item_vectors / np.linalg.norm(item_vectors, axis=1, keepdims=True)
-    k = int(cluster.max()) + 1
-    centres = np.zeros((k, x.shape[1]))
+    centres = np.zeros((int(cluster.max()) + 1, x.shape[1]))
     np.add.at(centres, cluster, x)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    by_id = np.argsort(item_ids, kind="stable")
-    out = []
-    for q in np.asarray(query_vectors, dtype=np.float64):
-        rank = np.empty(k, dtype=np.int64)
-        rank[np.argsort(-(centres @ q), kind="stable")] = np.arange(k)
-        order = by_id[np.argsort(rank[cluster[by_id]], kind="stable")]
-        out.append(item_ids[order[:n]])
-    return out
+    return [expand_clusters(centres @ q, cluster, item_ids, n) for q in np.asarray(query_vectors, dtype=np.float64)]
 
 
 def main() -> None:

@@ -20,14 +20,20 @@ def cluster_oracle(
     _, cluster = np.unique(np.asarray(item_sids), axis=0, return_inverse=True)
     cluster = cluster.reshape(-1)
     k = int(cluster.max()) + 1 if len(cluster) else 0
-    by_id = np.argsort(item_ids, kind="stable")
     out = []
     for q in np.asarray(query_vectors, dtype=np.float32):
-        sims = item_vectors @ q
         best = np.full(k, -np.inf)
-        np.maximum.at(best, cluster, sims)
-        rank = np.empty(k, dtype=np.int64)
-        rank[np.argsort(-best, kind="stable")] = np.arange(k)
-        order = by_id[np.argsort(rank[cluster[by_id]], kind="stable")]  # cluster rank, then item id
-        out.append(np.asarray(item_ids)[order[:n]].astype(np.int64))
+        np.maximum.at(best, cluster, item_vectors @ q)
+        out.append(expand_clusters(best, cluster, item_ids, n))
     return out
+
+
+def expand_clusters(score: np.ndarray, cluster: np.ndarray, item_ids: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` item ids when clusters are expanded whole in order of ``score`` (one per cluster,
+    best first, ties by cluster number) and a cluster's items in id order; ``cluster`` labels the items."""
+    item_ids = np.asarray(item_ids)
+    rank = np.empty(len(score), dtype=np.int64)
+    rank[np.argsort(-np.asarray(score), kind="stable")] = np.arange(len(score))
+    by_id = np.argsort(item_ids, kind="stable")
+    order = by_id[np.argsort(rank[cluster[by_id]], kind="stable")]  # cluster rank, then item id
+    return item_ids[order[:n]].astype(np.int64)
