@@ -177,3 +177,26 @@ def test_replay_mixes_earlier_stages_rows_in(data) -> None:
     assert len(mixed) == len(q) + n and mixed.kind == "q2sid"
     assert mixed.prompts[: len(q)] == q.prompts and all(p in i.prompts for p in mixed.prompts[len(q) :])
     assert with_replay(q, [i], 0.0) is q and with_replay(q, [], 1.0) is q
+
+
+def test_replayed_rows_train_but_never_validate(data, tmp_path) -> None:
+    """With replay on, the validation loss is this stage's held-out rows only: rows an earlier stage
+    trained on are memorised, and their loss rising as the new stage learns hid every gain (the Home
+    Depot Q2SID stage never beat its step 0 while replayed item rows sat in its validation set)."""
+    import math
+
+    from genrecall.gen.sft import validation_loss, validation_split
+
+    _, tok, datasets = data
+    q, i = datasets["q2sid"], datasets["i2sid"]
+    train_rows, val_rows = validation_split(q, 0.3, seed=0)
+    model = build_model(TINY, len(tok), tokenizer=tok)
+    at_start = validation_loss(model, q.subset(val_rows), tok, torch.device("cpu"))
+    cfg = SFTConfig(
+        stage="q2sid", epochs=1, batch_size=8, warmup_steps=2, val_share=0.3, replay=1.0, eval_every=3, patience=1000
+    )
+    res = train_sft(model, tok, q, cfg, tmp_path, replay_from=[i], show_progress=False)
+    assert res.val_losses[0] == (0, pytest.approx(at_start, rel=1e-5))
+    # one epoch = the stage's training rows plus as many replayed rows
+    replayed = min(len(i), len(train_rows))
+    assert not res.stopped_early and res.steps == math.ceil((len(train_rows) + replayed) / 8)

@@ -316,6 +316,7 @@ def train_sft(
     *,
     stop_after: int | None = None,
     show_progress: bool = True,
+    replay_from: list[SidDataset] | None = None,
 ) -> SFTResult:
     """Train ``model`` on ``dataset``; write checkpoints, the final generator and loss.csv under ``out_dir``.
 
@@ -323,6 +324,9 @@ def train_sft(
     ``resume``: continue from the newest checkpoint in ``out_dir`` (optimizer, schedule, RNG, losses).
     ``stop_after``: leave after this many steps in this call (a checkpoint is written), e.g. to fit a
     time budget; call again with ``resume=True`` to finish.
+    ``replay_from``: earlier stages' datasets; ``cfg.replay`` x this stage's *training* rows are drawn
+    from them and trained on. They never enter the validation split: it scores this stage's own
+    held-out rows only (rows the model memorised in an earlier stage would hide what this one learns).
     """
     if len(dataset) == 0:
         raise ValueError(f"stage {cfg.stage!r}: the dataset is empty")
@@ -336,6 +340,7 @@ def train_sft(
     early = _EarlyStopping(dataset.subset(val_rows), cfg.patience) if len(val_rows) else None
     if early is not None:
         dataset = dataset.subset(train_rows)
+    dataset = with_replay(dataset, replay_from or [], cfg.replay, cfg.seed)
     opt = make_optimizer(model, cfg)
     step, losses = _resume_or_seed(model, opt, cfg, out_dir, resume)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
@@ -510,16 +515,16 @@ def train_progressive(
     earlier: list[SidDataset] = []
     for stage in (s for s in STAGES if s in datasets):
         cfg = configs.get(stage, SFTConfig(stage=stage))
-        data = with_replay(datasets[stage], earlier, cfg.replay, cfg.seed)
         results[stage] = train_sft(
             model,
             tokenizer,
-            data,
+            datasets[stage],
             cfg,
             Path(out_dir) / stage,
             init_from=prev,
             resume=resume,
             show_progress=show_progress,
+            replay_from=earlier,
         )
         prev = results[stage].final_dir
         earlier.append(datasets[stage])
