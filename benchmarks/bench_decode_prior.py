@@ -8,8 +8,9 @@
 The validation queries are the ones Q2SID held out of its own training (gen/sft.py `validation_split`:
 a hash of (seed, query text) below ``val_share``), so the generator never trained on them. For each
 ``weight:temperature`` the saved CQ-SID generator is decoded with its SID tokenizer's prior
-(gen/sid_prior.py) and scored like eval-real (items@N, hitrate@B). ``--split test`` scores the test
-queries instead, for the one final check of the chosen setting.
+(gen/sid_prior.py; ``--kind centroid``: its trie nodes' item centroids, gen/centroid_prior.py, where the
+temperature is in cosine units, e.g. 0.05) and scored like eval-real (items@N, hitrate@B).
+``--split test`` scores the test queries instead, for the one final check of the chosen setting.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import torch
 import yaml
 
 from genrecall.config import from_dict
-from genrecall.pipeline.eval_real import EvalRealConfig, JudgedRun, load_run, score_run, search
+from genrecall.eval.inputs import GeneratorRun
+from genrecall.gen.centroid_prior import NodeCentroids, centroid_beam
+from genrecall.pipeline.eval_real import EvalRealConfig, JudgedRun, decode_prior, load_run, score_run, search
 from genrecall.pipeline.evaluate import EvaluateConfig
 from genrecall.sid.index import SidIndex
 from genrecall.sid.tokenizer import SidTokenizer
@@ -48,6 +51,7 @@ def main() -> None:
     ap.add_argument("--method", default="cq_sid")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument("--kind", choices=("tokenizer", "centroid"), default="tokenizer", help="decode_prior.kind")
     ap.add_argument("--grid", nargs="+", default=["0:0.001", "1:0.001", "2:0.001", "2:0.003", "4:0.003"])
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -64,13 +68,21 @@ def main() -> None:
     )
     work = Path(args.work)
     tok, index = SidTokenizer.load(work / "sid" / args.method), SidIndex.load(work / "index" / args.method)
-    scored = dataclasses.replace(run, test_log=log)  # eval-real's own search and scoring, on these queries
+    # eval-real's own search and scoring, on these queries
+    scored = dataclasses.replace(run, test_log=log, test_vectors=run.encode(log["query"].tolist()))
     print(f"{args.split}: {len(log)} queries", flush=True)
+    if args.kind == "centroid":  # the prior alone, no generator (eval-real's centroid_beam row)
+        nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)
+        alone = GeneratorRun.from_sids(centroid_beam(nodes, scored.test_vectors, max(ev.beams)))
+        m = score_run(ev, scored, alone, index)
+        row = {"centroid_beam": True} | {f"items@{n}": round(float(v), 4) for n, v in m.items.items()}
+        print(json.dumps(row | {f"hitrate@{b}": round(m.hitrate_at(b), 4) for b in (1, 10) if b in m.beams}))
     for cell in args.grid:
         weight, temperature = (float(x) for x in cell.split(":"))
-        cell_cfg = dataclasses.replace(cfg, decode_prior={"weight": weight, "temperature": temperature})
+        spec = {"kind": args.kind, "weight": weight, "temperature": temperature}
         start = time.perf_counter()
-        out = search(cell_cfg, index, scored, work / "generator" / args.method, prior=tok if weight > 0 else None)
+        prior = decode_prior(dataclasses.replace(cfg, decode_prior=spec), tok, index, scored)
+        out = search(cfg, index, scored, work / "generator" / args.method, prior=prior)
         m = score_run(ev, scored, out, index)
         row = {"weight": weight, "temperature": temperature, "seconds": round(time.perf_counter() - start, 1)}
         row |= {f"items@{n}": round(float(v), 4) for n, v in m.items.items()}

@@ -86,7 +86,7 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
                 "cq_sid_plain": {"tokenizer": {"semantic_tokens": 0}, "pseudo": {"per_item": 0}},
                 "cq_sid_teacher": {"teacher": {"share": 1.0, "top_items": 20}},  # pseudo-queries -> dense clusters
             },
-            "decode_prior": {"weight": 2.0, "temperature": 0.01},
+            "decode_prior": {"kind": "centroid", "weight": 2.0, "temperature": 0.1},
         }
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -120,16 +120,18 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
         "bm25",
         "dense",
         "tokenizer_beam",
+        "centroid_beam",
         "fusion",
         "cq_sid_plain",
         "cq_sid_teacher",
         "cluster_oracle",
-        "cq_sid+prior",  # each method's generator decoded with its own tokenizer's prior
+        "cq_sid+prior",  # each method's generator decoded with its own trie nodes' centroids
         "rq_vae+prior",
     }
     assert "generator/cq_sid_teacher" in m["data"]["seconds"]
     assert "pseudo-queries relabelled" in res.output  # the variant's pseudo-queries went through the teacher
     assert m["judged"]["cq_sid+prior"]["items@1000"] >= 0.0 and "prior/cq_sid" in m["data"]["seconds"]
+    assert m["judged"]["centroid_beam"]["items@1000"] > 0  # hash vectors of title words still find some
     assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]
     assert set(fusion) >= {"union_bm25@1000", "union_dense@1000", "rrf@1000", "generator_only@1000"}
@@ -156,3 +158,13 @@ def test_eval_real_refuses_overlapping_splits(judged_csv: Path, tmp_path: Path) 
     j = judged_csv / "judgments.csv"
     with pytest.raises(ValueError, match="both train and test"):
         eval_real(EvalRealConfig(embed={"encoder": "hash"}), judged_csv / "products.csv", j, j, tmp_path / "m.json")
+
+
+def test_decode_prior_kinds_and_a_bad_kind() -> None:
+    from genrecall.pipeline.eval_real import EvalRealConfig, decode_prior
+
+    off = [{}, {"kind": "tokenizer", "weight": 0.0}, {"kind": "centroid", "weight": 0.0}]
+    for spec in off:  # weight 0 is the generator alone: no prior is built (nothing else is read)
+        assert decode_prior(EvalRealConfig(decode_prior=spec), None, None, None) is None  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'tokenizer' or 'centroid'"):
+        decode_prior(EvalRealConfig(decode_prior={"kind": "items", "weight": 1.0}), None, None, None)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from genrecall.gen.centroid_prior import CentroidPrior
 from genrecall.gen.semantic import semantic_tensor
 from genrecall.gen.sid_prior import SidPrior
 from genrecall.gen.tokenizer import GenTokenizer
@@ -109,15 +110,16 @@ def beam_search(
     batch_size: int = 32,
     show_progress: bool = False,
     semantic: np.ndarray | None = None,
-    prior: SidPrior | None = None,
+    prior: SidPrior | CentroidPrior | None = None,
 ) -> list[BeamResult]:
     """Top-``beam_size`` valid SIDs per prompt, best first (fewer when the trie holds fewer).
 
     Prompts are processed ``batch_size`` at a time (rows in the model = batch_size * beam_size);
     ``show_progress`` draws a rich bar over the batches (for offline evaluation). ``semantic``:
     one sentence vector per prompt, ``(len(prompts), dim)``, for a semantic-prompt model
-    (gen/semantic.py); ignored by a plain one. ``prior``: the SID tokenizer's prior for each prompt
-    (gen/sid_prior.py), added to the scores per level; None = the generator's log-probabilities alone.
+    (gen/semantic.py); ignored by a plain one. ``prior``: a decoding prior for each prompt (the SID
+    tokenizer's, gen/sid_prior.py, or the trie nodes' centroids, gen/centroid_prior.py), added to the
+    scores per level; None = the generator's log-probabilities alone.
     """
     if semantic is not None and len(semantic) != len(prompts):
         raise ValueError(f"{len(semantic)} semantic vectors for {len(prompts)} prompts")
@@ -152,7 +154,7 @@ def _beam_batch(
     prompts: Sequence[Sequence[int]],
     beam_size: int,
     semantic: np.ndarray | None = None,
-    prior: SidPrior | None = None,
+    prior: SidPrior | CentroidPrior | None = None,
 ) -> list[BeamResult]:
     depth = tokenizer.sid_depth
     if len(trie) == 0:

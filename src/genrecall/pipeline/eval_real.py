@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +39,10 @@ from genrecall.eval.inputs import GeneratorRun, as_sid_lookup
 from genrecall.eval.metrics import GeneratorMetrics, evaluate_generator, evaluate_ranked_items
 from genrecall.eval.oracle import cluster_oracle
 from genrecall.eval.report import build_metrics, metrics_block, print_summary, write_metrics
+from genrecall.gen.centroid_prior import CentroidPrior, CentroidPriorConfig, NodeCentroids, centroid_beam
 from genrecall.gen.model import load_generator
 from genrecall.gen.semantic import SentenceEncoder
-from genrecall.gen.sid_prior import SidPriorConfig
+from genrecall.gen.sid_prior import SidPrior, SidPriorConfig
 from genrecall.pipeline.evaluate import EvaluateConfig, generate_sids
 from genrecall.pipeline.sid import SidConfig, fit_method
 from genrecall.pipeline.train import TrainConfig, train_method
@@ -52,6 +53,7 @@ from genrecall.sid.index import SidIndex
 from genrecall.sid.tokenizer import QueryPairs, SidTokenizer
 
 REFERENCE = "tokenizer_beam"  # the training-free reference, on the first method's (CQ-SID's) tokenizer
+CENTROIDS = "centroid_beam"  # the other one: the first method's trie nodes ranked by their items' centroid
 ORACLE = "cluster_oracle"  # the recall ceiling of the first method's clusters (eval/oracle.py)
 
 
@@ -68,11 +70,15 @@ class EvalRealConfig:
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvaluateConfig (beams, max_requests, ...)
     fusion: dict[str, Any] = field(default_factory=dict)  # FusionConfig
     tokenizer_beam: bool = True  # the training-free reference a trained generator must beat
+    # and the stronger one: beam over the trie by the cosine of the query to each node's item centroid
+    # (gen/centroid_prior.py; one vector per trie node, not per item)
+    centroid_beam: bool = True
     # ablations on the first method's SIDs: name -> overrides of ``train`` (e.g. the semantic prompt off);
     # they share its SID fit and embeddings, so a row costs one generator, not a whole run
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # SidPriorConfig (gen/sid_prior.py): weight > 0 adds a "<method>+prior" row per method, the same
-    # generator decoded with its SID tokenizer's prior (the plain row stays the generator alone)
+    # weight > 0 adds a "<method>+prior" row per method, the same generator decoded with a prior (the
+    # plain row stays the generator alone): kind "tokenizer" (SidPriorConfig, gen/sid_prior.py) or
+    # "centroid" (CentroidPriorConfig, gen/centroid_prior.py)
     decode_prior: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,18 +180,42 @@ def train_and_search(
 
 
 def search(
-    cfg: EvalRealConfig, index: SidIndex, run: JudgedRun, gen_dir: Path, prior: SidTokenizer | None = None
+    cfg: EvalRealConfig,
+    index: SidIndex,
+    run: JudgedRun,
+    gen_dir: Path,
+    prior: Callable[[np.ndarray], SidPrior | CentroidPrior] | None = None,
 ) -> GeneratorRun:
-    """Beam-search ``run.test_log``'s queries with the trained generator under ``gen_dir``; with ``prior``,
-    decoded with that SID tokenizer's prior (``cfg.decode_prior``, gen/sid_prior.py)."""
+    """Beam-search ``run.test_log``'s queries with the trained generator under ``gen_dir``; with ``prior``
+    (see `decode_prior`), decoded with that prior of the queries' sentence vectors."""
     ev = from_dict(EvaluateConfig, cfg.evaluate)
     gen = load_generator(gen_dir / "q2sid" / "final")
     texts = run.test_log["query"].tolist()
     prompts = [gen.tokenizer.encode_prompt(q) for q in texts]
-    decode_prior = None if prior is None else (prior, from_dict(SidPriorConfig, cfg.decode_prior))
     return generate_sids(
-        gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=texts, encoder=run.encode, prior=decode_prior
+        gen, index.trie, prompts, max(ev.beams), ev.beam_batch, texts=texts, encoder=run.encode, prior=prior
     )
+
+
+def decode_prior(
+    cfg: EvalRealConfig, tok: SidTokenizer, index: SidIndex, run: JudgedRun
+) -> Callable[[np.ndarray], SidPrior | CentroidPrior] | None:
+    """``cfg.decode_prior`` as a function of the queries' sentence vectors; None when its weight is 0.
+
+    ``kind: tokenizer`` is the SID tokenizer's residual codebooks (gen/sid_prior.py), ``kind: centroid``
+    the trie nodes' centroids of the items' vectors (gen/centroid_prior.py)."""
+    spec = dict(cfg.decode_prior)
+    kind = spec.pop("kind", "tokenizer")
+    if kind == "tokenizer":
+        scfg = from_dict(SidPriorConfig, spec)
+        return (lambda v: SidPrior.from_tokenizer(tok, v, scfg)) if scfg.enabled else None
+    if kind == "centroid":
+        ccfg = from_dict(CentroidPriorConfig, spec)
+        if not ccfg.enabled:
+            return None
+        nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)
+        return lambda v: CentroidPrior.from_nodes(nodes, v, ccfg)
+    raise ValueError(f"eval_real.decode_prior.kind must be 'tokenizer' or 'centroid', got {kind!r}")
 
 
 class _Timings:
@@ -283,9 +313,10 @@ def _evaluate_method(
         gen_run = train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
     results.health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
     results.generators[method] = score_run(ev, run, gen_run, index)
-    if from_dict(SidPriorConfig, cfg.decode_prior).enabled:
+    prior = decode_prior(cfg, tok, index, run)
+    if prior is not None:
         with timings.step(f"prior/{method}"):
-            prior_run = search(cfg, index, run, work / "generator" / method, prior=tok)
+            prior_run = search(cfg, index, run, work / "generator" / method, prior=prior)
         results.generators[f"{method}+prior"] = score_run(ev, run, prior_run, index)
     items_beam = results.generators[method].items_beam[fcfg.n]
     results.lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None, items_beam, fcfg.n)
@@ -296,6 +327,10 @@ def _evaluate_method(
     if cfg.tokenizer_beam and REFERENCE not in results.generators:
         beams = tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams), index.sid_vocab_sizes)
         results.generators[REFERENCE] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
+    if cfg.centroid_beam and CENTROIDS not in results.generators:
+        nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)
+        beams = centroid_beam(nodes, run.test_vectors, max(ev.beams))
+        results.generators[CENTROIDS] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
     if first:
         for name, overrides in cfg.variants.items():
             with timings.step(f"generator/{name}"):

@@ -17,7 +17,7 @@ Also writes ``reports/curves.csv`` (hitrate vs beams, for ``dvc plots``) and one
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,15 +40,15 @@ from genrecall.eval.metrics import (
 from genrecall.eval.report import build_metrics, metrics_block, plot_hitrate, print_summary, write_curves, write_metrics
 from genrecall.features.sources import exposure_stats, log_ctr, quality_score
 from genrecall.gen.beam import beam_search
+from genrecall.gen.centroid_prior import CentroidPrior
 from genrecall.gen.examples import encode_user_query, normalize_query
 from genrecall.gen.model import Generator, load_generator
 from genrecall.gen.semantic import SentenceEncoder, is_semantic, vectors_for
-from genrecall.gen.sid_prior import SidPrior, SidPriorConfig
+from genrecall.gen.sid_prior import SidPrior
 from genrecall.pipeline.embed import load_embeddings
 from genrecall.pipeline.train import feast_contexts
 from genrecall.sid.encoder import item_texts
 from genrecall.sid.index import SidIndex
-from genrecall.sid.tokenizer import SidTokenizer
 
 
 @dataclass(frozen=True)
@@ -106,14 +106,14 @@ def generate_sids(
     *,
     texts: Sequence[str] | None = None,
     encoder: SentenceEncoder | None = None,
-    prior: tuple[SidTokenizer, SidPriorConfig] | None = None,
+    prior: Callable[[np.ndarray], SidPrior | CentroidPrior] | None = None,
 ) -> GeneratorRun:
     """Beam search every prompt with a loaded generator (identical prompts are searched once).
 
     ``texts``: the text each prompt was made from; a semantic-prompt generator gets their sentence
     vectors (from ``encoder``, by default the one recorded in the model; gen/semantic.py). ``prior``:
-    decode with that SID tokenizer's prior on the same vectors (gen/sid_prior.py; needs ``encoder``
-    for a plain generator)."""
+    builds a decoding prior from the same vectors, one per distinct prompt (`tokenizer_prior` or
+    gen/centroid_prior.py; needs ``encoder`` for a plain generator)."""
     model, tok = gen
     model.eval()
     unique: dict[tuple[int, ...], int] = {}
@@ -129,7 +129,7 @@ def generate_sids(
             prior_vectors = vectors if vectors is not None else (encoder(unique_texts) if encoder else None)
             if prior_vectors is None:
                 raise ValueError("a decode prior on a plain generator needs an encoder for the prompt texts")
-            sid_prior = SidPrior.from_tokenizer(prior[0], prior_vectors, prior[1])
+            sid_prior = prior(prior_vectors)
     results = beam_search(
         model,
         tok,
