@@ -120,5 +120,6 @@ def run_tiny_pipeline(root: Path, params: dict[str, Any] | None = None) -> TinyR
         feast_repo=repo,
         feast_data_dir=d / "feast",
         preset=p["generate"].get("preset"),
+        sid_model_dir=root / "models" / "sid",
     )
     return TinyRun(root, p)

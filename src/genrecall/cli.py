@@ -367,6 +367,9 @@ def evaluate(
     rl_dir: Annotated[Path | None, typer.Option(help="train_rl output; its variants are evaluated if present")] = Path(
         "models/rl"
     ),
+    sid_model_dir: Annotated[
+        Path, typer.Option(help="sid stage tokenizers; with <dir>/cq_sid the training-free reference rows are scored")
+    ] = Path("models/sid"),
     params: ParamsOpt = None,
 ) -> None:
     """Evaluate CQ-SID, the RQ-VAE baseline, BM25 and dense on held-out requests -> reports/metrics.json."""
@@ -387,7 +390,10 @@ def evaluate(
         preset=(p.get("generate") or {}).get("preset"),
         source=(p.get("source") or {}).get("kind") or "marketplace",
         rl_dir=rl_dir,
+        sid_model_dir=sid_model_dir if (sid_model_dir / "cq_sid").is_dir() else None,
     )
+    if not (sid_model_dir / "cq_sid").is_dir():
+        console.print(f"[yellow]no {sid_model_dir / 'cq_sid'}: tokenizer_beam and centroid_beam not scored[/]")
     console.print(f"wrote {res.metrics_path} ({res.test_pairs})")
 
 

@@ -40,15 +40,17 @@ from genrecall.eval.metrics import (
 from genrecall.eval.report import build_metrics, metrics_block, plot_hitrate, print_summary, write_curves, write_metrics
 from genrecall.features.sources import exposure_stats, log_ctr, quality_score
 from genrecall.gen.beam import beam_search
-from genrecall.gen.centroid_prior import CentroidPrior
+from genrecall.gen.centroid_prior import CentroidPrior, NodeCentroids, centroid_beam
 from genrecall.gen.examples import encode_user_query, normalize_query
 from genrecall.gen.model import Generator, load_generator
 from genrecall.gen.semantic import SentenceEncoder, is_semantic, vectors_for
 from genrecall.gen.sid_prior import SidPrior
 from genrecall.pipeline.embed import load_embeddings
 from genrecall.pipeline.train import feast_contexts
+from genrecall.sid.beam import tokenizer_beam
 from genrecall.sid.encoder import item_texts
 from genrecall.sid.index import SidIndex
+from genrecall.sid.tokenizer import SidTokenizer
 
 
 @dataclass(frozen=True)
@@ -186,12 +188,16 @@ def evaluate(
     preset: str | None = None,
     source: str = "marketplace",
     rl_dir: str | Path | None = None,
+    sid_model_dir: str | Path | None = None,
 ) -> EvaluateResult:
     """Evaluate generators, BM25 and dense on the held-out requests; write metrics, curves, plots.
 
     ``source``/``preset``: where the data came from, for metrics.json's ``data`` block: the source kind
     (params ``source.kind``), plus the simulator's preset only when the simulator made the data.
     ``rl_dir``: the train_rl output (``<rl_dir>/cq_sid/<variant>/final``); None skips the RL variants.
+    ``sid_model_dir``: the sid stage's tokenizers (``<dir>/cq_sid``); given, the query-only set also
+    scores the two training-free references on CQ-SID's SIDs, ``tokenizer_beam`` and ``centroid_beam``
+    (the rows a trained generator has to beat); None skips them.
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -203,7 +209,8 @@ def evaluate(
     quality = item_quality(split.train, listed["item_id"].to_numpy(np.int64), cfg.quality_prior_strength)
     rankers = _rankers(listed, emb_dir, k=max(cfg.n_items))
     indexes = {m: SidIndex.load(sid_dir / m) for m in {*cfg.semantic_methods, "cq_sid"}}
-    sem = _semantic_set(cfg, split.test, gen_dir, indexes, rankers, quality)
+    refs = None if sid_model_dir is None else _references(cfg, Path(sid_model_dir), indexes["cq_sid"], listed, emb_dir)
+    sem = _semantic_set(cfg, split.test, gen_dir, indexes, rankers, quality, refs)
     semantic, target = metrics_block(
         sem.generators, sem.rankers, baseline=cfg.baseline, target_frac=cfg.target_frac, report_beams=cfg.report_beams
     )
@@ -266,8 +273,10 @@ def _semantic_set(
     indexes: dict[str, SidIndex],
     rankers: dict[str, Any],
     quality: pd.Series,
+    references: Callable[[pd.Series], dict[str, list[np.ndarray]]] | None = None,
 ) -> _TestSet:
-    """Query only: every semantic method's Q2SID generator, BM25 and dense on anonymous test requests."""
+    """Query only: every semantic method's Q2SID generator, BM25 and dense on anonymous test requests
+    (and the training-free references on CQ-SID's SIDs when ``references`` is given)."""
     sem = sample_requests(test, known_users=False, cfg=cfg)
     targets = [list(c) for c in sem["clicked"]]
     gens: dict[str, GeneratorMetrics] = {}
@@ -282,6 +291,8 @@ def _semantic_set(
             texts=query_texts(sem["query"]),
         )
         gens[method] = _score(cfg, run, indexes[method], targets, quality, cfg.beams)
+    for name, sids in (references(sem["query"]) if references else {}).items():
+        gens[name] = _score(cfg, GeneratorRun.from_sids(sids), indexes["cq_sid"], targets, quality, cfg.beams)
     ranked = {
         name: evaluate_ranked_items(fn(sem["query"]), targets, n_items=cfg.n_items) for name, fn in rankers.items()
     }
@@ -337,6 +348,29 @@ def personalized_generators(
         if (path / "model.safetensors").exists():
             out.append((name, path, contexts))
     return out
+
+
+def _references(
+    cfg: EvaluateConfig, sid_model_dir: Path, index: SidIndex, listed: pd.DataFrame, emb_dir: str | Path
+) -> Callable[[pd.Series], dict[str, list[np.ndarray]]]:
+    """Queries -> each training-free reference's SIDs (best first) on CQ-SID's SIDs: ``tokenizer_beam``
+    (sid/beam.py: the query's vector through the tokenizer's codebooks) and ``centroid_beam``
+    (gen/centroid_prior.py: the trie nodes' item centroids), both from the embed stage's vectors."""
+    tok = SidTokenizer.load(sid_model_dir / "cq_sid")
+    emb = load_embeddings(emb_dir)
+    ids = listed["item_id"].to_numpy(np.int64)
+    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(ids), emb.items[emb.item_rows(ids)])
+    rows = emb.query_rows()
+
+    def search(queries: pd.Series) -> dict[str, list[np.ndarray]]:
+        vecs = np.stack([emb.query_vectors[rows[q]] for q in queries]).astype(np.float32)
+        beams = max(cfg.beams)
+        return {
+            "tokenizer_beam": tokenizer_beam(tok, index.trie, vecs, beams, index.sid_vocab_sizes),
+            "centroid_beam": centroid_beam(nodes, vecs, beams),
+        }
+
+    return search
 
 
 def _rankers(listed: pd.DataFrame, emb_dir: str | Path, *, k: int) -> dict[str, Any]:
