@@ -80,6 +80,22 @@ def test_resume_matches_uninterrupted_run(data, tmp_path) -> None:
     assert kept == ["step-0000012", "step-0000014"]  # keep_checkpoints=2
 
 
+def test_a_fresh_run_clears_an_earlier_runs_checkpoints(data, tmp_path) -> None:
+    """Stale checkpoints of a longer earlier run would outrank (and prune) the new run's, and a resume
+    after a crash would continue the earlier run: a fresh start begins with none."""
+    _, tok, datasets = data
+    ds = datasets["q2sid"]
+    long = SFTConfig(stage="q2sid", max_steps=12, batch_size=8, checkpoint_every=4, seed=7)
+    train_sft(build_model(TINY, len(tok), tokenizer=tok), tok, ds, long, tmp_path, show_progress=False)
+    short = SFTConfig(stage="q2sid", max_steps=8, batch_size=8, checkpoint_every=2, seed=7)
+    part = train_sft(build_model(TINY, len(tok), tokenizer=tok), tok, ds, short, tmp_path, stop_after=5)
+    assert part.steps == 5
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["step-0000004", "step-0000005"]  # this run's, not the earlier run's step 8 and 12
+    done = train_sft(build_model(TINY, len(tok), tokenizer=tok), tok, ds, short, tmp_path, resume=True)
+    assert done.steps == 8 and len(done.losses) == 8
+
+
 def test_warm_start_loads_previous_stage(data, tmp_path) -> None:
     _, tok, datasets = data
     results = train_progressive(

@@ -378,10 +378,17 @@ def _resume_or_seed(
     model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: SFTConfig, out_dir: Path, resume: bool
 ) -> tuple[int, list[float]]:
     """(step, losses) of the newest checkpoint when resuming (weights, optimizer and RNG restored), else
-    (0, []) with torch seeded from ``cfg.seed``."""
+    (0, []) with torch seeded from ``cfg.seed``.
+
+    A fresh start deletes the checkpoints an earlier run left in ``out_dir``: kept, they outnumber this
+    run's (pruning by step would delete the new ones first) and a later ``resume`` would continue the
+    earlier run instead of this one."""
     ckpt = dist.broadcast_object(latest_checkpoint(out_dir) if resume else None)
     if ckpt is not None:
         return _load_checkpoint(model, opt, ckpt)
+    if dist.is_main():
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    dist.barrier()
     torch.manual_seed(cfg.seed)
     return 0, []
 
