@@ -86,17 +86,7 @@ def main() -> None:
         return batch | {"prior": torch.from_numpy(bonus)}
 
     def loss_with_prior(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        n_target = batch["targets"].shape[1]
-        extra = {"semantic": batch["semantic"]} if "semantic" in batch and sft.is_semantic(model) else {}
-        out = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            position_ids=batch["position_ids"],
-            use_cache=False,
-            logits_to_keep=n_target + 1,
-            **extra,
-        )
-        logits = out.logits[:, :-1, :].float().clone()
+        logits = sft.target_logits(model, batch).clone()
         tok: GenTokenizer = state["tok"]
         for t in range(tok.sid_depth):
             lo, size = int(tok.sid_offsets[t]), tok.sid_vocab_sizes[t]

@@ -5,23 +5,16 @@ import pytest
 import torch
 
 from genrecall.gen.beam import beam_search, reference_beam_search
-from genrecall.gen.model import GeneratorConfig, build_model
-from genrecall.gen.tokenizer import GenTokenizer, TokenizerConfig
 from genrecall.sid.trie import SidTrie
+from tests.gen_fixtures import peaked_generator
 
 torch.set_num_threads(1)
 SIZES = (7, 5, 4, 3)
-TEXTS = ["red steel kettle", "blue cotton shirt", "green ceramic mug", "kettle", "shirt", "mug set"] * 4
 
 
 @pytest.fixture(scope="module")
 def setup():
-    tok = GenTokenizer.train(TEXTS, SIZES, TokenizerConfig(vocab_size=290))
-    # a large init spread gives peaked, distinct log-probs, so the ranking is a real test
-    cfg = GeneratorConfig(
-        hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64, init_std=0.4, seed=3
-    )
-    model = build_model(cfg, len(tok), tokenizer=tok).eval()
+    tok, model = peaked_generator(SIZES)
     rng = np.random.default_rng(0)
     sids = np.stack([rng.integers(0, s, 50) for s in SIZES], axis=1)
     trie = SidTrie.from_sids(sids)

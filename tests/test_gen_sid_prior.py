@@ -7,24 +7,18 @@ import pytest
 import torch
 
 from genrecall.gen.beam import beam_search
-from genrecall.gen.model import GeneratorConfig, build_model
 from genrecall.gen.sid_prior import SidPrior, SidPriorConfig
-from genrecall.gen.tokenizer import GenTokenizer, TokenizerConfig
 from genrecall.sid.trie import SidTrie
+from tests.gen_fixtures import peaked_generator
 
 torch.set_num_threads(1)
 SIZES = (7, 5, 4, 3)  # three codebook levels and a suffix
-TEXTS = ["red steel kettle", "blue cotton shirt", "green ceramic mug", "kettle", "shirt", "mug set"] * 4
 DIM = 6
 
 
 @pytest.fixture(scope="module")
 def setup():
-    tok = GenTokenizer.train(TEXTS, SIZES, TokenizerConfig(vocab_size=290))
-    cfg = GeneratorConfig(
-        hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64, init_std=0.4, seed=3
-    )
-    model = build_model(cfg, len(tok), tokenizer=tok).eval()
+    tok, model = peaked_generator(SIZES)
     rng = np.random.default_rng(0)
     trie = SidTrie.from_sids(np.stack([rng.integers(0, s, 60) for s in SIZES], axis=1))
     prompts = [

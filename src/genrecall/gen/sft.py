@@ -128,6 +128,12 @@ def collate(dataset: SidDataset, indices: np.ndarray, tokenizer: GenTokenizer) -
 
 def target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy over the SID tokens and <eos> of each row."""
+    logits = target_logits(model, batch)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
+
+
+def target_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(rows, D + 1, vocab) float logits of the positions that predict each row's SID tokens and <eos>."""
     n_target = batch["targets"].shape[1]
     extra = {"semantic": batch["semantic"]} if "semantic" in batch and is_semantic(model) else {}
     out = model(
@@ -138,8 +144,7 @@ def target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch
         logits_to_keep=n_target + 1,
         **extra,
     )
-    logits = out.logits[:, :-1, :].float()  # position j predicts token j+1
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
+    return out.logits[:, :-1, :].float()  # position j predicts token j+1
 
 
 def validation_split(dataset: SidDataset, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
