@@ -92,3 +92,26 @@ def test_dataset_vectors_survive_save_load_and_concat(setup, tmp_path) -> None:
     assert both.vectors is not None and len(both.vectors) == 2 * len(ds)
     half = ds.subset(np.arange(0, len(ds), 2))
     assert half.texts == ds.texts[::2] and np.array_equal(half.vectors, ds.vectors[::2])
+
+
+def test_generate_sids_keeps_texts_that_share_their_prompt_tokens_apart(setup) -> None:
+    """Prompts with no text tokens (or texts cut at ``max_text_tokens``) are token-identical, yet their
+    vectors differ: evaluation must search each text, not the first one's answer for all."""
+    from genrecall.gen.model import Generator
+    from genrecall.pipeline.evaluate import generate_sids
+
+    t, _, _ = setup
+    texts = list(t.items["title"]) + list(t.requests["query"])
+    sem_only = GenTokenizer.train(texts, SIZES, TokenizerConfig(vocab_size=300, semantic_tokens=2, max_text_tokens=0))
+    model = build_model(GeneratorConfig(**{**TINY.__dict__, "init_std": 0.4}), len(sem_only), tokenizer=sem_only)
+    trie = SidTrie.from_sids(t.sids["codes"].map(tuple).tolist())
+    queries = ["red kettle", "green tent", "red kettle"]
+    prompts = [sem_only.encode_prompt(q) for q in queries]
+    assert prompts[0] == prompts[1]  # nothing of the text is in the tokens
+    run = generate_sids(Generator(model.eval(), sem_only), trie, prompts, 5, 2, texts=queries, encoder=_encode)
+    alone = [
+        beam_search(model, sem_only, trie, [p], 5, semantic=_encode([q]))[0].sids for p, q in zip(prompts, queries)
+    ]
+    for got, want in zip(run.sids, alone):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(run.sids[0], run.sids[1])  # different vectors, different answers

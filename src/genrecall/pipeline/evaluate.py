@@ -110,22 +110,28 @@ def generate_sids(
     encoder: SentenceEncoder | None = None,
     prior: Callable[[np.ndarray], SidPrior | CentroidPrior] | None = None,
 ) -> GeneratorRun:
-    """Beam search every prompt with a loaded generator (identical prompts are searched once).
+    """Beam search every prompt with a loaded generator (identical inputs are searched once).
 
     ``texts``: the text each prompt was made from; a semantic-prompt generator gets their sentence
     vectors (from ``encoder``, by default the one recorded in the model; gen/semantic.py). ``prior``:
-    builds a decoding prior from the same vectors, one per distinct prompt (`tokenizer_prior` or
-    gen/centroid_prior.py; needs ``encoder`` for a plain generator)."""
+    builds a decoding prior from the same vectors, one per distinct input (gen/sid_prior.py or
+    gen/centroid_prior.py; needs ``encoder`` for a plain generator). Where vectors are read, an input
+    is the prompt *and* its text: two texts can share their prompt tokens (truncated at
+    ``max_text_tokens``, or no text tokens at all) yet not their vectors."""
     model, tok = gen
     model.eval()
-    unique: dict[tuple[int, ...], int] = {}
-    keys = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+    with_text = is_semantic(model) or prior is not None
+    if with_text and (texts is None or len(texts) != len(prompts)):
+        raise ValueError("a semantic-prompt generator or a decode prior needs the text of every prompt (texts=...)")
+    unique: dict[tuple[object, ...], int] = {}
+    keys = [
+        unique.setdefault((*p, str(texts[i])) if with_text and texts is not None else tuple(p), len(unique))
+        for i, p in enumerate(prompts)
+    ]
+    firsts = {k: i for i, k in reversed(list(enumerate(keys)))}  # the first prompt of each distinct input
     vectors = sid_prior = None
-    if is_semantic(model) or prior is not None:
-        if texts is None or len(texts) != len(prompts):
-            raise ValueError("a semantic-prompt generator or a decode prior needs the text of every prompt (texts=...)")
-        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # identical prompts share their text
-        unique_texts = [str(texts[first[k]]) for k in range(len(unique))]
+    if with_text and texts is not None:
+        unique_texts = [str(texts[firsts[k]]) for k in range(len(unique))]
         vectors = vectors_for(model, unique_texts, encoder)
         if prior is not None:
             prior_vectors = vectors if vectors is not None else (encoder(unique_texts) if encoder else None)
@@ -136,7 +142,7 @@ def generate_sids(
         model,
         tok,
         trie,
-        [list(p) for p in unique],
+        [list(prompts[firsts[k]]) for k in range(len(unique))],
         beams,
         batch_size=batch,
         show_progress=True,
