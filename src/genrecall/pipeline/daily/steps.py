@@ -220,6 +220,7 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
     reports.mkdir(parents=True, exist_ok=True)
     full = day_mode(ws, day) == "full" and gcfg.full_eval_on_rebuild
     if full:
+        tokenizers = ws.stage(day, ws.models_sid)  # a full day's fresh fits: the reference rows' tokenizer
         evaluate(
             ecfg,
             ws.stage(day, ws.validated),
@@ -231,6 +232,7 @@ def evaluate_day(ws: Workspace, day: int, params: dict[str, Any]) -> dict[str, A
             feast_data_dir=ws.stage(day, ws.feast),
             preset=(params.get("generate") or {}).get("preset"),
             source=(params.get("source") or {}).get("kind") or "marketplace",
+            sid_model_dir=tokenizers if (tokenizers / "cq_sid").is_dir() else None,
         )
     if gcfg.num_threads:
         import torch
