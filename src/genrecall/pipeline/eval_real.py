@@ -198,12 +198,13 @@ def search(
 
 
 def decode_prior(
-    cfg: EvalRealConfig, tok: SidTokenizer, index: SidIndex, run: JudgedRun
+    cfg: EvalRealConfig, tok: SidTokenizer, index: SidIndex, run: JudgedRun, nodes: NodeCentroids | None = None
 ) -> Callable[[np.ndarray], SidPrior | CentroidPrior] | None:
     """``cfg.decode_prior`` as a function of the queries' sentence vectors; None when its weight is 0.
 
     ``kind: tokenizer`` is the SID tokenizer's residual codebooks (gen/sid_prior.py), ``kind: centroid``
-    the trie nodes' centroids of the items' vectors (gen/centroid_prior.py)."""
+    the trie nodes' centroids of the items' vectors (gen/centroid_prior.py; ``nodes`` when the caller
+    has them already, else fitted from ``index`` and ``run``)."""
     spec = dict(cfg.decode_prior)
     kind = spec.pop("kind", "tokenizer")
     if kind == "tokenizer":
@@ -213,8 +214,10 @@ def decode_prior(
         ccfg = from_dict(CentroidPriorConfig, spec)
         if not ccfg.enabled:
             return None
-        nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)
-        return lambda v: CentroidPrior.from_nodes(nodes, v, ccfg)
+        if nodes is None:
+            nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)
+        fitted = nodes
+        return lambda v: CentroidPrior.from_nodes(fitted, v, ccfg)
     raise ValueError(f"eval_real.decode_prior.kind must be 'tokenizer' or 'centroid', got {kind!r}")
 
 
@@ -313,7 +316,8 @@ def _evaluate_method(
         gen_run = train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
     results.health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
     results.generators[method] = score_run(ev, run, gen_run, index)
-    prior = decode_prior(cfg, tok, index, run)
+    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)  # seconds
+    prior = decode_prior(cfg, tok, index, run, nodes)
     if prior is not None:
         with timings.step(f"prior/{method}"):
             prior_run = search(cfg, index, run, work / "generator" / method, prior=prior)
@@ -328,7 +332,6 @@ def _evaluate_method(
         beams = tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams), index.sid_vocab_sizes)
         results.generators[REFERENCE] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
     if cfg.centroid_beam and CENTROIDS not in results.generators:
-        nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)
         beams = centroid_beam(nodes, run.test_vectors, max(ev.beams))
         results.generators[CENTROIDS] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
     if first:
