@@ -45,7 +45,7 @@ from genrecall.gen.examples import encode_user_query, normalize_query
 from genrecall.gen.model import Generator, load_generator
 from genrecall.gen.semantic import SentenceEncoder, is_semantic, vectors_for
 from genrecall.gen.sid_prior import SidPrior
-from genrecall.pipeline.embed import load_embeddings
+from genrecall.pipeline.embed import Embeddings, load_embeddings
 from genrecall.pipeline.train import feast_contexts
 from genrecall.sid.beam import tokenizer_beam
 from genrecall.sid.encoder import item_texts
@@ -213,9 +213,10 @@ def evaluate(
     log = read_table(REQUESTS, data_dir)
     split = time_split(log, cfg.test_days)
     quality = item_quality(split.train, listed["item_id"].to_numpy(np.int64), cfg.quality_prior_strength)
-    rankers = _rankers(listed, emb_dir, k=max(cfg.n_items))
+    emb = load_embeddings(emb_dir)
+    rankers = _rankers(listed, emb, k=max(cfg.n_items))
     indexes = {m: SidIndex.load(sid_dir / m) for m in {*cfg.semantic_methods, "cq_sid"}}
-    refs = None if sid_model_dir is None else _references(cfg, Path(sid_model_dir), indexes["cq_sid"], listed, emb_dir)
+    refs = None if sid_model_dir is None else _references(cfg, Path(sid_model_dir), indexes["cq_sid"], listed, emb)
     sem = _semantic_set(cfg, split.test, gen_dir, indexes, rankers, quality, refs)
     semantic, target = metrics_block(
         sem.generators, sem.rankers, baseline=cfg.baseline, target_frac=cfg.target_frac, report_beams=cfg.report_beams
@@ -357,13 +358,12 @@ def personalized_generators(
 
 
 def _references(
-    cfg: EvaluateConfig, sid_model_dir: Path, index: SidIndex, listed: pd.DataFrame, emb_dir: str | Path
+    cfg: EvaluateConfig, sid_model_dir: Path, index: SidIndex, listed: pd.DataFrame, emb: Embeddings
 ) -> Callable[[pd.Series], dict[str, list[np.ndarray]]]:
     """Queries -> each training-free reference's SIDs (best first) on CQ-SID's SIDs: ``tokenizer_beam``
     (sid/beam.py: the query's vector through the tokenizer's codebooks) and ``centroid_beam``
     (gen/centroid_prior.py: the trie nodes' item centroids), both from the embed stage's vectors."""
     tok = SidTokenizer.load(sid_model_dir / "cq_sid")
-    emb = load_embeddings(emb_dir)
     ids = listed["item_id"].to_numpy(np.int64)
     nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(ids), emb.items[emb.item_rows(ids)])
     rows = emb.query_rows()
@@ -379,11 +379,10 @@ def _references(
     return search
 
 
-def _rankers(listed: pd.DataFrame, emb_dir: str | Path, *, k: int) -> dict[str, Any]:
+def _rankers(listed: pd.DataFrame, emb: Embeddings, *, k: int) -> dict[str, Any]:
     """BM25 over item texts and dense retrieval over the embed stage's vectors; both over ``listed``."""
     ids = listed["item_id"].to_numpy(np.int64)
     bm25 = BM25Retriever().fit(ids, item_texts(listed))
-    emb = load_embeddings(emb_dir)
     dense = DenseRetriever().fit(ids, emb.items[emb.item_rows(ids)])
     rows = emb.query_rows()
 
