@@ -28,6 +28,7 @@ import yaml
 
 from genrecall.config import from_dict
 from genrecall.eval.inputs import GeneratorRun
+from genrecall.eval.metrics import GeneratorMetrics
 from genrecall.gen.centroid_prior import NodeCentroids, centroid_beam
 from genrecall.pipeline.eval_real import EvalRealConfig, JudgedRun, decode_prior, load_run, score_run, search
 from genrecall.pipeline.evaluate import EvaluateConfig
@@ -71,23 +72,24 @@ def main() -> None:
     # eval-real's own search and scoring, on these queries
     scored = dataclasses.replace(run, test_log=log, test_vectors=run.encode(log["query"].tolist()))
     print(f"{args.split}: {len(log)} queries", flush=True)
+    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)
     if args.kind == "centroid":  # the prior alone, no generator (eval-real's centroid_beam row)
-        nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)
         alone = GeneratorRun.from_sids(centroid_beam(nodes, scored.test_vectors, max(ev.beams)))
-        m = score_run(ev, scored, alone, index)
-        row = {"centroid_beam": True} | {f"items@{n}": round(float(v), 4) for n, v in m.items.items()}
-        print(json.dumps(row | {f"hitrate@{b}": round(m.hitrate_at(b), 4) for b in (1, 10) if b in m.beams}))
+        print(json.dumps({"centroid_beam": True} | scores(score_run(ev, scored, alone, index))), flush=True)
     for cell in args.grid:
         weight, temperature = (float(x) for x in cell.split(":"))
         spec = {"kind": args.kind, "weight": weight, "temperature": temperature}
         start = time.perf_counter()
-        prior = decode_prior(dataclasses.replace(cfg, decode_prior=spec), tok, index, scored)
+        prior = decode_prior(dataclasses.replace(cfg, decode_prior=spec), tok, index, scored, nodes)
         out = search(cfg, index, scored, work / "generator" / args.method, prior=prior)
-        m = score_run(ev, scored, out, index)
         row = {"weight": weight, "temperature": temperature, "seconds": round(time.perf_counter() - start, 1)}
-        row |= {f"items@{n}": round(float(v), 4) for n, v in m.items.items()}
-        row |= {f"hitrate@{b}": round(m.hitrate_at(b), 4) for b in (1, 10) if b in m.beams}
-        print(json.dumps(row), flush=True)
+        print(json.dumps(row | scores(score_run(ev, scored, out, index))), flush=True)
+
+
+def scores(m: GeneratorMetrics) -> dict[str, float]:
+    """The printed metrics of one row: items@N and hitrate@1/@10."""
+    row = {f"items@{n}": round(float(v), 4) for n, v in m.items.items()}
+    return row | {f"hitrate@{b}": round(m.hitrate_at(b), 4) for b in (1, 10) if b in m.beams}
 
 
 if __name__ == "__main__":
