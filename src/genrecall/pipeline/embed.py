@@ -13,6 +13,7 @@ A rerun encodes only texts that are new or changed (the cache lives in ``cache_d
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,6 +61,11 @@ class Embeddings:
 
     def query_rows(self) -> dict[str, int]:
         return {q: i for i, q in enumerate(self.queries)}
+
+    def vectors_of(self, queries: Iterable[str]) -> np.ndarray:
+        """(len(queries), d) vectors of embedded queries; raises KeyError for a query that was not embedded."""
+        rows = self.query_rows()
+        return np.stack([self.query_vectors[rows[q]] for q in queries]).astype(np.float32, copy=False)
 
 
 def distinct_queries(requests: pd.DataFrame) -> list[str]:

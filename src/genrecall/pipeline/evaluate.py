@@ -366,10 +366,9 @@ def _references(
     tok = SidTokenizer.load(sid_model_dir / "cq_sid")
     ids = listed["item_id"].to_numpy(np.int64)
     nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(ids), emb.items[emb.item_rows(ids)])
-    rows = emb.query_rows()
 
     def search(queries: pd.Series) -> dict[str, list[np.ndarray]]:
-        vecs = np.stack([emb.query_vectors[rows[q]] for q in queries]).astype(np.float32)
+        vecs = emb.vectors_of(queries)
         beams = max(cfg.beams)
         return {
             "tokenizer_beam": tokenizer_beam(tok, index.trie, vecs, beams, index.sid_vocab_sizes),
@@ -384,10 +383,8 @@ def _rankers(listed: pd.DataFrame, emb: Embeddings, *, k: int) -> dict[str, Any]
     ids = listed["item_id"].to_numpy(np.int64)
     bm25 = BM25Retriever().fit(ids, item_texts(listed))
     dense = DenseRetriever().fit(ids, emb.items[emb.item_rows(ids)])
-    rows = emb.query_rows()
 
     def dense_search(queries: pd.Series) -> np.ndarray:
-        vecs = np.stack([emb.query_vectors[rows[q]] for q in queries])
-        return dense.search(vecs, k).items
+        return dense.search(emb.vectors_of(queries), k).items
 
     return {"bm25": lambda q: bm25.search(list(q), k).items, "dense": dense_search}
