@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import genrecall.gen.sft as sft
 import genrecall.pipeline.eval_real as er
 from genrecall.config import from_dict, load_params
-from genrecall.gen.centroid_prior import CentroidPrior, CentroidPriorConfig, NodeCentroids
+from genrecall.gen.centroid_prior import NodeCentroids
 from genrecall.gen.examples import SidDataset
 from genrecall.gen.tokenizer import GenTokenizer
 
@@ -36,20 +36,22 @@ from genrecall.gen.tokenizer import GenTokenizer
 def prior_logits(
     nodes: NodeCentroids, tok: GenTokenizer, targets: np.ndarray, vectors: np.ndarray, weight: float, temperature: float
 ) -> np.ndarray:
-    """(rows, D, max level size): the weighted log-prior of every code at every level of the target's path,
-    from the decoder's own `CentroidState` (each row one beam that follows its target)."""
-    cfg = CentroidPriorConfig(weight=weight, temperature=temperature)
-    state = CentroidPrior.from_nodes(nodes, vectors, cfg).start(torch.device("cpu"))
-    n = len(targets)
-    out = torch.zeros((n, tok.sid_depth, max(tok.sid_vocab_sizes)))
-    follow = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+    """(rows, D, max level size): the weighted log-prior of every code at every level of the target's path."""
+    v = np.asarray(vectors, dtype=np.float32)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    out = np.zeros((len(v), tok.sid_depth, max(tok.sid_vocab_sizes)), dtype=np.float32)
+    node = np.zeros(len(v), dtype=np.int64)
     for t in range(tok.sid_depth):
         size = tok.sid_vocab_sizes[t]
-        kids = state.child[t][state.node.clamp(min=0)][:, 0, :size]
-        bonus = state.bonus(t, size)[:, 0, : kids.shape[1]]
-        out[:, t, : kids.shape[1]] = bonus.masked_fill(kids < 0, -30.0 * weight)  # not in the trie: never the target
-        state.advance(t, torch.zeros((n, 1), dtype=torch.long), follow[:, t : t + 1])
-    return out.numpy()
+        kids = nodes.child[t][np.maximum(node, 0)][:, :size]
+        cos = np.einsum("nd,nsd->ns", v, nodes.centroids[t][np.maximum(kids, 0)]) / temperature
+        cos[kids < 0] = -np.inf
+        cos -= cos.max(axis=1, keepdims=True)
+        logp = cos - np.log(np.exp(cos).sum(axis=1, keepdims=True))
+        logp[kids < 0] = -30.0  # not in the trie: never the target
+        out[:, t, :size] = weight * logp
+        node = kids[np.arange(len(v)), np.minimum(targets[:, t], size - 1)]
+    return out
 
 
 def main() -> None:
