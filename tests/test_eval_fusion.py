@@ -23,6 +23,10 @@ def test_fusion_counts_pairs_by_hand() -> None:
     assert m["union_dense@4"] == pytest.approx(4 / 5)
     assert m["generator_only@4"] == 0.0  # 1 (bm25), 2 (dense), 8 (dense)
     assert 0.0 <= m["rrf@4"] <= 1.0
+    # without the generator: halves bm25 {5,6} ∪ dense {6,5} = {6}, and {8} -> 2 of 5
+    assert m["union_bm25_dense@4"] == pytest.approx(2 / 5)
+    # RRF of bm25 + dense, request 0: 6 (ranks 2+1), 5 (1+2), 7 (4+3), 1 (3) -> {6, 1}; request 1: {8}
+    assert m["rrf_bm25_dense@4"] == pytest.approx(3 / 5)
 
 
 def test_rrf_ranks_agreement_first_and_handles_empty_lists() -> None:

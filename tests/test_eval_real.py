@@ -135,6 +135,8 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
     assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]
     assert set(fusion) >= {"union_bm25@1000", "union_dense@1000", "rrf@1000", "generator_only@1000"}
+    # the baselines those rows must beat: BM25 and dense fused without the generator
+    assert {"union_bm25_dense@1000", "rrf_bm25_dense@1000"} <= set(fusion)
     assert all(0.0 <= v <= 1.0 for v in fusion.values())
     # the union of two halves can't beat both channels' full lists together, and RRF sees all three
     assert fusion["generator_only@1000"] <= fusion["generator@1000"]

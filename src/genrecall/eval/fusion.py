@@ -10,6 +10,8 @@ request (best first); a pair (request, relevant item) counts once.
   generator, BM25 and dense, computed by ``ranx.fuse``;
 - ``generator_only@N``: share of relevant pairs the generator finds within N that neither BM25 nor
   dense finds within N;
+- ``union_bm25_dense@N`` / ``rrf_bm25_dense@N``: the same union and RRF of BM25 and dense alone, what a
+  team runs *without* the generator: the generator adds something only where its rows beat these;
 - ``generator@N``, ``bm25@N``, ``dense@N``: each channel alone, for reference on the same pairs.
 """
 
@@ -69,15 +71,19 @@ def fusion_metrics(
         raise ValueError("one ranked list per request in every channel, and one target list per request")
     n, half = cfg.n, cfg.n // 2
     fused = rrf([generator, bm25, dense], n, cfg.rrf_k)
-    counts = dict.fromkeys(("union_bm25", "union_dense", "rrf", "generator_only", "generator", "bm25", "dense"), 0)
+    without = rrf([bm25, dense], n, cfg.rrf_k)
+    names = ("union_bm25", "union_dense", "rrf", "generator_only", "generator", "bm25", "dense")
+    counts = dict.fromkeys((*names, "union_bm25_dense", "rrf_bm25_dense"), 0)
     total = 0
-    for g, b, d, f, t in zip(generator, bm25, dense, fused, targets):
+    for g, b, d, f, w, t in zip(generator, bm25, dense, fused, without, targets):
         rel = {int(i) for i in t}
         total += len(rel)
         g_n, b_n, d_n = _hits(g, rel, n), _hits(b, rel, n), _hits(d, rel, n)
         counts["union_bm25"] += len(_hits(g, rel, half) | _hits(b, rel, half))
         counts["union_dense"] += len(_hits(g, rel, half) | _hits(d, rel, half))
         counts["rrf"] += len(_hits(f, rel, n))
+        counts["union_bm25_dense"] += len(_hits(b, rel, half) | _hits(d, rel, half))
+        counts["rrf_bm25_dense"] += len(_hits(w, rel, n))
         counts["generator_only"] += len(g_n - b_n - d_n)
         counts["generator"] += len(g_n)
         counts["bm25"] += len(b_n)
