@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=0.1, help="softmax temperature, cosine units")
     ap.add_argument("--batch", type=int, default=512, help="products per step")
     ap.add_argument("--query-batch", type=int, default=64, help="training query pairs per step")
+    ap.add_argument("--product-weight", type=float, default=1.0, help="weight of the products' loss (0: queries only)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -131,7 +132,7 @@ def main() -> None:
         for b in range(steps):
             i = order[b * args.batch : (b + 1) * args.batch]
             j = qorder[b * args.query_batch : (b + 1) * args.query_batch]
-            loss = model.loss(x[i], xp[i], args.tau) + model.loss(qv[j], qp[j], args.tau)
+            loss = args.product_weight * model.loss(x[i], xp[i], args.tau) + model.loss(qv[j], qp[j], args.tau)
             opt.zero_grad()
             loss.backward()
             opt.step()
