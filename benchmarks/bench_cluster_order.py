@@ -9,7 +9,10 @@ For the test queries of ``--test``, the saved CQ-SID clusters are ordered two wa
 
 - ``max``: by the best cosine between the query's MiniLM vector and any item of the cluster (the oracle);
 - ``centroid``: by the cosine to the cluster's mean item vector, at the full SID and at its first
-  ``D - 1`` levels (what a cluster-level dense index, or a prior over trie nodes, could reach).
+  ``D - 1`` levels (what a cluster-level dense index, or a prior over trie nodes, could reach);
+- ``fused``: by the cluster's best rank in the reciprocal-rank fusion of BM25 and dense (their first
+  5000 items each; clusters with no item there last): the ceiling of a generator that understood the
+  query's wording *and* meaning as well as the two together do.
 
 A generator that learns "query meaning -> cluster" from a cluster's items as a whole behaves more like
 the second. Run it on a split of the *training* queries (``genrecall split-judged`` on the train half):
@@ -24,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from genrecall.config import from_dict, load_params
+from genrecall.eval.fusion import rrf
 from genrecall.eval.metrics import evaluate_ranked_items
 from genrecall.eval.oracle import cluster_oracle, expand_clusters
-from genrecall.pipeline.eval_real import EvalRealConfig, load_run
+from genrecall.pipeline.eval_real import EvalRealConfig, baseline_rankings, load_run
 from genrecall.sid.index import SidIndex
 
 
@@ -39,6 +43,19 @@ def centroid_order(
     np.add.at(centres, cluster, x)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     return [expand_clusters(centres @ q, cluster, item_ids, n) for q in np.asarray(query_vectors, dtype=np.float64)]
+
+
+def ranked_order(ranked: list[np.ndarray], item_ids: np.ndarray, cluster: np.ndarray, n: int) -> list[np.ndarray]:
+    """First ``n`` items per query, clusters ordered by their best item's rank in ``ranked`` (item ids)."""
+    row = {int(i): r for r, i in enumerate(item_ids)}
+    out = []
+    for items in ranked:
+        score = np.full(int(cluster.max()) + 1, -np.inf)
+        rows = np.array([row[int(i)] for i in items], dtype=np.int64)
+        # one score per cluster: minus the rank of its first item (np.maximum keeps the best)
+        np.maximum.at(score, cluster[rows], -np.arange(len(rows), dtype=np.float64))
+        out.append(expand_clusters(score, cluster, item_ids, n))
+    return out
 
 
 def main() -> None:
@@ -58,6 +75,11 @@ def main() -> None:
         cluster = cluster.reshape(-1)
         name = f"centroid, first {depth} levels ({int(cluster.max()) + 1:,} clusters)"
         rows[name] = centroid_order(run.test_vectors, run.x, run.ids, cluster, 1000)
+    _, cluster = np.unique(sids, axis=0, return_inverse=True)
+    ranked = {k: [r[r >= 0] for r in v] for k, v in baseline_rankings(run, 5000).items()}
+    rows["fused: best item in RRF(BM25, dense)"] = ranked_order(
+        rrf([ranked["bm25"], ranked["dense"]], 5000), run.ids, cluster.reshape(-1), 1000
+    )
     print(f"{len(run.test_log)} test queries, {len(run.ids):,} items")
     for name, lists in rows.items():
         m = evaluate_ranked_items(lists, run.targets, n_items=(100, 1000))

@@ -267,7 +267,7 @@ def eval_real(
     results = _MethodResults()
     for method in cfg.methods:
         _evaluate_method(cfg, ev, fcfg, method, run, work, timings, results)
-    ranked = _baseline_rankings(run, max(*ev.n_items, fcfg.n))
+    ranked = baseline_rankings(run, max(*ev.n_items, fcfg.n))
     rankers = {name: evaluate_ranked_items(r, run.targets, n_items=ev.n_items) for name, r in ranked.items()}
     block, _ = metrics_block(
         results.generators,
@@ -357,7 +357,7 @@ def score_run(ev: EvaluateConfig, run: JudgedRun, gen_run: GeneratorRun, index: 
     )
 
 
-def _baseline_rankings(run: JudgedRun, k: int) -> dict[str, np.ndarray]:
+def baseline_rankings(run: JudgedRun, k: int) -> dict[str, np.ndarray]:
     """The top ``k`` items per test query of BM25 on titles and of dense retrieval on the embeddings."""
     bm25 = BM25Retriever().fit(run.ids, run.items["title"].astype(str).tolist())
     dense = DenseRetriever().fit(run.ids, run.x)
