@@ -9,8 +9,11 @@ the CQ-SID generator, the RQ-VAE baseline generator, BM25 and dense retrieval ov
 the result is one ``judged`` block in the metrics.json format. Nothing is ordered by popularity:
 there is none, so truncation keeps beam order (ties by item id).
 
-Beside the generators: ``tokenizer_beam`` (the query vector through CQ-SID's own encoder and a beam
-over its codebooks, no training) and a ``fusion`` block (what the generator adds to BM25 and dense).
+Beside the generators, three training-free references on CQ-SID's SIDs: ``tokenizer_beam`` (the query
+vector through CQ-SID's own encoder and a beam over its codebooks), ``centroid_beam`` (a beam over the
+trie by each node's item centroid) and ``sid_hybrid`` (the SIDs ranked by BM25 over their items' titles
+and by their centroid, fused; gen/sid_hybrid.py); and a ``fusion`` block (what the generator adds to
+BM25 and dense).
 When the generator reads sentence vectors (``train.tokenizer.semantic_tokens``), every prompt carries
 the MiniLM vector of its text, and items also train on pseudo-queries (``pseudo``).
 """
@@ -42,6 +45,7 @@ from genrecall.eval.report import build_metrics, metrics_block, print_summary, w
 from genrecall.gen.centroid_prior import CentroidPrior, CentroidPriorConfig, NodeCentroids, centroid_beam
 from genrecall.gen.model import load_generator
 from genrecall.gen.semantic import SentenceEncoder
+from genrecall.gen.sid_hybrid import SidHybrid, SidHybridConfig
 from genrecall.gen.sid_prior import SidPrior, SidPriorConfig
 from genrecall.pipeline.evaluate import EvaluateConfig, generate_sids
 from genrecall.pipeline.sid import SidConfig, fit_method
@@ -54,6 +58,7 @@ from genrecall.sid.tokenizer import QueryPairs, SidTokenizer
 
 REFERENCE = "tokenizer_beam"  # the training-free reference, on the first method's (CQ-SID's) tokenizer
 CENTROIDS = "centroid_beam"  # the other one: the first method's trie nodes ranked by their items' centroid
+HYBRID = "sid_hybrid"  # and the first method's SIDs ranked by BM25 and their centroid, fused (gen/sid_hybrid.py)
 ORACLE = "cluster_oracle"  # the recall ceiling of the first method's clusters (eval/oracle.py)
 
 
@@ -73,6 +78,9 @@ class EvalRealConfig:
     # and the stronger one: beam over the trie by the cosine of the query to each node's item centroid
     # (gen/centroid_prior.py; one vector per trie node, not per item)
     centroid_beam: bool = True
+    # and the one that reads the wording: SIDs ranked by BM25 over their items' titles and by their
+    # centroid, fused by reciprocal rank (gen/sid_hybrid.py); an empty block = SidHybridConfig's defaults
+    sid_hybrid: dict[str, Any] | None = field(default_factory=dict)  # null: off
     # ablations on the first method's SIDs: name -> overrides of ``train`` (e.g. the semantic prompt off);
     # they share its SID fit and embeddings, so a row costs one generator, not a whole run
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -334,6 +342,11 @@ def _evaluate_method(
     if cfg.centroid_beam and CENTROIDS not in results.generators:
         beams = centroid_beam(nodes, run.test_vectors, max(ev.beams))
         results.generators[CENTROIDS] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
+    if cfg.sid_hybrid is not None and HYBRID not in results.generators:
+        hybrid = SidHybrid(from_dict(SidHybridConfig, cfg.sid_hybrid))
+        hybrid.fit(index.sid_of(run.ids), run.items["title"].astype(str).tolist(), run.x)
+        beams = hybrid.search(run.test_log["query"].tolist(), run.test_vectors, max(ev.beams))
+        results.generators[HYBRID] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
     if first:
         for name, overrides in cfg.variants.items():
             with timings.step(f"generator/{name}"):
