@@ -12,7 +12,9 @@ For the test queries of ``--test``, the saved CQ-SID clusters are ordered two wa
   ``D - 1`` levels (what a cluster-level dense index, or a prior over trie nodes, could reach);
 - ``fused``: by the cluster's best rank in the reciprocal-rank fusion of BM25 and dense (their first
   5000 items each; clusters with no item there last): the ceiling of a generator that understood the
-  query's wording *and* meaning as well as the two together do.
+  query's wording *and* meaning as well as the two together do;
+- ``sid_hybrid``: by the fusion of BM25 over each cluster's titles and the cluster centroid's cosine
+  (gen/sid_hybrid.py, eval-real's ``sid_hybrid`` row): what needs no item-level index at all.
 
 A generator that learns "query meaning -> cluster" from a cluster's items as a whole behaves more like
 the second. Run it on a split of the *training* queries (``genrecall split-judged`` on the train half):
@@ -30,6 +32,7 @@ from genrecall.config import from_dict, load_params
 from genrecall.eval.fusion import rrf
 from genrecall.eval.metrics import evaluate_ranked_items
 from genrecall.eval.oracle import cluster_oracle, expand_clusters
+from genrecall.gen.sid_hybrid import SidHybrid
 from genrecall.pipeline.eval_real import EvalRealConfig, baseline_rankings, load_run
 from genrecall.sid.index import SidIndex
 
@@ -58,6 +61,13 @@ def ranked_order(ranked: list[np.ndarray], item_ids: np.ndarray, cluster: np.nda
     return out
 
 
+def _first_ranked(order: np.ndarray, k: int) -> np.ndarray:
+    """Cluster scores for `expand_clusters` from a ranked list of cluster numbers (unlisted: last)."""
+    score = np.full(k, -np.inf)
+    score[order] = -np.arange(len(order), dtype=np.float64)
+    return score
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, required=True, help="an eval-real work dir (its index/cq_sid is read)")
@@ -80,6 +90,13 @@ def main() -> None:
     rows["fused: best item in RRF(BM25, dense)"] = ranked_order(
         rrf([ranked["bm25"], ranked["dense"]], 5000), run.ids, cluster.reshape(-1), 1000
     )
+    hybrid = SidHybrid().fit(sids, run.items["title"].astype(str).tolist(), run.x)
+    found = hybrid.search(run.test_log["query"].tolist(), run.test_vectors, 1000)
+    row = {tuple(s): c for c, s in enumerate(np.unique(sids, axis=0).tolist())}  # SID -> cluster number
+    order = [np.array([row[tuple(s)] for s in f.tolist()], dtype=np.int64) for f in found]
+    rows["sid_hybrid: RRF(BM25 over cluster titles, centroid)"] = [
+        expand_clusters(_first_ranked(o, len(row)), cluster.reshape(-1), run.ids, 1000) for o in order
+    ]
     print(f"{len(run.test_log)} test queries, {len(run.ids):,} items")
     for name, lists in rows.items():
         m = evaluate_ranked_items(lists, run.targets, n_items=(100, 1000))
