@@ -21,7 +21,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 def test_metrics_json_follows_the_contract(tiny: TinyRun) -> None:
     m = json.loads((tiny.reports / "metrics.json").read_text())
     check_metrics(m)  # fractions in [0, 1]
-    assert set(m["semantic"]) == {"cq_sid", "rq_vae", "bm25", "dense", "tokenizer_beam", "centroid_beam"}
+    assert set(m["semantic"]) == {"cq_sid", "rq_vae", "bm25", "dense", "tokenizer_beam", "centroid_beam", "sid_hybrid"}
     assert set(m["personalized"]) >= {"cq_sid", "cq_sid_q2sid", "bm25", "dense"}
     for method in ("cq_sid", "rq_vae"):
         block = m["semantic"][method]

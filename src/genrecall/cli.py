@@ -393,7 +393,7 @@ def evaluate(
         sid_model_dir=sid_model_dir if (sid_model_dir / "cq_sid").is_dir() else None,
     )
     if not (sid_model_dir / "cq_sid").is_dir():
-        console.print(f"[yellow]no {sid_model_dir / 'cq_sid'}: tokenizer_beam and centroid_beam not scored[/]")
+        console.print(f"[yellow]no {sid_model_dir / 'cq_sid'}: the training-free references not scored[/]")
     console.print(f"wrote {res.metrics_path} ({res.test_pairs})")
 
 

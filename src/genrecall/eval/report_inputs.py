@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 # personalized-set methods that are not EG-GRPO variants (everything else there is an RL variant)
-NOT_RL = frozenset({"cq_sid", "cq_sid_q2sid", "rq_vae", "bm25", "dense", "served", "tokenizer_beam", "centroid_beam"})
+NOT_RL = frozenset(
+    {"cq_sid", "cq_sid_q2sid", "rq_vae", "bm25", "dense", "served", "tokenizer_beam", "centroid_beam", "sid_hybrid"}
+)
 SETS = ("semantic", "personalized")
 
 

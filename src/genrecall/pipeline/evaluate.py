@@ -44,6 +44,7 @@ from genrecall.gen.centroid_prior import CentroidPrior, NodeCentroids, centroid_
 from genrecall.gen.examples import encode_user_query, normalize_query
 from genrecall.gen.model import Generator, load_generator
 from genrecall.gen.semantic import SentenceEncoder, is_semantic, vectors_for
+from genrecall.gen.sid_hybrid import SidHybrid
 from genrecall.gen.sid_prior import SidPrior
 from genrecall.pipeline.embed import Embeddings, load_embeddings
 from genrecall.pipeline.train import feast_contexts
@@ -202,8 +203,8 @@ def evaluate(
     (params ``source.kind``), plus the simulator's preset only when the simulator made the data.
     ``rl_dir``: the train_rl output (``<rl_dir>/cq_sid/<variant>/final``); None skips the RL variants.
     ``sid_model_dir``: the sid stage's tokenizers (``<dir>/cq_sid``); given, the query-only set also
-    scores the two training-free references on CQ-SID's SIDs, ``tokenizer_beam`` and ``centroid_beam``
-    (the rows a trained generator has to beat); None skips them.
+    scores the three training-free references on CQ-SID's SIDs, ``tokenizer_beam``, ``centroid_beam`` and
+    ``sid_hybrid`` (the rows a trained generator has to beat); None skips them.
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -361,11 +362,14 @@ def _references(
     cfg: EvaluateConfig, sid_model_dir: Path, index: SidIndex, listed: pd.DataFrame, emb: Embeddings
 ) -> Callable[[pd.Series], dict[str, list[np.ndarray]]]:
     """Queries -> each training-free reference's SIDs (best first) on CQ-SID's SIDs: ``tokenizer_beam``
-    (sid/beam.py: the query's vector through the tokenizer's codebooks) and ``centroid_beam``
-    (gen/centroid_prior.py: the trie nodes' item centroids), both from the embed stage's vectors."""
+    (sid/beam.py: the query's vector through the tokenizer's codebooks), ``centroid_beam``
+    (gen/centroid_prior.py: the trie nodes' item centroids), both from the embed stage's vectors, and
+    ``sid_hybrid`` (gen/sid_hybrid.py: BM25 over each SID's item texts fused with its centroid)."""
     tok = SidTokenizer.load(sid_model_dir / "cq_sid")
     ids = listed["item_id"].to_numpy(np.int64)
-    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(ids), emb.items[emb.item_rows(ids)])
+    x = emb.items[emb.item_rows(ids)]
+    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(ids), x)
+    hybrid = SidHybrid().fit(index.sid_of(ids), item_texts(listed), x)
 
     def search(queries: pd.Series) -> dict[str, list[np.ndarray]]:
         vecs = emb.vectors_of(queries)
@@ -373,6 +377,7 @@ def _references(
         return {
             "tokenizer_beam": tokenizer_beam(tok, index.trie, vecs, beams, index.sid_vocab_sizes),
             "centroid_beam": centroid_beam(nodes, vecs, beams),
+            "sid_hybrid": hybrid.search(list(queries), vecs, beams),
         }
 
     return search
