@@ -4,7 +4,7 @@
     python benchmarks/bench_cluster_order.py --work reports/dev-base \\
         --products ../shared/data/homedepot/products.csv --train data/hd/dev-train.csv --test data/hd/dev-val.csv
 
-For the test queries of ``--test``, the saved CQ-SID clusters are ordered two ways and expanded whole
+For the test queries of ``--test``, the saved CQ-SID clusters are ordered several ways and expanded whole
 (items in id order, first 1000 kept), as `cluster_oracle` (eval/oracle.py) does:
 
 - ``max``: by the best cosine between the query's MiniLM vector and any item of the cluster (the oracle);
@@ -14,7 +14,9 @@ For the test queries of ``--test``, the saved CQ-SID clusters are ordered two wa
   5000 items each; clusters with no item there last): the ceiling of a generator that understood the
   query's wording *and* meaning as well as the two together do;
 - ``sid_hybrid``: by the fusion of BM25 over each cluster's titles and the cluster centroid's cosine
-  (gen/sid_hybrid.py, eval-real's ``sid_hybrid`` row): what needs no item-level index at all.
+  (gen/sid_hybrid.py, eval-real's ``sid_hybrid`` row): what needs no item-level index at all;
+  with ``--generator`` also the saved generator's beam (300 SIDs) alone and as a third ranking in
+  that fusion: does the trained generator add anything to it?
 
 A generator that learns "query meaning -> cluster" from a cluster's items as a whole behaves more like
 the second. Run it on a split of the *training* queries (``genrecall split-judged`` on the train half):
@@ -33,7 +35,7 @@ from genrecall.eval.fusion import rrf
 from genrecall.eval.metrics import evaluate_ranked_items
 from genrecall.eval.oracle import cluster_oracle, expand_clusters
 from genrecall.gen.sid_hybrid import SidHybrid
-from genrecall.pipeline.eval_real import EvalRealConfig, baseline_rankings, load_run
+from genrecall.pipeline.eval_real import EvalRealConfig, baseline_rankings, load_run, search
 from genrecall.sid.index import SidIndex
 
 
@@ -75,6 +77,7 @@ def main() -> None:
     ap.add_argument("--train", required=True)
     ap.add_argument("--test", required=True)
     ap.add_argument("--method", default="cq_sid")
+    ap.add_argument("--generator", action="store_true", help="also decode <work>/generator/<method>")
     args = ap.parse_args()
     cfg = from_dict(EvalRealConfig, load_params().get("eval_real", {}))
     run = load_run(cfg, args.products, args.train, args.test)
@@ -91,12 +94,19 @@ def main() -> None:
         rrf([ranked["bm25"], ranked["dense"]], 5000), run.ids, cluster.reshape(-1), 1000
     )
     hybrid = SidHybrid().fit(sids, run.items["title"].astype(str).tolist(), run.x)
-    found = hybrid.search(run.test_log["query"].tolist(), run.test_vectors, 1000)
-    row = {tuple(s): c for c, s in enumerate(np.unique(sids, axis=0).tolist())}  # SID -> cluster number
-    order = [np.array([row[tuple(s)] for s in f.tolist()], dtype=np.int64) for f in found]
-    rows["sid_hybrid: RRF(BM25 over cluster titles, centroid)"] = [
-        expand_clusters(_first_ranked(o, len(row)), cluster.reshape(-1), run.ids, 1000) for o in order
-    ]
+    queries = run.test_log["query"].tolist()
+
+    def expand(found: list[np.ndarray]) -> list[np.ndarray]:  # SIDs, best first -> first 1000 items
+        ranks = (_first_ranked(hybrid.numbers(f), len(hybrid)) for f in found)
+        return [expand_clusters(r, cluster.reshape(-1), run.ids, 1000) for r in ranks]
+
+    rows["sid_hybrid: RRF(BM25 over cluster titles, centroid)"] = expand(hybrid.search(queries, run.test_vectors, 1000))
+    if args.generator:
+        index = SidIndex.load(args.work / "index" / args.method)
+        generated = search(cfg, index, run, args.work / "generator" / args.method).sids
+        rows["generator's beam"] = expand(generated)
+        both = hybrid.search(queries, run.test_vectors, 1000, generated=generated)
+        rows["sid_hybrid + generator: RRF of the three"] = expand(both)
     print(f"{len(run.test_log)} test queries, {len(run.ids):,} items")
     for name, lists in rows.items():
         m = evaluate_ranked_items(lists, run.targets, n_items=(100, 1000))

@@ -50,6 +50,19 @@ def test_both_rankings_agreeing_beat_either_alone() -> None:
     assert len({tuple(s) for s in got.tolist()}) == len(got)  # distinct SIDs, each a real cluster
 
 
+def test_a_generators_sids_join_the_fusion_as_a_third_ranking() -> None:
+    h = fitted()
+    vec = np.array([[0, 0, 0.2, 1]], dtype=np.float32)  # paint first, then fans (see above)
+    assert h.search(["drill tray"], vec, k=4)[0][0].tolist() == [1, 1]
+    # a generator that puts the drill cluster first (and an SID no cluster has, skipped) tips the vote
+    generated = [np.array([[0, 0], [5, 5], [1, 0]])]
+    got = h.search(["drill tray"], vec, k=4, generated=generated)[0]
+    assert got[0].tolist() == [0, 0]
+    assert h.numbers(generated[0]).tolist() == [0, 2]
+    with pytest.raises(ValueError, match="generated"):
+        h.search(["drill tray"], vec, k=4, generated=[])
+
+
 def test_k_and_depth_bound_the_answer() -> None:
     h = fitted(depth=2)
     got = h.search(["paint"], np.array([[0, 0, 0, 1]], dtype=np.float32), k=10)

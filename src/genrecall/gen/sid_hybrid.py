@@ -11,7 +11,8 @@ the one of the three that reads the query's *wording*. Every SID (one cluster of
 A query ranks the SIDs both ways; the first ``depth`` of each are fused by reciprocal rank
 (Cormack et al. 2009; ranx, through ``eval.fusion.rrf``) and the first ``k`` fused SIDs are the
 answer, expanded to items like a generator's. It needs one document and one vector per SID, not per
-item. Neither ranking nor the fusion has a tuned parameter (bm25s' and RRF's defaults).
+item. Neither ranking nor the fusion has a tuned parameter (bm25s' and RRF's defaults). A generator's
+SIDs can join the fusion as a third ranking (``search(..., generated=...)``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class SidHybrid:
         self.sids = np.empty((0, 0), dtype=np.int64)  # (clusters, depth): cluster c is SID sids[c]
         self._bm25 = BM25Retriever()
         self._dense = DenseRetriever()
+        self._number: dict[tuple[int, ...], int] = {}  # SID -> its row of ``sids``
 
     def fit(self, item_sids: np.ndarray, item_texts: Sequence[str], item_vectors: np.ndarray) -> SidHybrid:
         """One document and one centroid per distinct SID row of ``item_sids`` (n, D)."""
@@ -54,6 +56,7 @@ class SidHybrid:
             raise ValueError(f"{len(sids)} item SIDs, {len(item_texts)} texts and {len(x)} vectors")
         self.sids, cluster = np.unique(sids, axis=0, return_inverse=True)
         cluster = cluster.reshape(-1)
+        self._number = {tuple(row): c for c, row in enumerate(self.sids.tolist())}
         docs: list[list[str]] = [[] for _ in range(len(self.sids))]
         for c, text in zip(cluster.tolist(), item_texts):
             docs[c].append(str(text))
@@ -68,14 +71,33 @@ class SidHybrid:
     def __len__(self) -> int:
         return len(self.sids)
 
-    def search(self, queries: Sequence[str], query_vectors: np.ndarray, k: int) -> list[np.ndarray]:
-        """Per query its first ``k`` SIDs, (<= k, D) int64, best first (fewer when fewer match)."""
-        if len(queries) != len(query_vectors):
-            raise ValueError(f"{len(queries)} queries for {len(query_vectors)} vectors")
+    def search(
+        self,
+        queries: Sequence[str],
+        query_vectors: np.ndarray,
+        k: int,
+        *,
+        generated: Sequence[np.ndarray] | None = None,
+    ) -> list[np.ndarray]:
+        """Per query its first ``k`` SIDs, (<= k, D) int64, best first (fewer when fewer match).
+
+        ``generated``: per query a generator's SIDs (b, D), best first, fused as a third ranking (SIDs
+        that are not one of the fitted clusters are skipped)."""
+        if len(queries) != len(query_vectors) or (generated is not None and len(generated) != len(queries)):
+            raise ValueError(f"{len(queries)} queries for {len(query_vectors)} vectors (and generated SIDs)")
         if not len(queries):
             return []
         depth = min(self.config.depth, len(self.sids))
-        lexical = [r[r >= 0] for r in self._bm25.search(list(queries), depth).items]
-        semantic = [r[r >= 0] for r in self._dense.search(np.asarray(query_vectors), depth).items]
-        fused = rrf([lexical, semantic], min(k, depth), self.config.rrf_k)
+        rankings = [
+            [r[r >= 0] for r in self._bm25.search(list(queries), depth).items],
+            [r[r >= 0] for r in self._dense.search(np.asarray(query_vectors), depth).items],
+        ]
+        if generated is not None:
+            rankings.append([self.numbers(g)[:depth] for g in generated])
+        fused = rrf(rankings, min(k, depth), self.config.rrf_k)
         return [self.sids[f] for f in fused]
+
+    def numbers(self, sids: np.ndarray) -> np.ndarray:
+        """The cluster numbers (rows of ``self.sids``) of SIDs (b, D), in order; unknown SIDs dropped."""
+        found = (self._number.get(tuple(row), -1) for row in np.asarray(sids).tolist())
+        return np.array([c for c in found if c >= 0], dtype=np.int64)
