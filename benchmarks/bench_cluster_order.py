@@ -26,6 +26,7 @@ it reads the test queries' item similarities, so it is a diagnostic, not a metho
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,14 +94,20 @@ def main() -> None:
     rows["fused: best item in RRF(BM25, dense)"] = ranked_order(
         rrf([ranked["bm25"], ranked["dense"]], 5000), run.ids, cluster.reshape(-1), 1000
     )
+    start = time.perf_counter()
     hybrid = SidHybrid().fit(sids, run.items["title"].astype(str).tolist(), run.x)
+    fit_s = time.perf_counter() - start
     queries = run.test_log["query"].tolist()
 
     def expand(found: list[np.ndarray]) -> list[np.ndarray]:  # SIDs, best first -> first 1000 items
         ranks = (_first_ranked(hybrid.numbers(f), len(hybrid)) for f in found)
         return [expand_clusters(r, cluster.reshape(-1), run.ids, 1000) for r in ranks]
 
-    rows["sid_hybrid: RRF(BM25 over cluster titles, centroid)"] = expand(hybrid.search(queries, run.test_vectors, 1000))
+    start = time.perf_counter()
+    found = hybrid.search(queries, run.test_vectors, 1000)
+    search_s = time.perf_counter() - start
+    print(f"sid_hybrid: fit {fit_s:.1f} s ({len(hybrid):,} SIDs), search {1e3 * search_s / len(queries):.1f} ms/query")
+    rows["sid_hybrid: RRF(BM25 over cluster titles, centroid)"] = expand(found)
     if args.generator:
         index = SidIndex.load(args.work / "index" / args.method)
         generated = search(cfg, index, run, args.work / "generator" / args.method).sids
