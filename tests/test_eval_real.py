@@ -135,6 +135,7 @@ def test_split_then_eval_real_writes_a_judged_block(judged_csv: Path) -> None:
     assert m["judged"]["centroid_beam"]["items@1000"] > 0  # hash vectors of title words still find some
     # BM25 over each SID's titles finds the clusters of items whose title words the queries use
     assert m["judged"]["sid_hybrid"]["items@1000"] > 0 and m["judged"]["sid_hybrid"]["hitrate@10"] > 0
+    assert "sid_hybrid" in m["data"]["seconds"]
     assert json.loads((root / "judged_metrics" / "config.json").read_text())["sid"]["target_items_per_sid"] == 3
     fusion = m["judged"]["fusion"]
     assert set(fusion) >= {"union_bm25@1000", "union_dense@1000", "rrf@1000", "generator_only@1000"}

@@ -343,9 +343,10 @@ def _evaluate_method(
         beams = centroid_beam(nodes, run.test_vectors, max(ev.beams))
         results.generators[CENTROIDS] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
     if cfg.sid_hybrid is not None and HYBRID not in results.generators:
-        hybrid = SidHybrid(from_dict(SidHybridConfig, cfg.sid_hybrid))
-        hybrid.fit(index.sid_of(run.ids), run.items["title"].astype(str).tolist(), run.x)
-        beams = hybrid.search(run.test_log["query"].tolist(), run.test_vectors, max(ev.beams))
+        with timings.step(HYBRID):  # fit and search
+            hybrid = SidHybrid(from_dict(SidHybridConfig, cfg.sid_hybrid))
+            hybrid.fit(index.sid_of(run.ids), run.items["title"].astype(str).tolist(), run.x)
+            beams = hybrid.search(run.test_log["query"].tolist(), run.test_vectors, max(ev.beams))
         results.generators[HYBRID] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
     if first:
         for name, overrides in cfg.variants.items():
