@@ -43,14 +43,20 @@ def held_out(run: JudgedRun, share: float, seed: int) -> pd.DataFrame:
     return run.train_log[held & (run.train_log["clicked"].map(len) > 0)].reset_index(drop=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def judged_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every benchmark on a saved eval-real run takes: its work dir, the judged data, params."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", required=True, help="an eval-real work dir (sid/, index/, generator/)")
     ap.add_argument("--products", required=True)
     ap.add_argument("--train", required=True)
     ap.add_argument("--test", required=True)
-    ap.add_argument("--method", default="cq_sid")
     ap.add_argument("--params", default="params.yaml")
+    return ap
+
+
+def main() -> None:
+    ap = judged_parser(__doc__)
+    ap.add_argument("--method", default="cq_sid")
     ap.add_argument("--split", choices=("val", "test"), default="val")
     ap.add_argument("--kind", choices=("tokenizer", "centroid"), default="tokenizer", help="decode_prior.kind")
     ap.add_argument("--grid", nargs="+", default=["0:0.001", "1:0.001", "2:0.001", "2:0.003", "4:0.003"])

@@ -19,7 +19,6 @@ are scored once, at that epoch. Measured negative (docs/BENCHMARKS.md), so a scr
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -30,7 +29,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import yaml
-from bench_decode_prior import held_out, scores
+from bench_decode_prior import held_out, judged_parser, scores
 
 from genrecall.config import from_dict
 from genrecall.eval.inputs import GeneratorRun
@@ -85,12 +84,7 @@ def query_pairs(run: JudgedRun, log: pd.DataFrame, paths: np.ndarray) -> tuple[t
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", required=True, help="an eval-real work dir (index/)")
-    ap.add_argument("--products", required=True)
-    ap.add_argument("--train", required=True)
-    ap.add_argument("--test", required=True)
-    ap.add_argument("--params", default="params.yaml")
+    ap = judged_parser(__doc__)
     ap.add_argument("--train-nodes", action="store_true", help="the node embeddings learn")
     ap.add_argument("--adapter", action="store_true", help="the query map learns")
     ap.add_argument("--epochs", type=int, default=6)
