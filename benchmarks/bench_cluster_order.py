@@ -35,7 +35,7 @@ from genrecall.config import from_dict, load_params
 from genrecall.eval.fusion import rrf
 from genrecall.eval.metrics import evaluate_ranked_items
 from genrecall.eval.oracle import cluster_oracle, expand_clusters
-from genrecall.gen.sid_hybrid import SidHybrid
+from genrecall.gen.sid_hybrid import SidHybrid, cluster_centroids
 from genrecall.pipeline.eval_real import EvalRealConfig, baseline_rankings, load_run, search
 from genrecall.sid.index import SidIndex
 
@@ -44,10 +44,7 @@ def centroid_order(
     query_vectors: np.ndarray, item_vectors: np.ndarray, item_ids: np.ndarray, cluster: np.ndarray, n: int
 ) -> list[np.ndarray]:
     """First ``n`` items per query, clusters ordered by the cosine to their mean (unit) item vector."""
-    x = item_vectors / np.linalg.norm(item_vectors, axis=1, keepdims=True)
-    centres = np.zeros((int(cluster.max()) + 1, x.shape[1]))
-    np.add.at(centres, cluster, x)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = cluster_centroids(cluster, item_vectors)
     return [expand_clusters(centres @ q, cluster, item_ids, n) for q in np.asarray(query_vectors, dtype=np.float64)]
 
 

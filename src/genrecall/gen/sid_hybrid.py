@@ -26,6 +26,16 @@ from genrecall.eval.baselines import BM25Retriever, DenseRetriever
 from genrecall.eval.fusion import rrf
 
 
+def cluster_centroids(cluster: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """(clusters, dim) float64: the normalised mean of the unit vectors of each cluster's items
+    (``cluster[i]`` numbers item i's cluster, 0..k-1)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    centres = np.zeros((int(cluster.max()) + 1 if len(cluster) else 0, x.shape[1]))
+    np.add.at(centres, cluster, x)
+    return centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+
+
 @dataclass(frozen=True)
 class SidHybridConfig:
     """How many SIDs each ranking hands to the fusion, and the RRF constant."""
@@ -51,9 +61,8 @@ class SidHybrid:
     def fit(self, item_sids: np.ndarray, item_texts: Sequence[str], item_vectors: np.ndarray) -> SidHybrid:
         """One document and one centroid per distinct SID row of ``item_sids`` (n, D)."""
         sids = np.asarray(item_sids, dtype=np.int64)
-        x = np.asarray(item_vectors, dtype=np.float64)
-        if not len(sids) == len(item_texts) == len(x):
-            raise ValueError(f"{len(sids)} item SIDs, {len(item_texts)} texts and {len(x)} vectors")
+        if not len(sids) == len(item_texts) == len(item_vectors):
+            raise ValueError(f"{len(sids)} item SIDs, {len(item_texts)} texts and {len(item_vectors)} vectors")
         self.sids, cluster = np.unique(sids, axis=0, return_inverse=True)
         cluster = cluster.reshape(-1)
         self._number = {tuple(row): c for c, row in enumerate(self.sids.tolist())}
@@ -62,10 +71,7 @@ class SidHybrid:
             docs[c].append(str(text))
         ids = np.arange(len(self.sids))
         self._bm25.fit(ids, [" ".join(d) for d in docs])
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        centres = np.zeros((len(self.sids), x.shape[1]))
-        np.add.at(centres, cluster, x)
-        self._dense.fit(ids, centres.astype(np.float32))  # normalised by the retriever (cosine)
+        self._dense.fit(ids, cluster_centroids(cluster, item_vectors).astype(np.float32))
         return self
 
     def __len__(self) -> int:

@@ -367,9 +367,9 @@ def _references(
     ``sid_hybrid`` (gen/sid_hybrid.py: BM25 over each SID's item texts fused with its centroid)."""
     tok = SidTokenizer.load(sid_model_dir / "cq_sid")
     ids = listed["item_id"].to_numpy(np.int64)
-    x = emb.items[emb.item_rows(ids)]
-    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(ids), x)
-    hybrid = SidHybrid().fit(index.sid_of(ids), item_texts(listed), x)
+    sids, x = index.sid_of(ids), emb.items[emb.item_rows(ids)]
+    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, sids, x)
+    hybrid = SidHybrid().fit(sids, item_texts(listed), x)
 
     def search(queries: pd.Series) -> dict[str, list[np.ndarray]]:
         vecs = emb.vectors_of(queries)
