@@ -322,9 +322,10 @@ def _evaluate_method(
         tok, index = fit_sids(cfg, method, run, work)
     with timings.step(f"generator/{method}"):
         gen_run = train_and_search(cfg, cfg.train, index, run, work / "generator" / method)
-    results.health[method] = sid_health(index.sid_of(run.ids), tok.codebook_sizes).to_dict()
+    sids = index.sid_of(run.ids)  # the items' SIDs, rows aligned to run.ids
+    results.health[method] = sid_health(sids, tok.codebook_sizes).to_dict()
     results.generators[method] = score_run(ev, run, gen_run, index)
-    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, index.sid_of(run.ids), run.x)  # seconds
+    nodes = NodeCentroids.fit(index.trie, index.sid_vocab_sizes, sids, run.x)  # seconds
     prior = decode_prior(cfg, tok, index, run, nodes)
     if prior is not None:
         with timings.step(f"prior/{method}"):
@@ -334,7 +335,7 @@ def _evaluate_method(
     results.lists[method] = generator_items(gen_run.sids, as_sid_lookup(index), None, items_beam, fcfg.n)
     first = method == cfg.methods[0]
     if first:  # the recall ceiling of these clusters (a diagnostic, not a method)
-        ceiling = cluster_oracle(run.test_vectors, run.x, run.ids, index.sid_of(run.ids), max(ev.n_items))
+        ceiling = cluster_oracle(run.test_vectors, run.x, run.ids, sids, max(ev.n_items))
         results.oracles[ORACLE] = evaluate_ranked_items(ceiling, run.targets, n_items=ev.n_items)
     if cfg.tokenizer_beam and REFERENCE not in results.generators:
         beams = tokenizer_beam(tok, index.trie, run.test_vectors, max(ev.beams), index.sid_vocab_sizes)
@@ -345,7 +346,7 @@ def _evaluate_method(
     if cfg.sid_hybrid is not None and HYBRID not in results.generators:
         with timings.step(HYBRID):  # fit and search
             hybrid = SidHybrid(from_dict(SidHybridConfig, cfg.sid_hybrid))
-            hybrid.fit(index.sid_of(run.ids), run.items["title"].astype(str).tolist(), run.x)
+            hybrid.fit(sids, run.items["title"].astype(str).tolist(), run.x)
             beams = hybrid.search(run.test_log["query"].tolist(), run.test_vectors, max(ev.beams))
         results.generators[HYBRID] = score_run(ev, run, GeneratorRun.from_sids(beams), index)
     if first:
